@@ -1,0 +1,1 @@
+"""Converters that rewrite datasets, one shard at a time, into streaming stores."""

@@ -1,0 +1,30 @@
+# Two commands set everything up on a machine that has only Python 3:
+#   make demo   synthetic data -> Zarr store -> torchrun (2 CPU processes) -> metrics and plots
+#   make test   the whole test suite
+PYTHON ?= python3
+VENV   ?= .venv
+# The torch wheel to install. The default resolves to the CPU wheel where one is cached locally and
+# to PyPI's build elsewhere; GPU clusters can pick theirs, e.g. TORCH="torch --index-url ...".
+TORCH  ?= torch==2.13.0
+PY     := $(VENV)/bin/python
+
+.PHONY: demo test bench clean
+
+$(VENV)/.installed: pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet $(TORCH)
+	$(PY) -m pip install --quiet -e '.[test]'
+	touch $@
+
+demo: $(VENV)/.installed
+	PATH="$(abspath $(VENV))/bin:$$PATH" bash launch/demo.sh
+
+test: $(VENV)/.installed
+	PATH="$(abspath $(VENV))/bin:$$PATH" $(PY) -m pytest -q
+
+bench: $(VENV)/.installed
+	PATH="$(abspath $(VENV))/bin:$$PATH" bash benchmarks/run_all.sh
+
+clean:
+	rm -rf $(VENV) demo

@@ -1,0 +1,123 @@
+"""Training configuration: dataclass defaults < TOML file (--config) < command-line flags.
+
+Every field of `TrainConfig` and of `ModelConfig` is a flag (`--batch-size`, `--conv1kc`, ...).
+A TOML file holds training keys at the top level and model keys in a `[model]` table.
+"""
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import sys
+from dataclasses import asdict, dataclass, field, fields
+from pathlib import Path
+
+from maize_ddp.model import ModelConfig
+
+if sys.version_info >= (3, 11):
+    import tomllib
+else:  # pragma: no cover
+    import tomli as tomllib
+
+
+@dataclass
+class TrainConfig:
+    data: str = ""                  # a .zarr or .wds store written by convert/
+    out: str = "runs/run"           # run folder: config, metrics, checkpoints, test report
+    epochs: int = 10
+    batch_size: int = 32            # per rank; the global batch is batch_size x world size
+    lr: float = 1e-3                # peak learning rate of Adam(W)
+    weight_decay: float = 0.0       # decoupled (AdamW); 0 is the report's plain Adam
+    warmup_steps: int = 200         # linear warm-up, then cosine decay to lr_min_ratio x lr
+    lr_min_ratio: float = 0.05
+    grad_clip: float = 0.0          # max global grad norm; 0 = no clipping
+    amp: str = "auto"               # auto | off | bf16 | fp16
+    device: str = "auto"            # auto | cpu | cuda
+    sync_bn: bool = False
+    seed: int = 0
+    num_workers: int = 0            # DataLoader workers per rank
+    reverse_complement: bool = False  # augmentation: random reverse complement
+    max_shift: int = 0              # augmentation: random shift by +-max_shift bases (N padded)
+    rc_average: bool = False        # test report: average predictions of a sequence and its RC
+    checkpoint_every: int = 0       # steps between mid-epoch checkpoints; 0 = end of epoch only
+    patience: int = 0               # early stopping after this many epochs without a better val r; 0 = off
+    resume: bool = False            # continue from OUT/checkpoints/last.pt when it exists
+    max_steps: int = 0              # stop after this many optimizer steps in all (0 = no limit); for tests
+    model: ModelConfig = field(default_factory=ModelConfig)
+
+    def validate(self) -> None:
+        if not self.data:
+            raise ValueError("--data is required: a .zarr or .wds store (see python -m convert.npz_to_zarr)")
+        if self.amp not in ("auto", "off", "bf16", "fp16"):
+            raise ValueError(f"--amp must be auto, off, bf16 or fp16, not {self.amp!r}")
+        for name in ("epochs", "batch_size"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"--{name.replace('_', '-')} must be at least 1")
+        if self.lr <= 0:
+            raise ValueError("--lr must be positive")
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+def _flag(name: str) -> str:
+    return "--" + name.replace("_", "-")
+
+
+def _add_fields(parser: argparse.ArgumentParser, cls, skip=()) -> None:
+    for f in fields(cls):
+        if f.name in skip:
+            continue
+        kind = type(f.default) if f.default is not dataclasses.MISSING else str
+        if kind is bool:
+            parser.add_argument(_flag(f.name), dest=f.name, action=argparse.BooleanOptionalAction,
+                                default=argparse.SUPPRESS)
+        else:
+            parser.add_argument(_flag(f.name), dest=f.name, type=kind, default=argparse.SUPPRESS,
+                                metavar=f.name.upper())
+
+
+def make_parser(prog: str = "python -m maize_ddp.train") -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog=prog, description="Train BasenjiModel with DDP (run under torchrun for "
+                                "several processes). Flags override --config, which overrides the defaults.")
+    p.add_argument("--config", type=Path, default=None, help="TOML file; model keys in a [model] table")
+    _add_fields(p, TrainConfig, skip=("model",))
+    model = p.add_argument_group("model hyperparameters (BasenjiModel)")
+    _add_fields(model, ModelConfig, skip=("num_targets", "seq_len"))  # these come from the data
+    return p
+
+
+def load_toml(path: Path) -> dict:
+    try:
+        with open(path, "rb") as fh:
+            return tomllib.load(fh)
+    except FileNotFoundError:
+        raise ValueError(f"{path}: config file not found") from None
+    except tomllib.TOMLDecodeError as e:
+        raise ValueError(f"{path}: not valid TOML ({e})") from None
+
+
+def resolve(argv=None) -> TrainConfig:
+    args = vars(make_parser().parse_args(argv))
+    config_path = args.pop("config")
+    file = load_toml(config_path) if config_path else {}
+    model_file = file.pop("model", {})
+    train_keys = {f.name for f in fields(TrainConfig)} - {"model"}
+    model_keys = {f.name for f in fields(ModelConfig)}
+    unknown = (set(file) - train_keys) | {f"model.{k}" for k in set(model_file) - model_keys}
+    if unknown:
+        raise ValueError(f"{config_path}: unknown keys {sorted(unknown)}")
+    train = {**file, **{k: v for k, v in args.items() if k in train_keys}}
+    model = {**model_file, **{k: v for k, v in args.items() if k in model_keys}}
+    cfg = TrainConfig(**train, model=ModelConfig(**model))
+    cfg.validate()
+    return cfg
+
+
+def from_dict(d: dict) -> TrainConfig:
+    d = dict(d)
+    return TrainConfig(**{**d, "model": ModelConfig.from_dict(d.pop("model", {}))})
+
+
+def dumps(cfg: TrainConfig) -> str:
+    return json.dumps(cfg.to_dict(), indent=2) + "\n"

@@ -1,0 +1,95 @@
+"""Process-group set-up from torchrun's environment; plain `python` is a world of one."""
+from __future__ import annotations
+
+import os
+import socket
+from dataclasses import dataclass
+from datetime import timedelta
+
+import torch
+import torch.distributed as dist
+
+
+@dataclass(frozen=True)
+class Dist:
+    rank: int
+    local_rank: int
+    world_size: int
+    device: torch.device
+    backend: str | None  # None: single process, no process group
+
+    @property
+    def is_main(self) -> bool:
+        return self.rank == 0
+
+    @property
+    def enabled(self) -> bool:
+        return self.backend is not None
+
+
+def pick_device(requested: str, local_rank: int) -> torch.device:
+    if requested == "auto":
+        requested = "cuda" if torch.cuda.is_available() else "cpu"
+    if requested == "cuda":
+        if not torch.cuda.is_available():
+            raise RuntimeError("--device cuda was asked for but no CUDA device is visible")
+        return torch.device("cuda", local_rank % torch.cuda.device_count())
+    if requested == "cpu":
+        return torch.device("cpu")
+    raise ValueError(f"--device must be auto, cpu or cuda, not {requested!r}")
+
+
+def init(requested_device: str = "auto", timeout_s: float = 1800) -> Dist:
+    world_size = int(os.environ.get("WORLD_SIZE", "1"))
+    rank = int(os.environ.get("RANK", "0"))
+    local_rank = int(os.environ.get("LOCAL_RANK", "0"))
+    device = pick_device(requested_device, local_rank)
+    backend = None
+    if world_size > 1:
+        backend = "nccl" if device.type == "cuda" else "gloo"
+        if device.type == "cuda":
+            torch.cuda.set_device(device)
+        dist.init_process_group(backend, timeout=timedelta(seconds=timeout_s),
+                                device_id=device if device.type == "cuda" else None)
+    elif device.type == "cuda":
+        torch.cuda.set_device(device)
+    return Dist(rank, local_rank, world_size, device, backend)
+
+
+def describe(d: Dist) -> str:
+    return (f"[maize_ddp] rank {d.rank}/{d.world_size} local_rank {d.local_rank} host {socket.gethostname()} "
+            f"device {d.device} backend {d.backend or 'none'}")
+
+
+def all_gather_objects(d: Dist, obj) -> list:
+    if not d.enabled:
+        return [obj]
+    out = [None] * d.world_size
+    dist.all_gather_object(out, obj)
+    return out
+
+
+def all_reduce_sum(d: Dist, values: list[float]) -> list[float]:
+    if not d.enabled:
+        return list(values)
+    t = torch.tensor(values, dtype=torch.float64, device=d.device)
+    dist.all_reduce(t)
+    return t.tolist()
+
+
+def broadcast_buffers(d: Dist, module: torch.nn.Module) -> None:
+    """Make BatchNorm running statistics identical on every rank (rank 0's), so evaluation
+    and the saved checkpoint agree whichever rank computes them."""
+    if d.enabled:
+        for buf in module.buffers():
+            dist.broadcast(buf, 0)
+
+
+def barrier(d: Dist) -> None:
+    if d.enabled:
+        dist.barrier()
+
+
+def shutdown(d: Dist) -> None:
+    if d.enabled and dist.is_initialized():
+        dist.destroy_process_group()

@@ -42,7 +42,6 @@ class TrainConfig:
     checkpoint_every: int = 0       # steps between mid-epoch checkpoints; 0 = end of epoch only
     patience: int = 0               # early stopping after this many epochs without a better val r; 0 = off
     resume: bool = False            # continue from OUT/checkpoints/last.pt when it exists
-    max_steps: int = 0              # stop after this many optimizer steps in all (0 = no limit); for tests
     model: ModelConfig = field(default_factory=ModelConfig)
 
     def validate(self) -> None:

@@ -30,8 +30,9 @@ class RegressionMoments:
 
     @classmethod
     def of_batch(cls, y, p) -> "RegressionMoments":
-        y = np.asarray(y, dtype=np.float64).reshape(len(y), -1)
-        p = np.asarray(p, dtype=np.float64).reshape(len(p), -1)
+        y = np.asarray(y, dtype=np.float64)
+        p = np.asarray(p, dtype=np.float64)
+        y, p = (y[:, None], p[:, None]) if y.ndim == 1 else (y, p)
         n = np.full(y.shape[1], float(len(y)))
         if len(y) == 0:
             return cls.zeros(y.shape[1])

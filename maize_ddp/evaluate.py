@@ -1,0 +1,153 @@
+"""Evaluation on every sample exactly once, and the test report.
+
+    python -m maize_ddp.evaluate RUN_DIR|CKPT --data STORE [--split test] [--out DIR] [--rc-average]
+
+Each rank runs the unwrapped model over its share of the split (shares may differ in size, so
+there is no collective inside the loop), folds the predictions into exact float64 moments and, for
+the report, keeps (row, true, predicted). After the loop the moments are merged across ranks;
+rank 0 gathers the rows for Spearman, the predictions file and the scatter plot.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+import numpy as np
+import torch
+from scipy import stats
+
+from maize_ddp import distributed, plots
+from maize_ddp.checkpoint import CheckpointError, atomic_write_text, load
+from maize_ddp.codes import reverse_complement
+from maize_ddp.metrics import RegressionMoments, merge_all
+
+
+def autocast(device: torch.device, amp: str):
+    dtype = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(amp)
+    return torch.autocast(device.type, dtype=dtype, enabled=dtype is not None)
+
+
+@torch.no_grad()
+def predict_batches(model, loader, device, amp="off", rc_average=False, keep=False):
+    """Run the model over a loader yielding (codes, y, rows). Returns local moments and, with
+    keep=True, this rank's (rows, y, predictions) arrays."""
+    model.eval()
+    moments = None
+    kept = []
+    for codes, y, rows in loader:
+        codes = codes.to(device, non_blocking=True)
+        with autocast(device, amp):
+            pred = model(codes).float()
+            if rc_average:
+                pred = (pred + model(reverse_complement(codes)).float()) / 2
+        pred, y = pred.cpu().numpy(), y.numpy()
+        batch = RegressionMoments.of_batch(y, pred)
+        moments = batch if moments is None else moments.merge(batch)
+        if keep:
+            kept.append((rows.numpy(), y, pred))
+    if moments is None:
+        moments = RegressionMoments.zeros(model.config.num_targets)
+    if not keep:
+        return moments, None
+    if kept:
+        return moments, tuple(np.concatenate(parts) for parts in zip(*kept))
+    t = model.config.num_targets
+    return moments, (np.zeros(0, np.int64), np.zeros((0, t), np.float32), np.zeros((0, t), np.float32))
+
+
+def evaluate_split(d, model, loader, amp="off") -> dict:
+    """Exact metrics over the whole split; every rank gets the same numbers."""
+    local, _ = predict_batches(model, loader, d.device, amp)
+    parts = distributed.all_gather_objects(d, local.to_array())
+    return merge_all([RegressionMoments.from_array(p) for p in parts]).summary()
+
+
+def test_report(d, model, loader, out_dir: Path, amp="off", rc_average=False, split="test",
+                extra: dict | None = None) -> dict | None:
+    """Metrics, predictions in source order and the scatter plot; files written by rank 0."""
+    local, (rows, y, pred) = predict_batches(model, loader, d.device, amp, rc_average, keep=True)
+    parts = distributed.all_gather_objects(d, (local.to_array(), rows, y, pred))
+    if not d.is_main:
+        return None
+    moments = merge_all([RegressionMoments.from_array(p[0]) for p in parts])
+    rows = np.concatenate([p[1] for p in parts])
+    order = np.argsort(rows, kind="stable")
+    rows, y, pred = rows[order], np.concatenate([p[2] for p in parts])[order], np.concatenate([p[3] for p in parts])[order]
+    if not np.array_equal(rows, np.arange(len(rows))):
+        raise RuntimeError(f"evaluation did not cover every {split} row exactly once")
+    summary = moments.summary()
+    spearman = [float(stats.spearmanr(y[:, t], pred[:, t])[0]) for t in range(y.shape[1])]
+    report = {"split": split, "n": summary["n"], "pearson": summary["pearson"], "spearman": float(np.mean(spearman)),
+              "r2": summary["r2"], "mse": summary["mse"], "rc_average": rc_average,
+              "per_target": {**summary["per_target"], "spearman": spearman}, **(extra or {})}
+    out_dir = Path(out_dir)
+    prefix = "test" if split == "test" else split
+    atomic_write_text(out_dir / f"{prefix}_metrics.json", json.dumps(report, indent=2) + "\n")
+    write_predictions(out_dir / f"{prefix}_predictions.tsv", rows, y, pred)
+    plots.scatter(out_dir / ("scatter.png" if split == "test" else f"scatter_{split}.png"),
+                  y[:, 0], pred[:, 0], summary["per_target"]["pearson"][0], summary["per_target"]["r2"][0], split)
+    return report
+
+
+def write_predictions(path: Path, rows, y, pred) -> None:
+    t = y.shape[1]
+    if t == 1:
+        header = "row\ttrue\tpredicted"
+    else:
+        header = "row\t" + "\t".join(f"true_{i}" for i in range(t)) + "\t" + "\t".join(f"predicted_{i}" for i in range(t))
+    lines = [header] + ["\t".join([str(r)] + [f"{v:.6g}" for v in yt] + [f"{v:.6g}" for v in pt])
+                        for r, yt, pt in zip(rows, y, pred)]
+    atomic_write_text(path, "\n".join(lines) + "\n")
+
+
+def model_from_checkpoint(state: dict, device):
+    from maize_ddp.model import BasenjiModel
+
+    model = BasenjiModel(**state["config"]["model"])
+    model.load_state_dict(state["model"])
+    return model.to(device)
+
+
+def main(argv=None) -> int:
+    p = argparse.ArgumentParser(prog="python -m maize_ddp.evaluate", description=__doc__.split("\n\n")[0])
+    p.add_argument("checkpoint", type=Path, help="a run folder (uses checkpoints/best.pt) or a .pt file")
+    p.add_argument("--data", required=True, help="a .zarr or .wds store")
+    p.add_argument("--split", default="test")
+    p.add_argument("--out", type=Path, default=None, help="report folder (default: the run folder)")
+    p.add_argument("--batch-size", type=int, default=128)
+    p.add_argument("--num-workers", type=int, default=0)
+    p.add_argument("--device", default="auto")
+    p.add_argument("--amp", default="off", choices=["off", "bf16", "fp16"])
+    p.add_argument("--rc-average", action="store_true")
+    a = p.parse_args(argv)
+    from maize_ddp.data import StoreError, make_loader, open_store
+
+    d = None
+    try:
+        d = distributed.init(a.device)
+        state = load(a.checkpoint)
+        model = model_from_checkpoint(state, d.device)
+        mc = state["config"]["model"]
+        open_store(a.data).check(split=a.split, seq_len=mc["seq_len"], num_targets=mc["num_targets"])
+        out = a.out or (a.checkpoint if a.checkpoint.is_dir() else a.checkpoint.parent.parent)
+        out.mkdir(parents=True, exist_ok=True)
+        loader = make_loader(a.data, a.split, batch_size=a.batch_size, rank=d.rank, world_size=d.world_size,
+                             train=False, num_workers=a.num_workers, pin_memory=d.device.type == "cuda")
+        report = test_report(d, model, loader, out, a.amp, a.rc_average, split=a.split,
+                             extra={"checkpoint": str(a.checkpoint), "data": str(a.data)})
+    except (StoreError, CheckpointError, ValueError, OSError) as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 1
+    finally:
+        if d is not None:
+            distributed.shutdown(d)
+    if report:
+        print(f"{a.split}: n {report['n']}  pearson {report['pearson']:.4f}  spearman {report['spearman']:.4f}  "
+              f"r2 {report['r2']:.4f}  mse {report['mse']:.4f}  -> {out}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

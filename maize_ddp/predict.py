@@ -1,0 +1,108 @@
+"""Predict with a trained model on a store split or on a folder of npz shards.
+
+    python -m maize_ddp.predict RUN_DIR|CKPT --data DATA.zarr|DATA.wds [--split test] --out preds.tsv
+    python -m maize_ddp.predict RUN_DIR|CKPT --data NPZ_FOLDER --out preds.tsv
+
+Npz shards are read one at a time (arr_0 one-hot as [N,4,L] or [N,L,4]); labels are not needed.
+"""
+from __future__ import annotations
+
+import argparse
+import io
+import sys
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from maize_ddp import distributed
+from maize_ddp.checkpoint import CheckpointError, atomic_write_text, load
+from maize_ddp.codes import OneHotError, onehot_to_codes
+from maize_ddp.evaluate import autocast, model_from_checkpoint, predict_batches
+
+
+def npz_batches(folder: Path, seq_len: int, batch_size: int):
+    """Yield (file name, first row, codes [B, L]) from every .npz under `folder`, in sorted order."""
+    files = sorted(folder.rglob("*.npz"))
+    if not files:
+        raise ValueError(f"{folder}: no .npz files found")
+    for f in files:
+        try:
+            with np.load(f) as z:
+                x = z["arr_0"]
+        except Exception as e:
+            raise ValueError(f"{f}: cannot read arr_0 ({type(e).__name__}: {e})") from None
+        layout = "N4L" if x.ndim == 3 and x.shape[1] == 4 else "NL4"
+        try:
+            codes = onehot_to_codes(x, layout)
+        except OneHotError as e:
+            raise ValueError(f"{f}: {e}") from None
+        if codes.shape[1] != seq_len:
+            raise ValueError(f"{f}: sequences are {codes.shape[1]} bp but the model was built for {seq_len}")
+        for start in range(0, len(codes), batch_size):
+            yield f.relative_to(folder), start, torch.from_numpy(codes[start:start + batch_size])
+
+
+@torch.no_grad()
+def predict_npz(model, folder: Path, device, batch_size: int, amp: str) -> str:
+    model.eval()
+    t = model.config.num_targets
+    header = "file\trow\t" + ("predicted" if t == 1 else "\t".join(f"predicted_{i}" for i in range(t)))
+    buf = io.StringIO()
+    buf.write(header + "\n")
+    for name, start, codes in npz_batches(folder, model.config.seq_len, batch_size):
+        with autocast(device, amp):
+            pred = model(codes.to(device)).float().cpu().numpy()
+        for i, p in enumerate(pred):
+            buf.write(f"{name}\t{start + i}\t" + "\t".join(f"{v:.6g}" for v in p) + "\n")
+    return buf.getvalue()
+
+
+def predict_store(model, data: str, split: str, device, batch_size: int, amp: str) -> str:
+    from maize_ddp.data import make_loader, open_store
+
+    mc = model.config
+    open_store(data).check(split=split, seq_len=mc.seq_len, num_targets=mc.num_targets)
+    loader = make_loader(data, split, batch_size=batch_size, train=False)
+    _, (rows, y, pred) = predict_batches(model, loader, device, amp, keep=True)
+    order = np.argsort(rows)
+    t = mc.num_targets
+    cols = ["true", "predicted"] if t == 1 else [f"true_{i}" for i in range(t)] + [f"predicted_{i}" for i in range(t)]
+    lines = ["row\t" + "\t".join(cols)]
+    lines += ["\t".join([str(rows[i])] + [f"{v:.6g}" for v in y[i]] + [f"{v:.6g}" for v in pred[i]]) for i in order]
+    return "\n".join(lines) + "\n"
+
+
+def main(argv=None) -> int:
+    p = argparse.ArgumentParser(prog="python -m maize_ddp.predict", description=__doc__.split("\n\n")[0])
+    p.add_argument("checkpoint", type=Path, help="a run folder (uses checkpoints/best.pt) or a .pt file")
+    p.add_argument("--data", required=True, type=Path, help="a .zarr/.wds store or a folder of .npz shards")
+    p.add_argument("--split", default="test", help="split of a store (ignored for npz folders)")
+    p.add_argument("--out", required=True, type=Path, help="predictions TSV")
+    p.add_argument("--batch-size", type=int, default=128)
+    p.add_argument("--device", default="auto")
+    p.add_argument("--amp", default="off", choices=["off", "bf16", "fp16"])
+    a = p.parse_args(argv)
+    from maize_ddp.data import StoreError
+
+    try:
+        device = distributed.pick_device(a.device, 0)
+        model = model_from_checkpoint(load(a.checkpoint), device)
+        is_store = (a.data / "zarr.json").exists() or (a.data / "manifest.json").exists()
+        if is_store:
+            text = predict_store(model, str(a.data), a.split, device, a.batch_size, a.amp)
+        elif a.data.is_dir():
+            text = predict_npz(model, a.data, device, a.batch_size, a.amp)
+        else:
+            raise ValueError(f"{a.data}: neither a store nor a folder of .npz shards")
+        a.out.parent.mkdir(parents=True, exist_ok=True)
+        atomic_write_text(a.out, text)
+    except (StoreError, CheckpointError, ValueError, OSError, RuntimeError) as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 1
+    print(f"wrote {text.count(chr(10)) - 1} predictions to {a.out}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,294 @@
+"""Train BasenjiModel with DistributedDataParallel on a Zarr or WebDataset store.
+
+    python -m maize_ddp.train --data DATA.zarr --out runs/r1                  # one process
+    torchrun --nproc-per-node 4 -m maize_ddp.train --data DATA.zarr --out runs/r1
+
+The story, top to bottom: set up the process group from torchrun's environment; build the model
+for the store's sequence length and target count; Adam(W) with warm-up + cosine; wrap in DDP; every
+epoch stream the rank's share of the shuffled training rows, validate on every row exactly once
+with exact all-reduced Pearson/R²/MSE, write metrics and checkpoints; finally reload the best
+checkpoint and write the test report. Rank 0 alone prints and writes; every write is atomic.
+"""
+from __future__ import annotations
+
+import json
+import math
+import os
+import random
+import resource
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch.nn.parallel import DistributedDataParallel as DDP
+from tqdm import tqdm
+
+from maize_ddp import checkpoint, config, distributed, plots
+from maize_ddp.data import StoreError, make_loader, open_store
+from maize_ddp.evaluate import autocast, evaluate_split, test_report
+from maize_ddp.model import build_model
+
+
+class TrainingError(RuntimeError):
+    pass
+
+
+def resolve_amp(amp: str, device: torch.device) -> str:
+    """`auto` is bf16 on GPUs that have it (fp16 + GradScaler on older ones) and off on CPUs:
+    without native bf16 units, CPU autocast emulates it and runs several times slower."""
+    if amp == "auto":
+        if device.type == "cuda":
+            return "bf16" if torch.cuda.is_bf16_supported() else "fp16"
+        return "off"
+    if amp == "fp16" and device.type != "cuda":
+        raise ValueError("--amp fp16 needs a CUDA device; use --amp bf16 or off on CPU")
+    return amp
+
+
+def lr_lambda(warmup_steps: int, total_steps: int, min_ratio: float):
+    def factor(step: int) -> float:
+        if step < warmup_steps:
+            return (step + 1) / warmup_steps
+        progress = min(1.0, (step - warmup_steps) / max(1, total_steps - warmup_steps))
+        return min_ratio + (1 - min_ratio) * 0.5 * (1 + math.cos(math.pi * progress))
+    return factor
+
+
+def train_step(model, codes, y, optimizer, scaler, amp: str, grad_clip: float) -> tuple[torch.Tensor, float]:
+    """One optimizer step. Returns the (local) loss and the global gradient norm; DDP has
+    averaged the gradients, so every rank sees the same norm and takes the same decision."""
+    with autocast(codes.device, amp):
+        loss = F.mse_loss(model(codes).float(), y)
+    optimizer.zero_grad(set_to_none=True)
+    if scaler is not None:
+        scaler.scale(loss).backward()
+        scaler.unscale_(optimizer)
+    else:
+        loss.backward()
+    norm = torch.nn.utils.clip_grad_norm_(model.parameters(), grad_clip if grad_clip > 0 else float("inf"))
+    if scaler is not None:
+        scaler.step(optimizer)  # skips the step itself when the scaled gradients overflowed
+        scaler.update()
+    elif not torch.isfinite(norm):
+        raise TrainingError(f"non-finite loss or gradients (loss {loss.item():.4g}); lower --lr, set "
+                            "--grad-clip, or use --amp off")
+    else:
+        optimizer.step()
+    return loss.detach(), float(norm)
+
+
+def rng_state() -> dict:
+    return {"torch": torch.get_rng_state(), "numpy": np.random.get_state(), "python": random.getstate(),
+            "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else None}
+
+
+def set_rng_state(s: dict) -> None:
+    torch.set_rng_state(s["torch"])
+    np.random.set_state(s["numpy"])
+    random.setstate(s["python"])
+    if s["cuda"] is not None and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(s["cuda"])
+
+
+def peak_memory_mb(device: torch.device) -> float:
+    if device.type == "cuda":
+        return torch.cuda.max_memory_allocated(device) / 2**20
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+def prepare_run_dir(out: Path) -> None:
+    try:
+        (out / "checkpoints").mkdir(parents=True, exist_ok=True)
+        probe = out / f".write-test-{os.getpid()}"
+        probe.write_text("")
+        probe.unlink()
+    except OSError as e:
+        raise TrainingError(f"{out}: run folder is not writable ({e.strerror or e})") from None
+
+
+def should_resume(cfg, last: Path) -> bool:
+    if not last.exists():
+        return False
+    restarted = int(os.environ.get("TORCHELASTIC_RESTART_COUNT", "0")) > 0 or \
+        int(os.environ.get("SLURM_RESTART_COUNT", "0")) > 0
+    if cfg.resume or restarted:
+        return True
+    raise TrainingError(f"{cfg.out} already holds a run ({last}); pass --resume to continue it "
+                        "or choose another --out")
+
+
+def main(argv=None) -> int:
+    try:
+        cfg = config.resolve(argv)
+    except ValueError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    d = None
+    try:
+        d = distributed.init(cfg.device)
+        print(distributed.describe(d), flush=True)
+        train(cfg, d)
+        return 0
+    except (StoreError, checkpoint.CheckpointError, TrainingError, ValueError, RuntimeError) as e:
+        # Every rank meets the same error (same data, same all-reduced numbers), so every rank exits.
+        if d is None or d.is_main:
+            print(f"error: {e}", file=sys.stderr, flush=True)
+        return 1
+    finally:
+        if d is not None:
+            distributed.shutdown(d)
+
+
+def train(cfg: config.TrainConfig, d: distributed.Dist) -> None:
+    out = Path(cfg.out)
+    main_rank = d.is_main
+
+    # ---- data: the store decides seq_len and the number of targets ------------------------
+    store = open_store(cfg.data)
+    for split in ("train", "val", "test"):
+        store.check(split=split)
+    cfg.model.seq_len, cfg.model.num_targets = store.seq_len, store.num_targets
+    loader_args = dict(rank=d.rank, world_size=d.world_size, seed=cfg.seed, num_workers=cfg.num_workers,
+                       pin_memory=d.device.type == "cuda")
+    train_loader = make_loader(cfg.data, "train", batch_size=cfg.batch_size, train=True,
+                               reverse_complement=cfg.reverse_complement, max_shift=cfg.max_shift, **loader_args)
+    val_loader = make_loader(cfg.data, "val", batch_size=cfg.batch_size * 4, train=False, **loader_args)
+    steps_per_epoch = len(train_loader)
+    if steps_per_epoch == 0:
+        raise TrainingError(f"{cfg.data}: the train split has {store.splits['train'].n} rows, fewer than one "
+                            f"global batch ({cfg.batch_size} x {d.world_size} ranks); lower --batch-size")
+
+    # ---- model, optimizer, schedule, precision ---------------------------------------------
+    if main_rank:
+        prepare_run_dir(out)
+    distributed.barrier(d)
+    torch.manual_seed(cfg.seed)
+    model = build_model(cfg.model).to(d.device)
+    if cfg.sync_bn and d.enabled:
+        model = torch.nn.SyncBatchNorm.convert_sync_batchnorm(model)
+    amp = resolve_amp(cfg.amp, d.device)
+    optimizer = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
+    total_steps = cfg.epochs * steps_per_epoch
+    scheduler = torch.optim.lr_scheduler.LambdaLR(
+        optimizer, lr_lambda(min(cfg.warmup_steps, total_steps // 10 + 1), total_steps, cfg.lr_min_ratio))
+    scaler = torch.amp.GradScaler("cuda") if amp == "fp16" else None
+    # Dropout streams differ by rank; data order comes from (seed, epoch), not from this RNG.
+    torch.manual_seed(cfg.seed * 100_003 + d.rank + 1)
+    np.random.seed((cfg.seed * 100_003 + d.rank + 1) % 2**32)
+    random.seed(cfg.seed * 100_003 + d.rank + 1)
+
+    # ---- resume --------------------------------------------------------------------------------
+    last, best = out / "checkpoints" / "last.pt", out / "checkpoints" / "best.pt"
+    start_epoch, start_batch, global_step = 0, 0, 0
+    history, best_pearson, stale_epochs = [], -math.inf, 0
+    epoch_loss = [0.0, 0]  # this rank's sum of batch losses and batch count, this epoch
+    if should_resume(cfg, last):
+        state = checkpoint.load(last)
+        checkpoint.check_model_config(last, state["config"]["model"], cfg.to_dict()["model"])
+        model.load_state_dict(state["model"])
+        optimizer.load_state_dict(state["optimizer"])
+        scheduler.load_state_dict(state["scheduler"])
+        if scaler is not None and state.get("scaler"):
+            scaler.load_state_dict(state["scaler"])
+        start_epoch, start_batch, global_step = state["epoch"], state["batch"], state["global_step"]
+        history, best_pearson, stale_epochs = state["history"], state["best_pearson"], state["stale_epochs"]
+        if len(state["ranks"]) == d.world_size:
+            set_rng_state(state["ranks"][d.rank]["rng"])
+            epoch_loss = list(state["ranks"][d.rank]["epoch_loss"])
+        elif start_batch:
+            raise TrainingError(f"{last} was written mid-epoch by {len(state['ranks'])} ranks; resume it with "
+                                f"the same world size (now {d.world_size}), or from an end-of-epoch checkpoint")
+        if main_rank:
+            print(f"[maize_ddp] resumed from {last} at epoch {start_epoch + 1} batch {start_batch} "
+                  f"(step {global_step})", flush=True)
+    if main_rank:
+        checkpoint.atomic_write_text(out / "config.json", config.dumps(cfg))
+
+    ddp = DDP(model, device_ids=[d.device.index] if d.device.type == "cuda" else None) if d.enabled else model
+
+    def save_checkpoint(epoch: int, batch: int) -> None:
+        # Every rank contributes its RNG and loss state; rank 0 writes the file.
+        ranks = distributed.all_gather_objects(d, {"rng": rng_state(), "epoch_loss": list(epoch_loss)})
+        if main_rank:
+            checkpoint.save(last, {
+                "model": model.state_dict(), "optimizer": optimizer.state_dict(),
+                "scheduler": scheduler.state_dict(), "scaler": scaler.state_dict() if scaler else None,
+                "epoch": epoch, "batch": batch, "global_step": global_step, "history": history,
+                "best_pearson": best_pearson, "stale_epochs": stale_epochs, "ranks": ranks,
+                "config": cfg.to_dict(), "world_size": d.world_size})
+
+    # ---- the loop ------------------------------------------------------------------------------
+    for epoch in range(start_epoch, cfg.epochs):
+        ddp.train()
+        train_loader.set_epoch(epoch, start_batch=start_batch)
+        bar = tqdm(total=steps_per_epoch, initial=start_batch, desc=f"epoch {epoch + 1}/{cfg.epochs}",
+                   disable=not main_rank, dynamic_ncols=True, file=sys.stderr)
+        t0, samples = time.perf_counter(), 0
+        for batch_index, (codes, y) in enumerate(train_loader, start=start_batch):
+            codes = codes.to(d.device, non_blocking=True)
+            y = y.to(d.device, non_blocking=True)
+            loss, _ = train_step(ddp, codes, y, optimizer, scaler, amp, cfg.grad_clip)
+            scheduler.step()
+            global_step += 1
+            samples += len(codes) * d.world_size
+            epoch_loss[0] += loss.item()
+            epoch_loss[1] += 1
+            if main_rank:
+                bar.update(1)
+                bar.set_postfix(loss=f"{loss.item():.4f}", samples_s=f"{samples / (time.perf_counter() - t0):.0f}")
+            if cfg.checkpoint_every and global_step % cfg.checkpoint_every == 0 and batch_index + 1 < steps_per_epoch:
+                save_checkpoint(epoch, batch_index + 1)
+        seconds = time.perf_counter() - t0
+        start_batch = 0
+
+        # ---- validation: every row exactly once, exact moments merged across ranks --------------
+        distributed.broadcast_buffers(d, model)
+        val = evaluate_split(d, model, val_loader, amp)
+        loss_sum, loss_count = distributed.all_reduce_sum(d, epoch_loss)
+        row = {"epoch": epoch + 1, "step": global_step, "train_loss": loss_sum / max(loss_count, 1),
+               "val_loss": val["mse"], "val_pearson": val["pearson"], "val_r2": val["r2"],
+               "val_per_target": val["per_target"], "lr": scheduler.get_last_lr()[0],
+               "samples_per_s": samples / seconds, "seconds": seconds, "peak_memory_mb": peak_memory_mb(d.device)}
+        history.append(row)
+        epoch_loss = [0.0, 0]
+        improved = not math.isnan(val["pearson"]) and val["pearson"] > best_pearson
+        if improved:
+            best_pearson, stale_epochs = val["pearson"], 0
+        else:
+            stale_epochs += 1
+        if main_rank:
+            bar.set_postfix(loss=f"{row['train_loss']:.4f}", val_loss=f"{val['mse']:.4f}",
+                            val_r=f"{val['pearson']:.4f}")
+            bar.close()
+            checkpoint.atomic_write_text(out / "metrics.jsonl", "".join(json.dumps(h) + "\n" for h in history))
+        if main_rank and (improved or not best.exists()):
+            checkpoint.save(best, {"model": model.state_dict(), "config": cfg.to_dict(), "epoch": epoch + 1,
+                                   "val": val})
+        save_checkpoint(epoch + 1, 0)
+        if cfg.patience and stale_epochs >= cfg.patience:
+            if main_rank:
+                print(f"[maize_ddp] early stop: no better val Pearson for {stale_epochs} epochs", flush=True)
+            break
+    train_loader.close()
+    val_loader.close()
+
+    # ---- test report from the best checkpoint ------------------------------------------------
+    distributed.barrier(d)
+    best_state = checkpoint.load(best)
+    model.load_state_dict(best_state["model"])
+    test_loader = make_loader(cfg.data, "test", batch_size=cfg.batch_size * 4, train=False, **loader_args)
+    report = test_report(d, model, test_loader, out, amp, cfg.rc_average,
+                         extra={"best_epoch": best_state["epoch"], "data": str(cfg.data)})
+    test_loader.close()
+    if main_rank:
+        plots.curves(out / "curves.png", history)
+        print(f"[maize_ddp] test: n {report['n']}  pearson {report['pearson']:.4f}  "
+              f"spearman {report['spearman']:.4f}  r2 {report['r2']:.4f}  mse {report['mse']:.4f}  -> {out}",
+              flush=True)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,39 @@
+import json
+
+import pytest
+
+from maize_ddp import config
+
+
+def test_defaults_are_the_report():
+    cfg = config.resolve(["--data", "x.zarr"])
+    assert (cfg.epochs, cfg.batch_size) == (10, 32)
+    assert cfg.model.conv1kc == 64 and cfg.model.convdc == 6
+
+
+def test_flags_override_file_override_defaults(tmp_path):
+    f = tmp_path / "c.toml"
+    f.write_text('data = "a.zarr"\nepochs = 3\nlr = 0.01\n[model]\nconv1kc = 16\nconvdc = 2\n')
+    cfg = config.resolve(["--config", str(f), "--epochs", "5", "--convdc", "4", "--sync-bn"])
+    assert cfg.data == "a.zarr" and cfg.epochs == 5 and cfg.lr == 0.01
+    assert cfg.model.conv1kc == 16 and cfg.model.convdc == 4 and cfg.sync_bn is True
+    again = config.from_dict(json.loads(config.dumps(cfg)))
+    assert again == cfg
+
+
+def test_unknown_keys_in_file_are_errors(tmp_path):
+    f = tmp_path / "c.toml"
+    f.write_text('data = "a"\nepoch = 3\n[model]\nconvx = 1\n')
+    with pytest.raises(ValueError, match=r"unknown keys \['epoch', 'model.convx'\]"):
+        config.resolve(["--config", str(f)])
+
+
+def test_bad_values(tmp_path):
+    with pytest.raises(ValueError, match="--data is required"):
+        config.resolve([])
+    with pytest.raises(ValueError, match="--amp"):
+        config.resolve(["--data", "x", "--amp", "fp8"])
+    bad = tmp_path / "bad.toml"
+    bad.write_text("epochs = = 3")
+    with pytest.raises(ValueError, match="not valid TOML"):
+        config.resolve(["--config", str(bad)])

@@ -97,7 +97,7 @@ def write_predictions(path: Path, rows, y, pred) -> None:
         header = "row\ttrue\tpredicted"
     else:
         header = "row\t" + "\t".join(f"true_{i}" for i in range(t)) + "\t" + "\t".join(f"predicted_{i}" for i in range(t))
-    lines = [header] + ["\t".join([str(r)] + [f"{v:.6g}" for v in yt] + [f"{v:.6g}" for v in pt])
+    lines = [header] + ["\t".join([str(r)] + [f"{v:.9g}" for v in yt] + [f"{v:.9g}" for v in pt])
                         for r, yt, pt in zip(rows, y, pred)]
     atomic_write_text(path, "\n".join(lines) + "\n")
 

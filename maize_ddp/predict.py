@@ -54,7 +54,7 @@ def predict_npz(model, folder: Path, device, batch_size: int, amp: str) -> str:
         with autocast(device, amp):
             pred = model(codes.to(device)).float().cpu().numpy()
         for i, p in enumerate(pred):
-            buf.write(f"{name}\t{start + i}\t" + "\t".join(f"{v:.6g}" for v in p) + "\n")
+            buf.write(f"{name}\t{start + i}\t" + "\t".join(f"{v:.9g}" for v in p) + "\n")
     return buf.getvalue()
 
 
@@ -69,7 +69,7 @@ def predict_store(model, data: str, split: str, device, batch_size: int, amp: st
     t = mc.num_targets
     cols = ["true", "predicted"] if t == 1 else [f"true_{i}" for i in range(t)] + [f"predicted_{i}" for i in range(t)]
     lines = ["row\t" + "\t".join(cols)]
-    lines += ["\t".join([str(rows[i])] + [f"{v:.6g}" for v in y[i]] + [f"{v:.6g}" for v in pred[i]]) for i in order]
+    lines += ["\t".join([str(rows[i])] + [f"{v:.9g}" for v in y[i]] + [f"{v:.9g}" for v in pred[i]]) for i in order]
     return "\n".join(lines) + "\n"
 
 

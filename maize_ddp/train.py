@@ -167,6 +167,8 @@ def train(cfg: config.TrainConfig, d: distributed.Dist) -> None:
     distributed.barrier(d)
     torch.manual_seed(cfg.seed)
     model = build_model(cfg.model).to(d.device)
+    if cfg.sync_bn and d.device.type != "cuda":
+        raise TrainingError("--sync-bn needs CUDA devices (PyTorch's SyncBatchNorm has no CPU kernel)")
     if cfg.sync_bn and d.enabled:
         model = torch.nn.SyncBatchNorm.convert_sync_batchnorm(model)
     amp = resolve_amp(cfg.amp, d.device)

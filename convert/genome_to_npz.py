@@ -1,0 +1,676 @@
+"""Genome FASTA + GFF3 genes + expression table -> the seed's npz shards (DeepCRE-style windows).
+
+    python -m convert.genome_to_npz --fasta G.fa.gz --gff A.gff3.gz --expression tpm.csv --out DIR
+
+writes DIR/{train,val,test}/{split}-00000.npz (arr_0 one-hot float32 [N, 4, L], arr_1 labels
+float32 [N, T]), DIR/genes.tsv (one line per written gene) and DIR/summary.json.
+
+Each gene's window, read 5'->3' on the gene's strand (defaults: Washburn et al. 2019, DeepCRE):
+
+    [1000 bp before the TSS | 500 bp from the TSS on] NNNN(20) [500 bp up to the TTS | 1000 bp after]
+
+GFF coordinates are 1-based inclusive. On + the TSS is `start`, the TTS `end`; on - the TSS is
+`end`, the TTS `start`, and the window is cut on + and reverse-complemented. The TSS base is the
+first base "downstream of the TSS" and the TTS base the last base "upstream of the TTS", so both
+regions of a gene shorter than 500 + 500 bp simply overlap (as in DeepCRE).
+
+Memory is bounded by one chromosome (the FASTA is streamed) plus one shard per split.
+See docs/genome.md.
+"""
+from __future__ import annotations
+
+import argparse
+import csv
+import fnmatch
+import json
+import math
+import os
+import shutil
+import signal
+import sys
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Callable, Mapping, Sequence
+
+import numpy as np
+
+from convert.fasta import FastaError, gzip_errors_as, iter_chromosomes, open_maybe_gzip
+from convert.gff import Gene, GffError, read_genes
+from maize_ddp.codes import N_CODE, codes_to_onehot, reverse_complement
+
+SPLITS = ("train", "val", "test")
+AGGREGATES = {
+    "mean": lambda x: x.mean(axis=1),
+    "median": lambda x: np.median(x, axis=1),
+    "max": lambda x: x.max(axis=1),
+    "min": lambda x: x.min(axis=1),
+    "sum": lambda x: x.sum(axis=1),
+}
+TRANSFORMS = {
+    "log10p1": lambda x: np.log10(x + 1.0),
+    "log2p1": lambda x: np.log2(x + 1.0),
+    "lnp1": np.log1p,
+    "none": lambda x: x,
+}
+ONEHOT_DTYPES = ("float32", "float16", "uint8")
+MAX_EXAMPLES = 5
+
+
+class ConversionError(ValueError):
+    """Inputs that cannot make a dataset; the message is one line naming the file and problem."""
+
+
+# ---------------------------------------------------------------------------------------------
+# Windows
+
+
+@dataclass(frozen=True)
+class WindowGeometry:
+    """Lengths (bp) around the TSS and TTS; promoter_only keeps just the TSS region."""
+
+    tss_upstream: int = 1000
+    tss_downstream: int = 500
+    tts_upstream: int = 500
+    tts_downstream: int = 1000
+    spacer: int = 20
+    promoter_only: bool = False
+
+    def __post_init__(self):
+        for name in ("tss_upstream", "tss_downstream", "tts_upstream", "tts_downstream", "spacer"):
+            if getattr(self, name) < 0:
+                raise ConversionError(f"window geometry: {name} must be >= 0, got {getattr(self, name)}")
+        if self.length == 0:
+            raise ConversionError("window geometry: the window is empty (all lengths are 0)")
+
+    @property
+    def length(self) -> int:
+        tss = self.tss_upstream + self.tss_downstream
+        if self.promoter_only:
+            return tss
+        return tss + self.spacer + self.tts_upstream + self.tts_downstream
+
+    def regions(self, gene: Gene) -> list[tuple[int, int]]:
+        """0-based half-open + strand intervals, TSS region first (5'->3' order of the gene)."""
+        s0, e0 = gene.start - 1, gene.end  # the gene as a 0-based half-open interval
+        if gene.strand == "+":
+            tss = (s0 - self.tss_upstream, s0 + self.tss_downstream)
+            tts = (e0 - self.tts_upstream, e0 + self.tts_downstream)
+        else:  # mirror image: the gene's 5' end is at e0, its 3' end at s0
+            tss = (e0 - self.tss_downstream, e0 + self.tss_upstream)
+            tts = (s0 - self.tts_downstream, s0 + self.tts_upstream)
+        return [tss] if self.promoter_only else [tss, tts]
+
+
+def slice_with_n(chrom: np.ndarray, start: int, end: int) -> tuple[np.ndarray, int]:
+    """chrom[start:end] with N standing in for bases beyond either end; also returns how many."""
+    inside = chrom[max(start, 0):min(end, len(chrom))]
+    before, after = max(0, -start), max(0, end - len(chrom))
+    if before or after:
+        inside = np.concatenate([np.full(before, N_CODE, np.uint8), inside, np.full(after, N_CODE, np.uint8)])
+    return inside, before + after
+
+
+def bases_off_chromosome(regions: list[tuple[int, int]], chrom_len: int) -> int:
+    return sum(max(0, -a) + max(0, b - chrom_len) for a, b in regions)
+
+
+def extract_window(chrom: np.ndarray, gene: Gene, geometry: WindowGeometry) -> np.ndarray:
+    """The gene's window as uint8 codes [L], reading 5'->3' on the gene's strand."""
+    pieces = [slice_with_n(chrom, a, b)[0] for a, b in geometry.regions(gene)]
+    if gene.strand == "-":
+        # Reverse-complementing each region in place equals cutting the whole window on +
+        # ([TTS region] N.. [TSS region]) and reverse-complementing it: the spacer is all N.
+        pieces = [reverse_complement(p) for p in pieces]
+    spacer = np.full(geometry.spacer, N_CODE, np.uint8)
+    window = pieces[0] if len(pieces) == 1 else np.concatenate([pieces[0], spacer, pieces[1]])
+    assert len(window) == geometry.length
+    return window
+
+
+# ---------------------------------------------------------------------------------------------
+# Expression table -> labels
+
+
+@dataclass
+class Labels:
+    by_gene: dict[str, np.ndarray]  # gene id -> float32 [T]
+    names: list[str]  # one per target
+    columns: list[list[str]]  # the table columns behind each target
+    path: str
+
+
+def read_labels(
+    path: str | os.PathLike,
+    targets: Mapping[str, Sequence[str]] | None = None,
+    id_column: str | None = None,
+    aggregate: str = "mean",
+    transform: str = "log10p1",
+) -> Labels:
+    """Read a CSV/TSV (gzip ok) of expression per gene and turn it into float32 labels [T] per gene.
+
+    `targets` maps a target name to column names or glob patterns (`{"leaf": ["ERR*"]}`); each
+    target is transform(aggregate(those columns)). None means one target, "label", over every
+    column but the id. aggregate="none" makes each selected column its own target.
+    """
+    if aggregate != "none" and aggregate not in AGGREGATES:
+        raise ConversionError(f"unknown aggregate {aggregate!r} (choose from none, {', '.join(AGGREGATES)})")
+    if transform not in TRANSFORMS:
+        raise ConversionError(f"unknown transform {transform!r} (choose from {', '.join(TRANSFORMS)})")
+    with gzip_errors_as(ConversionError, path), open_maybe_gzip(path) as handle:
+        header_line = handle.readline()
+        if not header_line.strip():
+            raise ConversionError(f"{path}: empty expression table")
+        delimiter = "\t" if "\t" in header_line else ","
+        header = next(csv.reader([header_line], delimiter=delimiter))
+        id_index = _id_column_index(path, header, id_column)
+        value_columns = [c for i, c in enumerate(header) if i != id_index]
+        names, groups = _resolve_targets(path, value_columns, targets, aggregate)
+        used = sorted({c for g in groups for c in g}, key=header.index)
+        used_index = [header.index(c) for c in used]
+        ids, raw, line_nos = [], [], []
+        seen: dict[str, int] = {}
+        for line_no, row in enumerate(csv.reader(handle, delimiter=delimiter), 2):
+            if not row or (len(row) == 1 and not row[0].strip()):
+                continue
+            if len(row) != len(header):
+                raise ConversionError(f"{path}: line {line_no} has {len(row)} fields, the header has {len(header)}")
+            gene_id = row[id_index].strip()
+            if gene_id in seen:
+                raise ConversionError(f"{path}: line {line_no}: gene id {gene_id!r} already on line {seen[gene_id]}")
+            seen[gene_id] = line_no
+            ids.append(gene_id)
+            raw.append([_parse_value(path, line_no, header[i], row[i]) for i in used_index])
+            line_nos.append(line_no)
+    if not ids:
+        raise ConversionError(f"{path}: the expression table has a header but no rows")
+    values = np.asarray(raw, dtype=np.float64)
+    position = {c: j for j, c in enumerate(used)}
+    columns_of = [[position[c] for c in g] for g in groups]
+    reduce = (lambda x: x[:, 0]) if aggregate == "none" else AGGREGATES[aggregate]
+    with np.errstate(all="ignore"):
+        labels = np.stack([TRANSFORMS[transform](reduce(values[:, cols])) for cols in columns_of], axis=1)
+    bad = ~np.isfinite(labels)
+    if bad.any():
+        row, t = np.argwhere(bad)[0]
+        raise ConversionError(
+            f"{path}: line {line_nos[row]}: target {names[t]!r} is not finite after {transform} "
+            f"(negative expression values?)")
+    labels = labels.astype(np.float32)
+    return Labels(dict(zip(ids, labels)), names, groups, str(path))
+
+
+def _id_column_index(path, header: list[str], id_column: str | None) -> int:
+    if id_column is None:
+        return 0  # expression tables conventionally lead with the gene id
+    if id_column not in header:
+        raise ConversionError(f"{path}: no id column {id_column!r} (columns: {_short(header)})")
+    return header.index(id_column)
+
+
+def _resolve_targets(path, value_columns, targets, aggregate) -> tuple[list[str], list[list[str]]]:
+    requested = dict(targets) if targets else {"label": ["*"]}
+    names, groups = [], []
+    for name, patterns in requested.items():
+        group: list[str] = []
+        for pattern in patterns:
+            matched = [c for c in value_columns if fnmatch.fnmatchcase(c, pattern)]
+            if not matched:
+                raise ConversionError(
+                    f"{path}: column {pattern!r} matches no column (columns: {_short(value_columns)})")
+            group += [c for c in matched if c not in group]
+        if aggregate == "none":  # every column is a target of its own, named after the column
+            names += group if (name == "label" or len(group) > 1) else [name]
+            groups += [[c] for c in group]
+        else:
+            names.append(name)
+            groups.append(group)
+    if len(set(names)) != len(names):
+        raise ConversionError(f"{path}: target names repeat: {names}")
+    return names, groups
+
+
+def _parse_value(path, line_no: int, column: str, text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        value = math.nan
+    if not math.isfinite(value):
+        raise ConversionError(f"{path}: line {line_no}, column {column!r}: {text!r} is not a finite number")
+    return value
+
+
+# ---------------------------------------------------------------------------------------------
+# Splits
+
+
+def chromosome_split(chrom: str, val_chroms: set[str], test_chroms: set[str]) -> str:
+    return "test" if chrom in test_chroms else "val" if chrom in val_chroms else "train"
+
+
+def block_split(extents: list[tuple[int, int]], fractions: Sequence[float]) -> list[str | None]:
+    """Contiguous train|val|test blocks along one chromosome; None marks a gene dropped at a seam.
+
+    `extents` are the genes' window spans (start, end), sorted by gene position. A gene whose
+    window overlaps a window of an earlier block is dropped, so no base of sequence is shared
+    between splits even where neighbouring genes' flanks overlap.
+    """
+    n = len(extents)
+    bounds = np.round(np.cumsum(fractions) * n).astype(int)
+    bounds[-1] = n
+    splits: list[str | None] = []
+    earlier_end = -(1 << 62)  # furthest window end of the blocks already laid down
+    block_end = earlier_end
+    block = 0
+    for i, (start, end) in enumerate(extents):
+        while i >= bounds[block]:
+            block += 1
+            earlier_end = max(earlier_end, block_end)
+        if block > 0 and start < earlier_end:
+            splits.append(None)
+            continue
+        splits.append(SPLITS[block])
+        block_end = max(block_end, end)
+    return splits
+
+
+# ---------------------------------------------------------------------------------------------
+# Output
+
+
+class ShardWriter:
+    """Buffers one split's rows and writes `{split}-{k:05d}.npz` each time shard_size rows fill."""
+
+    def __init__(self, folder: Path, split: str, shard_size: int, dtype: str, compress: bool):
+        self.folder, self.split, self.shard_size = folder, split, shard_size
+        self.dtype, self.save = np.dtype(dtype), (np.savez_compressed if compress else np.savez)
+        self.codes: list[np.ndarray] = []
+        self.labels: list[np.ndarray] = []
+        self.rows = self.shards = 0
+
+    def add(self, codes: np.ndarray, label: np.ndarray) -> int:
+        self.codes.append(codes)
+        self.labels.append(label)
+        self.rows += 1
+        if len(self.codes) == self.shard_size:
+            self.flush()
+        return self.rows - 1  # the row's index inside the split
+
+    def flush(self) -> None:
+        if not self.codes:
+            return
+        self.folder.mkdir(exist_ok=True)
+        onehot = codes_to_onehot(np.stack(self.codes), "N4L", dtype=self.dtype)
+        path = self.folder / f"{self.split}-{self.shards:05d}.npz"
+        self.save(path, onehot, np.stack(self.labels).astype(np.float32))
+        self.shards += 1
+        self.codes, self.labels = [], []
+
+
+@dataclass
+class BuildSummary:
+    out: str
+    seq_len: int
+    targets: list[str]
+    target_columns: list[list[str]]
+    split_mode: str
+    aggregate: str = "mean"
+    transform: str = "log10p1"
+    rows: dict[str, int] = field(default_factory=dict)
+    shards: dict[str, int] = field(default_factory=dict)
+    gff_features: int = 0
+    gff_genes: int = 0  # after type/biotype/strand/id filtering
+    wrong_biotype: int = 0
+    no_id: int = 0
+    no_strand: int = 0
+    duplicate_id: int = 0
+    missing_from_table: int = 0
+    missing_examples: list[str] = field(default_factory=list)
+    table_rows: int = 0
+    table_rows_unused: int = 0
+    on_missing_chroms: int = 0
+    missing_chroms: list[str] = field(default_factory=list)
+    skipped_off_edge: int = 0
+    padded: int = 0
+    dropped_at_block_seams: int = 0
+    seconds: float = 0.0
+
+    def lines(self) -> list[str]:
+        total = sum(self.rows.values())
+        splits = ", ".join(f"{s} {self.rows.get(s, 0)}" for s in SPLITS)
+        targets = "; ".join(self._formula(n, c) for n, c in zip(self.targets, self.target_columns))
+        lines = [
+            f"wrote {total} genes to {self.out} ({splits}) in {self.seconds:.1f} s",
+            f"  window {self.seq_len} bp; split {self.split_mode}",
+            f"  {len(self.targets)} target(s): {targets}",
+            f"  GFF: {self.gff_features} features of the chosen type, {self.gff_genes} kept "
+            f"({self.wrong_biotype} other biotype, {self.no_strand} without strand, {self.no_id} without id, "
+            f"{self.duplicate_id} duplicate ids)",
+            f"  table: {self.table_rows} rows; {self.missing_from_table} GFF genes missing from it"
+            + (f" (e.g. {', '.join(self.missing_examples)})" if self.missing_examples else "")
+            + f"; {self.table_rows_unused} table rows match no kept GFF gene",
+            f"  windows: {self.skipped_off_edge} skipped off a chromosome end, {self.padded} padded with N, "
+            f"{self.dropped_at_block_seams} dropped at split seams (window overlapping another split)",
+        ]
+        if self.on_missing_chroms:
+            lines.append(f"  {self.on_missing_chroms} genes on chromosomes absent from the FASTA: "
+                         f"{_short(self.missing_chroms)}")
+        return lines
+
+    def _formula(self, name: str, columns: list[str]) -> str:
+        shown = ", ".join(columns[:3]) + (", ..." if len(columns) > 3 else "")
+        inner = columns[0] if len(columns) == 1 else f"{self.aggregate} of {len(columns)} columns: {shown}"
+        return f"{name} = {inner}" if self.transform == "none" else f"{name} = {self.transform}({inner})"
+
+
+def _short(items: Sequence[str], limit: int = MAX_EXAMPLES) -> str:
+    items = list(items)
+    shown = ", ".join(items[:limit])
+    return shown + (f", ... ({len(items)} in all)" if len(items) > limit else "")
+
+
+# ---------------------------------------------------------------------------------------------
+# The whole conversion
+
+
+def build_dataset(
+    fasta: str | os.PathLike,
+    gff: str | os.PathLike,
+    expression: str | os.PathLike,
+    out: str | os.PathLike,
+    *,
+    geometry: WindowGeometry | None = None,
+    feature_type: str = "gene",
+    biotype: str | None = None,
+    biotype_attribute: str | None = None,
+    id_attribute: str = "ID",
+    strip_prefix: str | None = None,
+    id_column: str | None = None,
+    targets: Mapping[str, Sequence[str]] | None = None,
+    aggregate: str = "mean",
+    transform: str = "log10p1",
+    val_chroms: Sequence[str] = (),
+    test_chroms: Sequence[str] = (),
+    split_fractions: Sequence[float] | None = None,
+    edge: str = "skip",
+    allow_missing_chroms: bool = False,
+    shard_size: int = 1000,
+    dtype: str = "float32",
+    compress: bool = False,
+    overwrite: bool = False,
+    log: Callable[[str], None] | None = None,
+) -> BuildSummary:
+    """Write the npz dataset to `out` (atomically) and return what was written and skipped.
+
+    Splits: genes on `val_chroms`/`test_chroms` go to val/test and the rest to train; without
+    them, each chromosome is cut into contiguous train|val|test blocks by `split_fractions`
+    (default 0.8 0.1 0.1). `edge` is "skip" or "pad" for windows running off a chromosome.
+    Raises ConversionError/GffError/FastaError (all ValueError) on bad input; nothing is left at `out`.
+    """
+    began = time.perf_counter()
+    log = log or (lambda message: None)
+    geometry = geometry or WindowGeometry()
+    val_set, test_set = set(val_chroms), set(test_chroms)
+    fractions = _check_options(val_set, test_set, split_fractions, edge, shard_size, dtype)
+    out = Path(out)
+    if out.exists() and not overwrite:
+        raise ConversionError(f"{out}: already exists (pass --overwrite to replace it)")
+
+    scan = read_genes(gff, feature_type, id_attribute, strip_prefix, biotype, biotype_attribute)
+    labels = read_labels(expression, targets, id_column, aggregate, transform)
+    joined = [g for g in scan.genes if g.gene_id in labels.by_gene]
+    missing = [g.gene_id for g in scan.genes if g.gene_id not in labels.by_gene]
+    if not joined:
+        raise ConversionError(
+            f"{gff}: attribute {id_attribute!r} joins no gene to {expression} "
+            f"(GFF ids like {_short([g.gene_id for g in scan.genes], 3)}; table ids like "
+            f"{_short(list(labels.by_gene), 3)}; see --id-attribute, --strip-prefix, --id-column)")
+    by_chrom: dict[str, list[Gene]] = {}
+    for gene in joined:
+        by_chrom.setdefault(gene.chrom, []).append(gene)
+    for genes in by_chrom.values():
+        genes.sort(key=lambda g: (g.start, g.end))
+    for flag, chroms in (("--val-chroms", val_set), ("--test-chroms", test_set)):
+        unknown = sorted(chroms - set(by_chrom))
+        if unknown:
+            raise ConversionError(f"{flag}: no kept gene lies on {_short(unknown)} "
+                                  f"(chromosomes with genes: {_short(sorted(by_chrom))})")
+
+    summary = BuildSummary(
+        out=str(out), seq_len=geometry.length, targets=labels.names, target_columns=labels.columns,
+        aggregate=aggregate, transform=transform,
+        split_mode=("by chromosome" if fractions is None else
+                    "in contiguous blocks per chromosome " + "/".join(f"{f:g}" for f in fractions)),
+        gff_features=scan.features, gff_genes=len(scan.genes), wrong_biotype=scan.wrong_biotype,
+        no_id=scan.no_id, no_strand=scan.no_strand, duplicate_id=scan.duplicate_id,
+        missing_from_table=len(missing), missing_examples=missing[:MAX_EXAMPLES],
+        table_rows=len(labels.by_gene), table_rows_unused=len(labels.by_gene) - len(joined),
+    )
+    tmp = out.parent / f"{out.name}.tmp-{os.getpid()}"
+    if tmp.exists():
+        shutil.rmtree(tmp)
+    tmp.mkdir(parents=True)
+    try:
+        writers = {s: ShardWriter(tmp / s, s, shard_size, dtype, compress) for s in SPLITS}
+        with open(tmp / "genes.tsv", "w") as table:
+            table.write("\t".join(["split", "row", "gene_id", "chrom", "start", "end", "strand",
+                                   "n_padded", *labels.names]) + "\n")
+            fasta_names = []
+            for chrom, codes in iter_chromosomes(fasta, keep=lambda name: name in by_chrom):
+                fasta_names.append(chrom)
+                if codes is None:
+                    continue
+                _write_chromosome(chrom, codes, by_chrom[chrom], geometry, edge, fractions,
+                                  val_set, test_set, labels, writers, table, summary, fasta)
+                log(f"{chrom}: {len(by_chrom[chrom])} genes, {len(codes):,} bp")
+                del codes  # free this chromosome before the reader builds the next one
+        _check_chromosomes(fasta, gff, fasta_names, by_chrom, allow_missing_chroms, summary)
+        for writer in writers.values():
+            writer.flush()
+        summary.rows = {s: w.rows for s, w in writers.items()}
+        summary.shards = {s: w.shards for s, w in writers.items()}
+        if not any(summary.rows.values()):
+            raise ConversionError(
+                f"{fasta}: no gene left to write: {len(joined)} joined the table, "
+                f"{summary.skipped_off_edge} windows ran off a chromosome end (see --edge pad)")
+        summary.seconds = time.perf_counter() - began
+        settings = dict(fasta=str(fasta), gff=str(gff), expression=str(expression),
+                        geometry=asdict(geometry), edge=edge, dtype=dtype, layout="N4L")
+        (tmp / "summary.json").write_text(json.dumps({**asdict(summary), "settings": settings}, indent=2) + "\n")
+        _publish(tmp, out)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    return summary
+
+
+def _check_options(val_set, test_set, split_fractions, edge, shard_size, dtype) -> tuple[float, ...] | None:
+    """Validate the options that need no file; returns the block fractions (None: chromosome split)."""
+    if edge not in ("skip", "pad"):
+        raise ConversionError(f"--edge must be skip or pad, got {edge!r}")
+    if shard_size < 1:
+        raise ConversionError(f"--shard-size must be >= 1, got {shard_size}")
+    if dtype not in ONEHOT_DTYPES:
+        raise ConversionError(f"--dtype must be one of {', '.join(ONEHOT_DTYPES)}, got {dtype!r}")
+    if val_set & test_set:
+        raise ConversionError(f"chromosomes in both --val-chroms and --test-chroms: {_short(sorted(val_set & test_set))}")
+    if val_set or test_set:
+        if split_fractions is not None:
+            raise ConversionError("choose --split-fractions or --val-chroms/--test-chroms, not both")
+        return None
+    fractions = tuple(float(f) for f in (split_fractions or (0.8, 0.1, 0.1)))
+    if len(fractions) != 3 or min(fractions) < 0 or abs(sum(fractions) - 1) > 1e-6:
+        raise ConversionError(f"--split-fractions needs 3 non-negative numbers summing to 1, got {list(fractions)}")
+    return fractions
+
+
+def _write_chromosome(chrom, codes, genes, geometry, edge, fractions, val_set, test_set, labels,
+                      writers, table, summary, fasta) -> None:
+    kept, padded = [], []
+    for gene in genes:
+        if gene.end > len(codes):
+            raise ConversionError(
+                f"{fasta}: gene {gene.gene_id} ends at {chrom}:{gene.end}, beyond the chromosome's "
+                f"{len(codes)} bp (are FASTA and GFF from the same assembly?)")
+        off = bases_off_chromosome(geometry.regions(gene), len(codes))
+        if off and edge == "skip":
+            summary.skipped_off_edge += 1
+            continue
+        kept.append(gene)
+        padded.append(off)
+    if fractions is None:
+        splits = [chromosome_split(chrom, val_set, test_set)] * len(kept)
+    else:
+        extents = [_extent(geometry.regions(g)) for g in kept]
+        splits = block_split(extents, fractions)
+    for gene, off, split in zip(kept, padded, splits):
+        if split is None:
+            summary.dropped_at_block_seams += 1
+            continue
+        label = labels.by_gene[gene.gene_id]
+        row = writers[split].add(extract_window(codes, gene, geometry), label)
+        summary.padded += off > 0
+        table.write("\t".join([split, str(row), gene.gene_id, chrom, str(gene.start), str(gene.end),
+                               gene.strand, str(off), *(str(v) for v in label)]) + "\n")
+
+
+def _extent(regions: list[tuple[int, int]]) -> tuple[int, int]:
+    return min(a for a, _ in regions), max(b for _, b in regions)
+
+
+def _check_chromosomes(fasta, gff, fasta_names, by_chrom, allow_missing, summary) -> None:
+    in_fasta = set(fasta_names)
+    absent = [c for c in by_chrom if c not in in_fasta]
+    if not absent:
+        return
+    if len(absent) == len(by_chrom):
+        raise ConversionError(
+            f"chromosome names do not match: {fasta} has {_short(fasta_names, 3)}, "
+            f"{gff} has genes on {_short(sorted(by_chrom), 3)}")
+    if not allow_missing:
+        raise ConversionError(
+            f"{gff} has genes on chromosomes missing from {fasta}: {_short(absent)} "
+            f"(pass --allow-missing-chroms to skip those genes)")
+    summary.missing_chroms = absent
+    summary.on_missing_chroms = sum(len(by_chrom[c]) for c in absent)
+
+
+def _publish(tmp: Path, out: Path) -> None:
+    """Swap the finished folder into place; an old `out` is moved aside first, then deleted."""
+    if out.exists():
+        old = out.parent / f"{out.name}.old-{os.getpid()}"
+        out.rename(old)
+        tmp.rename(out)
+        shutil.rmtree(old) if old.is_dir() else old.unlink()
+    else:
+        tmp.rename(out)
+
+
+# ---------------------------------------------------------------------------------------------
+# Command line
+
+
+def _parse_target(text: str) -> tuple[str, list[str]]:
+    name, sep, columns = text.partition("=")
+    if not sep or not name or not columns:
+        raise argparse.ArgumentTypeError(f"expected NAME=COLUMN[,COLUMN...], got {text!r}")
+    return name, [c for c in columns.split(",") if c]
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="python -m convert.genome_to_npz",
+        description="Cut a window around every gene (TSS and TTS regions) and write npz shards "
+                    "with its expression label. See docs/genome.md.")
+    io_ = p.add_argument_group("inputs and output")
+    io_.add_argument("--fasta", required=True, help="genome FASTA, plain or gzip")
+    io_.add_argument("--gff", required=True, help="GFF3 annotation, plain or gzip")
+    io_.add_argument("--expression", required=True, help="CSV or TSV (gzip ok): gene id column + value columns")
+    io_.add_argument("--out", required=True, help="output folder (must not exist unless --overwrite)")
+    io_.add_argument("--overwrite", action="store_true", help="replace an existing --out")
+    io_.add_argument("--shard-size", type=int, default=1000, help="genes per npz shard (default 1000)")
+    io_.add_argument("--dtype", choices=ONEHOT_DTYPES, default="float32", help="one-hot dtype (default float32)")
+    io_.add_argument("--compress", action="store_true", help="write np.savez_compressed shards")
+    io_.add_argument("--quiet", action="store_true", help="no per-chromosome progress on stderr")
+
+    win = p.add_argument_group("window (bp)")
+    win.add_argument("--tss-upstream", type=int, default=1000, help="bases before the TSS (default 1000)")
+    win.add_argument("--tss-downstream", type=int, default=500, help="bases from the TSS on (default 500)")
+    win.add_argument("--tts-upstream", type=int, default=500, help="bases up to and incl. the TTS (default 500)")
+    win.add_argument("--tts-downstream", type=int, default=1000, help="bases after the TTS (default 1000)")
+    win.add_argument("--spacer", type=int, default=20, help="N bases between the two regions (default 20)")
+    win.add_argument("--promoter-only", action="store_true", help="keep only the TSS region")
+    win.add_argument("--edge", choices=("skip", "pad"), default="skip",
+                     help="windows running off a chromosome end: skip the gene (default) or pad with N")
+
+    genes = p.add_argument_group("genes")
+    genes.add_argument("--feature-type", default="gene", help="GFF column 3 to use (default gene)")
+    genes.add_argument("--biotype", help="keep only genes with this biotype, e.g. protein_coding")
+    genes.add_argument("--biotype-attribute", help="attribute holding the biotype (default gene_biotype or biotype)")
+    genes.add_argument("--id-attribute", default="ID", help="GFF attribute joining the table, e.g. locus_tag (default ID)")
+    genes.add_argument("--strip-prefix", help="remove this prefix from GFF ids, e.g. 'gene:' or 'gene-'")
+    genes.add_argument("--allow-missing-chroms", action="store_true",
+                       help="skip genes on chromosomes absent from the FASTA instead of failing")
+
+    tgt = p.add_argument_group("targets")
+    tgt.add_argument("--id-column", help="table column with gene ids (default the first)")
+    tgt.add_argument("--columns", nargs="+", metavar="COL",
+                     help="value columns or glob patterns, e.g. 'ERR*' (default all but the id)")
+    tgt.add_argument("--target", action="append", type=_parse_target, metavar="NAME=COL[,COL...]",
+                     help="one target per flag, e.g. --target leaf=ERR1,ERR2 --target root='SRR*'")
+    tgt.add_argument("--aggregate", choices=("none", *AGGREGATES), default="mean",
+                     help="combine a target's columns (default mean; none: one target per column)")
+    tgt.add_argument("--transform", choices=tuple(TRANSFORMS), default="log10p1",
+                     help="applied after aggregating (default log10p1 = log10(x + 1))")
+
+    spl = p.add_argument_group("split")
+    spl.add_argument("--val-chroms", nargs="+", default=[], metavar="CHROM", help="chromosomes for val")
+    spl.add_argument("--test-chroms", nargs="+", default=[], metavar="CHROM", help="chromosomes for test")
+    spl.add_argument("--split-fractions", nargs=3, type=float, metavar=("TRAIN", "VAL", "TEST"),
+                     help="contiguous blocks per chromosome (default 0.8 0.1 0.1 when no --*-chroms)")
+    return p
+
+
+def _exit_on_sigterm(signum, frame):
+    raise SystemExit(128 + signum)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    if args.target and args.columns:
+        print("error: use --columns or --target, not both", file=sys.stderr)
+        return 1
+    targets = dict(args.target) if args.target else ({"label": args.columns} if args.columns else None)
+    # A batch scheduler stops jobs with SIGTERM: turning it into SystemExit unwinds through
+    # build_dataset, which then deletes its temporary folder instead of leaving it behind.
+    previous = signal.signal(signal.SIGTERM, _exit_on_sigterm)
+    try:
+        geometry = WindowGeometry(args.tss_upstream, args.tss_downstream, args.tts_upstream,
+                                  args.tts_downstream, args.spacer, args.promoter_only)
+        summary = build_dataset(
+            args.fasta, args.gff, args.expression, args.out, geometry=geometry,
+            feature_type=args.feature_type, biotype=args.biotype, biotype_attribute=args.biotype_attribute,
+            id_attribute=args.id_attribute, strip_prefix=args.strip_prefix, id_column=args.id_column,
+            targets=targets, aggregate=args.aggregate, transform=args.transform,
+            val_chroms=args.val_chroms, test_chroms=args.test_chroms, split_fractions=args.split_fractions,
+            edge=args.edge, allow_missing_chroms=args.allow_missing_chroms, shard_size=args.shard_size,
+            dtype=args.dtype, compress=args.compress, overwrite=args.overwrite,
+            log=None if args.quiet else (lambda message: print(message, file=sys.stderr, flush=True)),
+        )
+    except (ConversionError, GffError, FastaError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+    except OSError as exc:  # a missing input or a full disk: the OS message names the file
+        print(f"error: {exc.filename or ''}: {exc.strerror or exc}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        print("error: interrupted", file=sys.stderr)
+        return 130
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+    print("\n".join(summary.lines()))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

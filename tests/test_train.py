@@ -1,0 +1,236 @@
+"""The trainer with real torchrun processes (gloo on CPU), real stores on disk."""
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from scipy import stats
+
+from convert import synth
+
+HERE = Path(__file__).parent
+ENV = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONUNBUFFERED": "1"}
+SMALL = ["--epochs", "2", "--batch-size", "32", "--warmup-steps", "5"]
+
+
+@pytest.fixture(scope="module")
+def stores(tmp_path_factory):
+    from convert import npz_to_wds, npz_to_zarr
+
+    root = tmp_path_factory.mktemp("data")
+    truth = synth.generate(root / "npz", train=1536, val=101, test=101, seq_len=200, shard_size=512, noise_sd=0.5)
+    npz_to_zarr.convert(root / "npz", root / "data.zarr")
+    npz_to_wds.convert(root / "npz", root / "data.wds", shard_samples=256)
+    return {"zarr": root / "data.zarr", "wds": root / "data.wds", "truth": truth}
+
+
+def torchrun(nproc, args, max_restarts=0, **kw):
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc-per-node={nproc}",
+           f"--max-restarts={max_restarts}", "-m", "maize_ddp.train", *map(str, args)]
+    return subprocess.run(cmd, env=ENV, capture_output=True, text=True, timeout=300, **kw)
+
+
+def train_single(args, **kw):
+    return subprocess.run([sys.executable, "-m", "maize_ddp.train", *map(str, args)], env=ENV,
+                          capture_output=True, text=True, timeout=300, **kw)
+
+
+def read_predictions(path):
+    table = np.loadtxt(path, skiprows=1, ndmin=2)
+    return table[:, 0].astype(int), table[:, 1], table[:, 2]
+
+
+@pytest.mark.parametrize("kind", ["zarr", "wds"])
+def test_two_process_run_end_to_end(stores, tmp_path, kind):
+    out = tmp_path / "run"
+    workers = ["--num-workers", "2"] if kind == "wds" else []
+    res = torchrun(2, ["--data", stores[kind], "--out", out, "--epochs", "4", "--lr", "2e-3", *workers])
+    assert res.returncode == 0, res.stderr[-3000:]
+    assert res.stdout.count("[maize_ddp] rank ") == 2
+    for name in ("config.json", "metrics.jsonl", "test_metrics.json", "test_predictions.tsv", "scatter.png",
+                 "curves.png", "checkpoints/last.pt", "checkpoints/best.pt"):
+        assert (out / name).stat().st_size > 0, name
+    history = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
+    assert [h["epoch"] for h in history] == [1, 2, 3, 4]
+    assert history[-1]["train_loss"] < history[0]["train_loss"]
+    report = json.loads((out / "test_metrics.json").read_text())
+    assert report["n"] == 101
+    rows, y, pred = read_predictions(out / "test_predictions.tsv")
+    assert list(rows) == list(range(101))
+    # learning happened: a good part of the way to the best achievable r on this small set
+    assert report["pearson"] > 0.5 * stores["truth"]["ceiling_pearson"][0]
+
+
+def test_reported_pearson_is_exact_over_uneven_ranks(stores, tmp_path):
+    """101 test rows on 2 ranks: the all-reduced moments equal scipy on the gathered predictions."""
+    out = tmp_path / "run"
+    res = torchrun(2, ["--data", stores["zarr"], "--out", out, "--epochs", "1"])
+    assert res.returncode == 0, res.stderr[-3000:]
+    report = json.loads((out / "test_metrics.json").read_text())
+    rows, y, pred = read_predictions(out / "test_predictions.tsv")
+    assert report["pearson"] == pytest.approx(stats.pearsonr(y, pred)[0], rel=1e-9)
+    assert report["spearman"] == pytest.approx(stats.spearmanr(y, pred)[0], rel=1e-9)
+    assert report["r2"] == pytest.approx(1 - ((y - pred) ** 2).sum() / ((y - y.mean()) ** 2).sum(), rel=1e-9)
+    assert report["mse"] == pytest.approx(((y - pred) ** 2).mean(), rel=1e-9)
+    # the validation figure is computed by the same exact path; re-evaluating the best
+    # checkpoint on val in one process must give the value the 2-rank run logged
+    history = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
+    ev = subprocess.run([sys.executable, "-m", "maize_ddp.evaluate", str(out), "--data", str(stores["zarr"]),
+                         "--split", "val", "--out", str(tmp_path / "val")], env=ENV, capture_output=True, text=True)
+    assert ev.returncode == 0, ev.stderr
+    _, yv, pv = read_predictions(tmp_path / "val" / "val_predictions.tsv")
+    assert history[0]["val_pearson"] == pytest.approx(stats.pearsonr(yv, pv)[0], rel=1e-5)
+
+
+def test_ddp_step_equals_single_process_double_batch(tmp_path):
+    sys.path.insert(0, str(HERE))
+    import ddp_step_check as check
+
+    out = tmp_path / "ddp.pt"
+    res = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node=2",
+                          str(HERE / "ddp_step_check.py"), str(out), "8"], env=ENV, capture_output=True, text=True,
+                         timeout=120)
+    assert res.returncode == 0, res.stderr[-3000:]
+    ddp_params = torch.load(out)
+    model = check.make()
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    check.step(model, *check.rows(16))
+    moved = 0
+    for name, value in model.state_dict().items():
+        torch.testing.assert_close(ddp_params[name], value, rtol=1e-5, atol=1e-6, msg=name)
+        moved += not torch.equal(value, before[name])
+    assert moved > 10  # the step really changed the weights
+
+
+def wait_for(path: Path, proc, timeout=120):
+    t0 = time.time()
+    while not path.exists():
+        assert proc.poll() is None, "training ended before the checkpoint appeared"
+        assert time.time() - t0 < timeout, f"{path} did not appear"
+        time.sleep(0.02)
+
+
+def test_single_process_resume_is_bit_for_bit(stores, tmp_path):
+    args = ["--data", stores["zarr"], *SMALL, "--checkpoint-every", "7"]
+    ref = train_single([*args, "--out", tmp_path / "ref"])
+    assert ref.returncode == 0, ref.stderr[-3000:]
+
+    out = tmp_path / "killed"
+    proc = subprocess.Popen([sys.executable, "-m", "maize_ddp.train", *map(str, args), "--out", str(out)],
+                            env=ENV, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    wait_for(out / "checkpoints" / "last.pt", proc)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    state = torch.load(out / "checkpoints" / "last.pt", weights_only=False)
+    assert (state["epoch"], state["batch"]) != (2, 0), "killed too late to test a resume"
+    again = train_single([*args, "--out", out])
+    assert again.returncode == 1 and "pass --resume" in again.stderr
+    resumed = train_single([*args, "--out", out, "--resume"])
+    assert resumed.returncode == 0, resumed.stderr[-3000:]
+    assert "resumed from" in resumed.stdout
+
+    a = torch.load(tmp_path / "ref" / "checkpoints" / "last.pt", weights_only=False)
+    b = torch.load(out / "checkpoints" / "last.pt", weights_only=False)
+    for name in a["model"]:
+        assert torch.equal(a["model"][name], b["model"][name]), name
+    assert a["history"][-1]["train_loss"] == b["history"][-1]["train_loss"]
+    assert a["history"][-1]["val_pearson"] == b["history"][-1]["val_pearson"]
+
+
+def children(pid):
+    found = []
+    for task in Path(f"/proc/{pid}/task").iterdir():
+        found += [int(c) for c in (task / "children").read_text().split()]
+    return found
+
+
+def test_torchrun_restarts_a_killed_rank_and_finishes(stores, tmp_path):
+    out = tmp_path / "run"
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node=2", "--max-restarts=1",
+           "-m", "maize_ddp.train", "--data", str(stores["zarr"]), "--out", str(out), "--epochs", "3",
+           "--checkpoint-every", "5"]
+    proc = subprocess.Popen(cmd, env=ENV, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    wait_for(out / "checkpoints" / "last.pt", proc)
+    ranks = children(proc.pid)
+    assert len(ranks) == 2
+    os.kill(ranks[-1], signal.SIGKILL)
+    log, _ = proc.communicate(timeout=300)
+    assert proc.returncode == 0, log[-3000:]
+    assert "resumed from" in log
+    report = json.loads((out / "test_metrics.json").read_text())
+    assert report["n"] == 101
+    assert len((out / "metrics.jsonl").read_text().splitlines()) == 3
+
+
+def test_bf16_autocast_tracks_fp32():
+    from maize_ddp.model import BasenjiModel
+    from maize_ddp.train import train_step
+
+    g = torch.Generator().manual_seed(0)
+    codes = torch.randint(0, 5, (16, 200), generator=g, dtype=torch.uint8)
+    y = torch.randn(16, 1, generator=g)
+    losses = {}
+    for amp in ("off", "bf16"):
+        torch.manual_seed(0)
+        model = BasenjiModel(seq_len=200, pdrop1=0, pdrop2=0, pdrop3=0, pdropd=0, pdrop4=0)
+        opt = torch.optim.AdamW(model.parameters(), lr=1e-3)
+        losses[amp] = [train_step(model, codes, y, opt, None, amp, 0.0)[0].item() for _ in range(6)]
+    np.testing.assert_allclose(losses["bf16"], losses["off"], rtol=0.05, atol=0.01)
+    assert losses["off"][-1] < losses["off"][0]
+
+
+def test_non_finite_loss_stops_with_a_clear_message():
+    from maize_ddp.model import BasenjiModel
+    from maize_ddp.train import TrainingError, train_step
+
+    model = BasenjiModel(seq_len=200)
+    opt = torch.optim.AdamW(model.parameters())
+    y = torch.full((4, 1), float("nan"))
+    with pytest.raises(TrainingError, match="non-finite"):
+        train_step(model, torch.zeros(4, 200, dtype=torch.uint8), y, opt, None, "off", 0.0)
+
+
+def test_errors_are_one_line(stores, tmp_path):
+    readonly = tmp_path / "ro"
+    readonly.mkdir()
+    readonly.chmod(0o500)
+    cases = [
+        (["--data", tmp_path / "nothing.zarr", "--out", tmp_path / "a"], "nothing.zarr"),
+        (["--data", stores["zarr"], "--out", tmp_path / "b", "--batch-size", "5000"], "fewer than one global batch"),
+        (["--data", stores["zarr"], "--out", tmp_path / "c", "--amp", "fp16", "--device", "cpu"], "fp16 needs"),
+        (["--data", stores["zarr"], "--out", tmp_path / "d", "--sync-bn"], "--sync-bn needs CUDA"),
+    ]
+    if os.geteuid() != 0:  # root writes anywhere
+        cases.append((["--data", stores["zarr"], "--out", readonly / "run"], "not writable"))
+    for args, message in cases:
+        res = train_single(args)
+        assert res.returncode != 0
+        lines = res.stderr.strip().splitlines()
+        assert len(lines) == 1 and lines[0].startswith("error:") and message in lines[0], res.stderr
+
+
+def test_resume_refuses_another_model(stores, tmp_path):
+    out = tmp_path / "run"
+    first = train_single(["--data", stores["zarr"], "--out", out, "--epochs", "1"])
+    assert first.returncode == 0, first.stderr[-2000:]
+    res = train_single(["--data", stores["zarr"], "--out", out, "--epochs", "2", "--resume", "--conv1kc", "32"])
+    assert res.returncode == 1
+    assert "another model" in res.stderr and "conv1kc: checkpoint 64 vs now 32" in res.stderr
+
+
+def test_predict_on_npz_folder_matches_store_predictions(stores, tmp_path):
+    out = tmp_path / "run"
+    assert train_single(["--data", stores["zarr"], "--out", out, "--epochs", "1"]).returncode == 0
+    npz_dir = stores["zarr"].parent / "npz" / "test"
+    res = subprocess.run([sys.executable, "-m", "maize_ddp.predict", str(out), "--data", str(npz_dir),
+                          "--out", str(tmp_path / "p.tsv")], env=ENV, capture_output=True, text=True)
+    assert res.returncode == 0, res.stderr
+    from_npz = np.loadtxt(tmp_path / "p.tsv", skiprows=1, usecols=2)
+    _, _, from_store = read_predictions(out / "test_predictions.tsv")
+    np.testing.assert_allclose(from_npz, from_store, rtol=1e-4, atol=1e-5)

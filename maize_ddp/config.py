@@ -26,7 +26,7 @@ class TrainConfig:
     out: str = "runs/run"           # run folder: config, metrics, checkpoints, test report
     epochs: int = 10
     batch_size: int = 32            # per rank; the global batch is batch_size x world size
-    lr: float = 1e-3                # peak learning rate of Adam(W)
+    lr: float = 3e-3                # peak learning rate of Adam(W) (for the global batch)
     weight_decay: float = 0.0       # decoupled (AdamW); 0 is the report's plain Adam
     warmup_steps: int = 200         # linear warm-up, then cosine decay to lr_min_ratio x lr
     lr_min_ratio: float = 0.05
@@ -38,6 +38,8 @@ class TrainConfig:
     num_workers: int = 0            # DataLoader workers per rank
     reverse_complement: bool = False  # augmentation: random reverse complement
     max_shift: int = 0              # augmentation: random shift by +-max_shift bases (N padded)
+    bn_recalibration_batches: int = 20  # before each validation, BN stats from this many train batches
+                                        # with dropout off (0 = keep the training running averages)
     rc_average: bool = False        # test report: average predictions of a sequence and its RC
     checkpoint_every: int = 0       # steps between mid-epoch checkpoints; 0 = end of epoch only
     patience: int = 0               # early stopping after this many epochs without a better val r; 0 = off

@@ -85,6 +85,15 @@ def broadcast_buffers(d: Dist, module: torch.nn.Module) -> None:
             dist.broadcast(buf, 0)
 
 
+def average_buffers(d: Dist, module: torch.nn.Module) -> None:
+    """Average floating-point buffers (BatchNorm statistics) over ranks."""
+    if d.enabled:
+        for buf in module.buffers():
+            if buf.is_floating_point():
+                dist.all_reduce(buf)
+                buf /= d.world_size
+
+
 def barrier(d: Dist) -> None:
     if d.enabled:
         dist.barrier()

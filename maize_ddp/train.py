@@ -29,7 +29,7 @@ from tqdm import tqdm
 from maize_ddp import checkpoint, config, distributed, plots
 from maize_ddp.data import StoreError, make_loader, open_store
 from maize_ddp.evaluate import autocast, evaluate_split, test_report
-from maize_ddp.model import build_model
+from maize_ddp.model import build_model, recalibrate_batchnorm
 
 
 class TrainingError(RuntimeError):
@@ -78,6 +78,14 @@ def train_step(model, codes, y, optimizer, scaler, amp: str, grad_clip: float) -
     else:
         optimizer.step()
     return loss.detach(), float(norm)
+
+
+def bn_batches(loader, count: int, device):
+    loader.set_epoch(0)
+    for i, (codes, _) in enumerate(loader):
+        if i == count:
+            break
+        yield codes.to(device, non_blocking=True)
 
 
 def rng_state() -> dict:
@@ -156,10 +164,11 @@ def train(cfg: config.TrainConfig, d: distributed.Dist) -> None:
     train_loader = make_loader(cfg.data, "train", batch_size=cfg.batch_size, train=True,
                                reverse_complement=cfg.reverse_complement, max_shift=cfg.max_shift, **loader_args)
     val_loader = make_loader(cfg.data, "val", batch_size=cfg.batch_size * 4, train=False, **loader_args)
+    # A fixed sample of training batches for BatchNorm recalibration: same rows every epoch,
+    # drawn without touching the RNG that training uses.
+    bn_loader = make_loader(cfg.data, "train", batch_size=cfg.batch_size, train=True,
+                            **{**loader_args, "seed": cfg.seed + 1, "num_workers": 0})
     steps_per_epoch = len(train_loader)
-    if steps_per_epoch == 0:
-        raise TrainingError(f"{cfg.data}: the train split has {store.splits['train'].n} rows, fewer than one "
-                            f"global batch ({cfg.batch_size} x {d.world_size} ranks); lower --batch-size")
 
     # ---- model, optimizer, schedule, precision ---------------------------------------------
     if main_rank:
@@ -227,7 +236,8 @@ def train(cfg: config.TrainConfig, d: distributed.Dist) -> None:
         ddp.train()
         train_loader.set_epoch(epoch, start_batch=start_batch)
         bar = tqdm(total=steps_per_epoch, initial=start_batch, desc=f"epoch {epoch + 1}/{cfg.epochs}",
-                   disable=not main_rank, dynamic_ncols=True, file=sys.stderr)
+                   disable=not main_rank, dynamic_ncols=True, file=sys.stderr,
+                   mininterval=0.2 if sys.stderr.isatty() else 30)  # a log file gets a line per 30 s
         t0, samples = time.perf_counter(), 0
         for batch_index, (codes, y) in enumerate(train_loader, start=start_batch):
             codes = codes.to(d.device, non_blocking=True)
@@ -247,7 +257,11 @@ def train(cfg: config.TrainConfig, d: distributed.Dist) -> None:
         start_batch = 0
 
         # ---- validation: every row exactly once, exact moments merged across ranks --------------
-        distributed.broadcast_buffers(d, model)
+        if cfg.bn_recalibration_batches:
+            recalibrate_batchnorm(model, bn_batches(bn_loader, cfg.bn_recalibration_batches, d.device))
+            distributed.average_buffers(d, model)
+        else:
+            distributed.broadcast_buffers(d, model)
         val = evaluate_split(d, model, val_loader, amp)
         loss_sum, loss_count = distributed.all_reduce_sum(d, epoch_loss)
         row = {"epoch": epoch + 1, "step": global_step, "train_loss": loss_sum / max(loss_count, 1),
@@ -274,8 +288,8 @@ def train(cfg: config.TrainConfig, d: distributed.Dist) -> None:
             if main_rank:
                 print(f"[maize_ddp] early stop: no better val Pearson for {stale_epochs} epochs", flush=True)
             break
-    train_loader.close()
-    val_loader.close()
+    for loader in (train_loader, val_loader, bn_loader):
+        loader.close()
 
     # ---- test report from the best checkpoint ------------------------------------------------
     distributed.barrier(d)

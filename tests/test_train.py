@@ -202,7 +202,7 @@ def test_errors_are_one_line(stores, tmp_path):
     readonly.chmod(0o500)
     cases = [
         (["--data", tmp_path / "nothing.zarr", "--out", tmp_path / "a"], "nothing.zarr"),
-        (["--data", stores["zarr"], "--out", tmp_path / "b", "--batch-size", "5000"], "fewer than one global batch"),
+        (["--data", stores["zarr"], "--out", tmp_path / "b", "--batch-size", "5000"], "no full batch per rank"),
         (["--data", stores["zarr"], "--out", tmp_path / "c", "--amp", "fp16", "--device", "cpu"], "fp16 needs"),
         (["--data", stores["zarr"], "--out", tmp_path / "d", "--sync-bn"], "--sync-bn needs CUDA"),
     ]

@@ -1,0 +1,10 @@
+#!/usr/bin/env bash
+# Every benchmark, one after the other (each prints a Markdown table). Not part of the tests:
+# figures from one run go to the README's performance section.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+mkdir -p benchmarks/results
+python benchmarks/bench_convert.py | tee benchmarks/results/convert.md
+python benchmarks/bench_loader.py | tee benchmarks/results/loader.md
+python benchmarks/bench_train.py | tee benchmarks/results/train.md
+echo "real data: bash benchmarks/real_arabidopsis.sh [DATA_DIR]  (about 30 minutes)"

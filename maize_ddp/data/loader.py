@@ -1,0 +1,159 @@
+"""make_loader: the per-rank stream of batches that the trainer iterates.
+
+The plan (plan.py) runs in the main process and hands each worker whole Windows, so the
+epoch and resume position reach persistent workers without any state living in them: a
+worker only turns a Window into tensors. DataLoader returns map-style items in sampler
+order, so the batch stream is the same with 0, 1 or 8 workers.
+"""
+from __future__ import annotations
+
+import numpy as np
+import torch
+from torch.utils.data import DataLoader, Dataset
+
+from . import plan
+from .augment import augment, batch_rng
+from .store import StoreInfo, open_store
+
+# Blocks mixed in one window. A batch of B rows from a window of M blocks holds rows of
+# ~min(B, M) blocks, and consecutive batches share the window: on data sorted by label their
+# mean labels correlate ~1/(1 + M/B). A window is ~16 MB of codes for Zarr's default 512 KiB
+# chunks, ~12 MB for WebDataset's 32-row blocks at 3020 bp.
+SHUFFLE_BLOCKS = {"zarr": 32, "wds": 128}
+
+
+def open_source(info: StoreInfo, split: str):
+    if info.kind == "zarr":
+        from .zarr_source import ZarrSource
+
+        return ZarrSource(info, split)
+    from .wds_source import WdsSource
+
+    return WdsSource(info, split)
+
+
+class WindowReader(Dataset):
+    """Map-style dataset whose keys are Windows and whose items are (codes, y, rows) tensors.
+
+    The store is opened on first use in the process that reads, never pickled.
+    """
+
+    def __init__(self, info: StoreInfo, split: str, *, reverse_complement: bool = False,
+                 max_shift: int = 0):
+        self.info, self.split = info, split
+        self.reverse_complement, self.max_shift = reverse_complement, max_shift
+        self._source = None
+
+    def __getstate__(self):
+        return {**self.__dict__, "_source": None}
+
+    def __getitem__(self, window: plan.Window):
+        if self._source is None:
+            self._source = open_source(self.info, self.split)
+        codes, y = self._source.read(window.ranges)
+        rows = np.concatenate([np.arange(a, b, dtype=np.int64) for a, b in window.ranges])
+        order = plan.window_order(window, len(rows))
+        codes, y, rows = codes[order], y[order], rows[order]
+        if window.seed_key is not None and (self.reverse_complement or self.max_shift):
+            B = window.batch_size
+            for j in range(0, len(rows), B):
+                rng = batch_rng(*window.seed_key, window.first_batch + window.skip + j // B)
+                codes[j:j + B] = augment(codes[j:j + B], rng, reverse_complement=self.reverse_complement,
+                                         max_shift=self.max_shift)
+        return torch.from_numpy(codes), torch.from_numpy(y), torch.from_numpy(rows)
+
+
+class _WindowSampler:
+    """Yields this rank's windows for the current epoch; lives in the main process."""
+
+    def __init__(self, bounds, *, train, seed, rank, world_size, batch_size, window_batches):
+        self.bounds, self.train, self.seed = bounds, train, seed
+        self.rank, self.world_size, self.batch_size = rank, world_size, batch_size
+        self.window_batches = window_batches
+        self.epoch, self.start_batch = 0, 0
+
+    def __iter__(self):
+        common = dict(rank=self.rank, world_size=self.world_size, batch_size=self.batch_size,
+                      window_batches=self.window_batches, start_batch=self.start_batch)
+        if self.train:
+            return plan.train_windows(self.bounds, seed=self.seed, epoch=self.epoch, **common)
+        return plan.eval_windows(int(self.bounds[-1]), **common)
+
+
+class BatchLoader:
+    """Iterate batches of one split for one rank. Create once; call set_epoch before each epoch."""
+
+    def __init__(self, path, split: str, *, batch_size: int, rank: int = 0, world_size: int = 1,
+                 seed: int = 0, train: bool = True, num_workers: int = 0,
+                 reverse_complement: bool = False, max_shift: int = 0, pin_memory: bool = False,
+                 with_rows: bool | None = None, shuffle_blocks: int | None = None):
+        info = open_store(path)
+        info.check(split=split)
+        if batch_size < 1 or not 0 <= rank < world_size or num_workers < 0:
+            raise ValueError(f"bad loader settings: batch_size={batch_size}, rank={rank}, "
+                             f"world_size={world_size}, num_workers={num_workers}")
+        if not 0 <= max_shift < info.seq_len:
+            raise ValueError(f"max_shift must be in 0..{info.seq_len - 1}, got {max_shift}")
+        n = info.splits[split].n
+        self.info, self.split, self.batch_size, self.train = info, split, batch_size, train
+        self.with_rows = (not train) if with_rows is None else with_rows
+        if train:
+            self._len = plan.train_batches(n, world_size, batch_size)
+            if self._len == 0:
+                raise ValueError(f"{path}: split {split!r} has {n} rows, fewer than world_size x batch_size "
+                                 f"= {world_size} x {batch_size}: no full batch per rank (lower batch_size)")
+        else:
+            self._len = plan.eval_batches(n, rank, world_size, batch_size)
+        bounds = plan.block_bounds(info, split)
+        shuffle_blocks = shuffle_blocks or SHUFFLE_BLOCKS[info.kind]
+        window_batches = max(1, shuffle_blocks * int(np.diff(bounds).max(initial=1)) // batch_size)
+        if not train and num_workers:  # eval order is source order whatever the window: spread the work
+            window_batches = max(1, min(window_batches, -(-self._len // num_workers)))
+        self._sampler = _WindowSampler(bounds, train=train, seed=seed, rank=rank, world_size=world_size,
+                                       batch_size=batch_size, window_batches=window_batches)
+        reader = WindowReader(info, split, reverse_complement=train and reverse_complement,
+                              max_shift=max_shift if train else 0)
+        self._dataloader = DataLoader(
+            reader, sampler=self._sampler, batch_size=None, num_workers=num_workers,
+            multiprocessing_context="spawn" if num_workers else None,
+            # Windows are big (~80 batches of 64): one in flight per worker keeps them busy.
+            persistent_workers=num_workers > 0, prefetch_factor=1 if num_workers else None,
+            pin_memory=pin_memory and torch.cuda.is_available())
+
+    def set_epoch(self, epoch: int, start_batch: int = 0) -> None:
+        """Select the epoch (train: its permutation) and the first batch to yield (resume)."""
+        if not 0 <= start_batch <= self._len:
+            raise ValueError(f"start_batch {start_batch} outside 0..{self._len}")
+        self._sampler.epoch, self._sampler.start_batch = epoch, start_batch
+
+    def __len__(self) -> int:
+        return self._len
+
+    def __iter__(self):
+        B = self.batch_size
+        for codes, y, rows in self._dataloader:
+            for batch in zip(codes.split(B), y.split(B), rows.split(B)):
+                yield batch if self.with_rows else batch[:2]
+
+    def close(self) -> None:
+        """Stop the persistent workers now rather than at garbage collection."""
+        iterator = getattr(self._dataloader, "_iterator", None)
+        self._dataloader._iterator = None
+        if iterator is not None and hasattr(iterator, "_shutdown_workers"):
+            iterator._shutdown_workers()
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
+
+
+def make_loader(path, split: str, *, batch_size: int, rank: int = 0, world_size: int = 1,
+                seed: int = 0, train: bool = True, num_workers: int = 0,
+                reverse_complement: bool = False, max_shift: int = 0, pin_memory: bool = False,
+                **options) -> BatchLoader:
+    """The batches of `split` for this rank; see BatchLoader and docs/data.md."""
+    return BatchLoader(path, split, batch_size=batch_size, rank=rank, world_size=world_size, seed=seed,
+                       train=train, num_workers=num_workers, reverse_complement=reverse_complement,
+                       max_shift=max_shift, pin_memory=pin_memory, **options)

@@ -1,0 +1,162 @@
+"""Open a store's metadata: which kind it is, its shape, its splits, and checks against a model.
+
+Only metadata is read here (zarr.json / manifest.json); row data are read by the sources.
+Every problem becomes a StoreError whose one-line message names the path.
+"""
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+
+FORMAT = "maize_ddp/1"
+ALPHABET = "ACGTN"
+
+
+class StoreError(ValueError):
+    """The path is not a readable maize_ddp store, or does not fit what was asked of it."""
+
+
+@dataclass(frozen=True)
+class Shard:
+    """One WebDataset tar: rows first_row .. first_row + n - 1 of its split."""
+
+    path: str  # relative to the .wds folder
+    n: int
+    first_row: int
+
+
+@dataclass(frozen=True)
+class SplitInfo:
+    n: int
+    label_mean: list[float]
+    label_std: list[float]
+    # Layout, for the readers: rows per Zarr chunk (Zarr), or the tar shards (WebDataset).
+    chunk_rows: int | None = field(default=None, repr=False)
+    shards: tuple[Shard, ...] = field(default=(), repr=False)
+
+
+@dataclass(frozen=True)
+class StoreInfo:
+    kind: str  # "zarr" or "wds"
+    path: Path
+    seq_len: int
+    num_targets: int
+    splits: dict[str, SplitInfo]
+
+    def check(self, split: str | None = None, seq_len: int | None = None,
+              num_targets: int | None = None) -> None:
+        """Raise StoreError unless the store has `split` and the model's seq_len / num_targets."""
+        if split is not None and split not in self.splits:
+            have = ", ".join(sorted(self.splits)) or "none"
+            raise StoreError(f"{self.path}: no split {split!r} (the store has: {have})")
+        if seq_len is not None and seq_len != self.seq_len:
+            raise StoreError(f"{self.path}: the model expects seq_len {seq_len}, "
+                             f"the store has seq_len {self.seq_len}")
+        if num_targets is not None and num_targets != self.num_targets:
+            raise StoreError(f"{self.path}: the model expects {num_targets} targets, "
+                             f"the store has {self.num_targets}")
+
+
+def open_store(path) -> StoreInfo:
+    """Recognise a maize_ddp Zarr v3 group or WebDataset folder by its metadata file."""
+    path = Path(path)
+    if not path.exists():
+        raise StoreError(f"{path}: no such file or directory")
+    if (path / "manifest.json").is_file():
+        return _open_wds(path)
+    if (path / "zarr.json").is_file():
+        return _open_zarr(path)
+    if (path / ".zgroup").is_file() or (path / ".zarray").is_file():
+        raise StoreError(f"{path}: a Zarr v2 store; format {FORMAT} is Zarr v3 "
+                         "(convert the data again with convert.npz_to_zarr)")
+    raise StoreError(f"{path}: neither a maize_ddp Zarr store (no zarr.json) "
+                     "nor a WebDataset store (no manifest.json)")
+
+
+def _require(meta: dict, key: str, where: str, path: Path):
+    if not isinstance(meta, dict) or key not in meta:
+        raise StoreError(f"{path}: missing metadata {key!r} in {where}")
+    return meta[key]
+
+
+def _check_format(meta: dict, where: str, path: Path) -> None:
+    fmt = _require(meta, "format", where, path)
+    if fmt != FORMAT:
+        raise StoreError(f"{path}: store format {fmt!r}, this maize_ddp reads {FORMAT!r} "
+                         "(convert the data again with this version's convert/)")
+    alphabet = meta.get("alphabet", ALPHABET)
+    if alphabet != ALPHABET:
+        raise StoreError(f"{path}: alphabet {alphabet!r}, expected {ALPHABET!r}")
+
+
+def _split_stats(meta: dict, where: str, path: Path, num_targets: int) -> tuple[int, list, list]:
+    n = int(_require(meta, "n", where, path))
+    mean = [float(v) for v in _require(meta, "label_mean", where, path)]
+    std = [float(v) for v in _require(meta, "label_std", where, path)]
+    if len(mean) != num_targets or len(std) != num_targets:
+        raise StoreError(f"{path}: {where} label_mean/label_std have {len(mean)}/{len(std)} "
+                         f"entries for {num_targets} targets")
+    return n, mean, std
+
+
+def _open_zarr(path: Path) -> StoreInfo:
+    import zarr
+
+    try:
+        root = zarr.open_group(path, mode="r")
+    except Exception as e:  # zarr raises several types for a broken group
+        raise StoreError(f"{path}: cannot open as a Zarr v3 group ({e})") from None
+    attrs = dict(root.attrs)
+    _check_format(attrs, "the group attributes", path)
+    seq_len = int(_require(attrs, "seq_len", "the group attributes", path))
+    num_targets = int(_require(attrs, "num_targets", "the group attributes", path))
+    splits = {}
+    for name in _require(attrs, "splits", "the group attributes", path):
+        try:
+            group = root[name]
+            seq, y = group["seq"], group["y"]
+        except KeyError:
+            raise StoreError(f"{path}: split {name!r} is listed but has no {name}/seq and {name}/y") from None
+        n, mean, std = _split_stats(dict(group.attrs), f"{name}/ attributes", path, num_targets)
+        if seq.shape != (n, seq_len) or y.shape != (n, num_targets) or seq.dtype != "uint8":
+            raise StoreError(f"{path}: {name}/seq {seq.dtype}{list(seq.shape)} and {name}/y "
+                             f"{list(y.shape)} do not match n={n}, seq_len={seq_len}, "
+                             f"num_targets={num_targets}")
+        splits[name] = SplitInfo(n, mean, std, chunk_rows=int(seq.chunks[0]))
+    return StoreInfo("zarr", path, seq_len, num_targets, splits)
+
+
+def _open_wds(path: Path) -> StoreInfo:
+    try:
+        manifest = json.loads((path / "manifest.json").read_text())
+    except (OSError, ValueError) as e:
+        raise StoreError(f"{path}: unreadable manifest.json ({e})") from None
+    where = "manifest.json"
+    _check_format(manifest, where, path)
+    seq_len = int(_require(manifest, "seq_len", where, path))
+    num_targets = int(_require(manifest, "num_targets", where, path))
+    splits = {}
+    for name, meta in _require(manifest, "splits", where, path).items():
+        n, mean, std = _split_stats(meta, f"{where} split {name!r}", path, num_targets)
+        shards = tuple(Shard(str(_require(s, "path", f"{where} {name} shards", path)),
+                             int(_require(s, "n", f"{where} {name} shards", path)),
+                             int(_require(s, "first_row", f"{where} {name} shards", path)))
+                       for s in _require(meta, "shards", f"{where} split {name!r}", path))
+        _check_shards(path, name, n, shards)
+        splits[name] = SplitInfo(n, mean, std, shards=shards)
+    return StoreInfo("wds", path, seq_len, num_targets, splits)
+
+
+def _check_shards(path: Path, split: str, n: int, shards: tuple[Shard, ...]) -> None:
+    """Shards must tile rows 0..n-1 in order: row identity depends on it."""
+    row = 0
+    for shard in shards:
+        if shard.first_row != row:
+            raise StoreError(f"{path}: {split} shard {shard.path} starts at row {shard.first_row}, "
+                             f"expected {row}")
+        if not (path / shard.path).is_file():
+            raise StoreError(f"{path}: {split} shard {shard.path} is missing")
+        row += shard.n
+    if row != n:
+        raise StoreError(f"{path}: {split} shards hold {row} rows, the manifest says n={n}")

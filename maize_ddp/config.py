@@ -26,7 +26,7 @@ class TrainConfig:
     out: str = "runs/run"           # run folder: config, metrics, checkpoints, test report
     epochs: int = 10
     batch_size: int = 32            # per rank; the global batch is batch_size x world size
-    lr: float = 3e-3                # peak learning rate of Adam(W) (for the global batch)
+    lr: float = 6e-3                # peak learning rate of Adam(W) (for the global batch)
     weight_decay: float = 0.0       # decoupled (AdamW); 0 is the report's plain Adam
     warmup_steps: int = 200         # linear warm-up, then cosine decay to lr_min_ratio x lr
     lr_min_ratio: float = 0.05

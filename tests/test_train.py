@@ -24,7 +24,7 @@ def stores(tmp_path_factory):
     from convert import npz_to_wds, npz_to_zarr
 
     root = tmp_path_factory.mktemp("data")
-    truth = synth.generate(root / "npz", train=1536, val=101, test=101, seq_len=200, shard_size=512, noise_sd=0.5)
+    truth = synth.generate(root / "npz", train=2048, val=101, test=101, seq_len=200, shard_size=512, noise_sd=0.5)
     npz_to_zarr.convert(root / "npz", root / "data.zarr")
     npz_to_wds.convert(root / "npz", root / "data.wds", shard_samples=256)
     return {"zarr": root / "data.zarr", "wds": root / "data.wds", "truth": truth}
@@ -50,7 +50,7 @@ def read_predictions(path):
 def test_two_process_run_end_to_end(stores, tmp_path, kind):
     out = tmp_path / "run"
     workers = ["--num-workers", "2"] if kind == "wds" else []
-    res = torchrun(2, ["--data", stores[kind], "--out", out, "--epochs", "4", "--lr", "2e-3", *workers])
+    res = torchrun(2, ["--data", stores[kind], "--out", out, "--epochs", "4", *workers])
     assert res.returncode == 0, res.stderr[-3000:]
     assert res.stdout.count("[maize_ddp] rank ") == 2
     for name in ("config.json", "metrics.jsonl", "test_metrics.json", "test_predictions.tsv", "scatter.png",
@@ -76,7 +76,8 @@ def test_reported_pearson_is_exact_over_uneven_ranks(stores, tmp_path):
     rows, y, pred = read_predictions(out / "test_predictions.tsv")
     assert report["pearson"] == pytest.approx(stats.pearsonr(y, pred)[0], rel=1e-9)
     assert report["spearman"] == pytest.approx(stats.spearmanr(y, pred)[0], rel=1e-9)
-    assert report["r2"] == pytest.approx(1 - ((y - pred) ** 2).sum() / ((y - y.mean()) ** 2).sum(), rel=1e-9)
+    # R² = 1 - SSE/SST: compare SSE/SST, since near R² = 0 the subtraction amplifies rounding
+    assert 1 - report["r2"] == pytest.approx(((y - pred) ** 2).sum() / ((y - y.mean()) ** 2).sum(), rel=1e-9)
     assert report["mse"] == pytest.approx(((y - pred) ** 2).mean(), rel=1e-9)
     # the validation figure is computed by the same exact path; re-evaluating the best
     # checkpoint on val in one process must give the value the 2-rank run logged

@@ -1,0 +1,228 @@
+"""npz shards -> WebDataset tar shards plus manifest.json (format maize_ddp/1).
+
+    python -m convert.npz_to_wds SRC DST.wds [--split NAME] [--workers N]
+        [--shard-samples N] [--shard-bytes SIZE] [--overwrite] [--drop-nonfinite] [--quiet]
+
+Writes DST.wds/{split}/{split}-000000.tar, ... with members KEY.seq.npy (uint8 [L]) and
+KEY.y.npy (float32 [T]); KEY is the row index in the split, 10 digits. Inputs and errors are
+those of convert.npz_to_zarr (see docs/convert.md).
+
+Every sample of a split has the same two member sizes, so a sample's tar bytes are a fixed
+template with the key, the checksums and the payloads filled in. Workers build those bytes for
+whole input shards with numpy (tarfile would take ~20 us a member in Python); this process
+only appends them to the current tar file and starts the next one every `rows_per_tar` rows.
+The files are byte-identical whatever the number of workers (mtime 0, owner 0, mode 0644).
+"""
+from __future__ import annotations
+
+import argparse
+import io
+import json
+import re
+import sys
+import tarfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+from .output import Progress, atomic_output_dir, dir_bytes, refuse_existing, run_cli
+from .shards import ConvertError, WorkerPool, find_sources, read_shard, scan_and_plan
+
+FORMAT = "maize_ddp/1"
+ALPHABET = "ACGTN"
+KEY_DIGITS = 10
+BLOCK = 512
+RECORD = 20 * BLOCK  # tar files are padded to a multiple of the classic 10 KiB record
+# ~8 MiB per tar (~1800 samples of 3020 bp): enough shards for ranks x loader workers
+# on a few-GB dataset, and large sequential reads.
+DEFAULT_SHARD_BYTES = 8 * 1024 * 1024
+
+
+class SampleLayout:
+    """The bytes of one sample (two tar members), as a template plus where the parts go."""
+
+    def __init__(self, seq_len: int, num_targets: int):
+        self.seq_len, self.num_targets = seq_len, num_targets
+        seq_npy = _npy_header(np.zeros(seq_len, np.uint8))
+        y_npy = _npy_header(np.zeros(num_targets, np.float32))
+        seq_member = _member_bytes("0" * KEY_DIGITS + ".seq.npy", seq_npy, seq_len)
+        y_member = _member_bytes("0" * KEY_DIGITS + ".y.npy", y_npy, 4 * num_targets)
+        self.template = np.frombuffer(seq_member + y_member, np.uint8)
+        self.size = len(self.template)
+        self.headers = (0, len(seq_member))  # offsets of the two tar headers
+        self.seq_at = BLOCK + len(seq_npy)
+        self.y_at = len(seq_member) + BLOCK + len(y_npy)
+        # Checksum of each header with its key digits all "0" and its checksum field blank.
+        self.base_sums = [int(_blank_checksum(self.template[h:h + BLOCK]).sum(dtype=np.int64))
+                          for h in self.headers]
+
+    def pack(self, codes: np.ndarray, labels: np.ndarray, first_row: int) -> np.ndarray:
+        """uint8 [n, size]: the tar bytes of rows first_row .. first_row + n - 1."""
+        n = len(codes)
+        if first_row + n > 10 ** KEY_DIGITS:
+            raise ConvertError(f"more than {10 ** KEY_DIGITS} rows in one split")
+        out = np.empty((n, self.size), np.uint8)
+        out[:] = self.template
+        out[:, self.seq_at:self.seq_at + self.seq_len] = codes
+        out[:, self.y_at:self.y_at + 4 * self.num_targets] = (
+            np.ascontiguousarray(labels, dtype="<f4").view(np.uint8).reshape(n, -1))
+        rows = np.arange(first_row, first_row + n, dtype=np.int64)
+        digits = (rows[:, None] // 10 ** np.arange(KEY_DIGITS - 1, -1, -1)) % 10
+        digit_sum = digits.sum(axis=1)
+        for header, base in zip(self.headers, self.base_sums):
+            out[:, header:header + KEY_DIGITS] = digits + ord("0")
+            checksum = base + digit_sum  # each digit adds its value to the "0" it replaces
+            octal = (checksum[:, None] >> (3 * np.arange(5, -1, -1))) & 7
+            out[:, header + 148:header + 154] = octal + ord("0")  # "%06o\0 " as tarfile writes
+        return out
+
+
+def _npy_header(example: np.ndarray) -> bytes:
+    buf = io.BytesIO()
+    np.save(buf, example)
+    return buf.getvalue()[:-example.nbytes]
+
+
+def _member_bytes(name: str, npy_header: bytes, payload_size: int) -> bytes:
+    info = tarfile.TarInfo(name)
+    info.size = len(npy_header) + payload_size
+    info.mtime, info.mode, info.uid, info.gid, info.uname, info.gname = 0, 0o644, 0, 0, "", ""
+    header = info.tobuf(format=tarfile.USTAR_FORMAT)
+    body = npy_header + bytes(payload_size)
+    return header + body + bytes(-len(body) % BLOCK)
+
+
+def _blank_checksum(header: np.ndarray) -> np.ndarray:
+    blank = header.copy()
+    blank[148:156] = ord(" ")
+    return blank
+
+
+class TarSequence:
+    """One split's tar files: sample bytes appended in row order, a new file every N rows."""
+
+    def __init__(self, root: Path, split: str, rows_per_tar: int):
+        self.root, self.split, self.rows_per_tar = root, split, rows_per_tar
+        (root / split).mkdir()
+        self.shards: list[dict] = []
+        self.file = None
+        self.written = 0  # bytes in the current file
+        self.rows = 0  # rows of the split written so far
+
+    def append(self, samples: np.ndarray) -> None:
+        done = 0
+        while done < len(samples):
+            if self.file is None:
+                path = f"{self.split}/{self.split}-{len(self.shards):06d}.tar"
+                self.file = open(self.root / path, "wb")
+                self.written = 0
+                self.shards.append({"path": path, "n": 0, "first_row": self.rows})
+            shard = self.shards[-1]
+            take = min(self.rows_per_tar - shard["n"], len(samples) - done)
+            self.file.write(samples[done:done + take])
+            self.written += samples[done:done + take].nbytes
+            shard["n"] += take
+            self.rows += take
+            done += take
+            if shard["n"] == self.rows_per_tar:
+                self.close()
+
+    def close(self) -> None:
+        if self.file is not None:
+            end = 2 * BLOCK  # end-of-archive marker, then pad to a whole record
+            self.file.write(bytes(end + -(self.written + end) % RECORD))
+            self.file.close()
+            self.file = None
+
+
+def pack_shard(scan, first_row: int, layout: SampleLayout, drop_nonfinite: bool) -> np.ndarray:
+    """Worker job: read one input shard and return its samples' tar bytes."""
+    codes, labels = read_shard(scan, drop_nonfinite)
+    return layout.pack(codes, labels, first_row)
+
+
+def rows_per_tar(layout: SampleLayout, shard_samples: int | None, shard_bytes: int | None) -> int:
+    if shard_samples is None and shard_bytes is None:
+        shard_bytes = DEFAULT_SHARD_BYTES
+    limits = []
+    if shard_samples is not None:
+        limits.append(shard_samples)
+    if shard_bytes is not None:
+        limits.append(shard_bytes // layout.size)
+    return max(1, min(limits))
+
+
+def convert(src, dst, *, split=None, workers=1, shard_samples=None, shard_bytes=None, overwrite=False,
+            drop_nonfinite=False, quiet=True) -> dict:
+    """Convert SRC's npz shards into the WebDataset store DST; return a summary dict."""
+    if workers < 1:
+        raise ConvertError(f"--workers must be at least 1, not {workers}")
+    if shard_samples is not None and shard_samples < 1:
+        raise ConvertError(f"--shard-samples must be at least 1, not {shard_samples}")
+    if shard_bytes is not None and shard_bytes < 1:
+        raise ConvertError(f"--shard-bytes must be at least 1, not {shard_bytes}")
+    started = time.perf_counter()
+    sources = find_sources(src, split)
+    refuse_existing(dst, overwrite)
+    with WorkerPool(workers) as pool:
+        with Progress(len(sources), "scan", quiet, unit="files") as bar:
+            plan = scan_and_plan(sources, src, pool, drop_nonfinite, lambda scan: bar.update(1, 0))
+        layout = SampleLayout(plan.seq_len, plan.num_targets)
+        per_tar = rows_per_tar(layout, shard_samples, shard_bytes)
+        with atomic_output_dir(dst, overwrite) as tmp:
+            tars = {name: TarSequence(tmp, name, per_tar) for name in plan.splits}
+            jobs = ((s, first, layout, drop_nonfinite) for s, first in zip(plan.scans, plan.first_rows()))
+            with Progress(plan.rows, "convert", quiet) as bar:
+                for scan, samples in zip(plan.scans, pool.ordered_map(pack_shard, jobs)):
+                    tars[scan.source.split].append(samples)
+                    bar.update(len(samples), scan.bytes)
+            for tar in tars.values():
+                tar.close()
+            manifest = {
+                "format": FORMAT, "alphabet": ALPHABET, "seq_len": plan.seq_len,
+                "num_targets": plan.num_targets,
+                "splits": {name: {**plan.split_attrs(name), "shards": tars[name].shards}
+                           for name in plan.splits},
+                "sources": plan.sources(),
+            }
+            (tmp / "manifest.json").write_text(json.dumps(manifest, indent=1) + "\n")
+    return {
+        "dst": str(dst), "format": FORMAT, "kind": "wds", "seq_len": plan.seq_len,
+        "num_targets": plan.num_targets, "rows_per_tar": per_tar,
+        "splits": {name: plan.split_attrs(name) for name in plan.splits},
+        "rows": plan.rows, "dropped_nonfinite": plan.dropped, "source_bytes": plan.source_bytes,
+        "store_bytes": dir_bytes(dst), "seconds": time.perf_counter() - started,
+        "warnings": plan.all_warnings(),
+    }
+
+
+def parse_size(text: str) -> int:
+    """'64M', '1.5G', '100000' -> bytes (K, M, G are powers of 1024)."""
+    m = re.fullmatch(r"\s*(\d+(?:\.\d+)?)\s*([KMG]?)i?B?\s*", text, re.IGNORECASE)
+    if not m:
+        raise argparse.ArgumentTypeError(f"not a size: {text!r} (e.g. 64M)")
+    return int(float(m.group(1)) * 1024 ** " KMG".index(m.group(2).upper() or " "))
+
+
+def main(argv=None) -> int:
+    p = argparse.ArgumentParser(prog="python -m convert.npz_to_wds",
+                                description="Convert npz shards into WebDataset tar shards (maize_ddp/1).")
+    p.add_argument("src", help="folder with train/ val/ test/ of .npz shards (or one split's shards with --split)")
+    p.add_argument("dst", help="output folder, e.g. DATA.wds")
+    p.add_argument("--split", help="SRC is the .npz shards of this one split")
+    p.add_argument("--workers", type=int, default=1, help="decoding processes (default 1)")
+    p.add_argument("--shard-samples", type=int, help="samples per tar file")
+    p.add_argument("--shard-bytes", type=parse_size,
+                   help="target tar file size, e.g. 64M (default 8M when neither is given)")
+    p.add_argument("--overwrite", action="store_true", help="replace an existing DST")
+    p.add_argument("--drop-nonfinite", action="store_true", help="drop rows with NaN/inf labels instead of failing")
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
+    a = p.parse_args(argv)
+    return run_cli(convert, dict(src=a.src, dst=a.dst, split=a.split, workers=a.workers,
+                                 shard_samples=a.shard_samples, shard_bytes=a.shard_bytes,
+                                 overwrite=a.overwrite, drop_nonfinite=a.drop_nonfinite, quiet=a.quiet))
+
+
+if __name__ == "__main__":
+    sys.exit(main())

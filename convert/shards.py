@@ -1,0 +1,441 @@
+"""The input side of the converters: find npz shards, check them, read them one at a time.
+
+A conversion makes two passes over the sources, each touching one shard at a time:
+
+1. scan  (`scan_shard`): sha256 of the file, the shape of `arr_0` from its .npy header (no
+   decompression), and `arr_1` in full (labels are small). This validates every shard, counts
+   the rows each one keeps (after `--drop-nonfinite`) and accumulates label statistics, so
+   every output shard's global row range is known before anything is written.
+2. read  (`read_shard`): `arr_0` decompressed and turned into uint8 base codes.
+
+Both passes are plain functions of one shard, so `WorkerPool.ordered_map` can fan them out to worker
+processes while results come back in source order (which makes the output independent of the
+number of workers). Nothing here holds more than one input shard per process.
+"""
+from __future__ import annotations
+
+import hashlib
+import multiprocessing
+import re
+import signal
+import zipfile
+import zlib
+from collections import deque
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable, Iterable, Iterator
+
+import numpy as np
+
+from maize_ddp.codes import N_CODE, OneHotError, onehot_to_codes
+
+SPLIT_ORDER = ("train", "val", "test")  # other split folder names follow, sorted
+SPLIT_NAME = re.compile(r"^[A-Za-z0-9_-]+$")  # becomes a Zarr node name and a tar file name
+NUMERIC_KINDS = "biuf"  # bool, int, uint, float
+HASH_BLOCK = 1 << 20
+
+
+class ConvertError(Exception):
+    """Bad input or an unwritable output; the message names the file and the problem."""
+
+
+@dataclass(frozen=True)
+class Source:
+    """One npz file of one split."""
+
+    split: str
+    path: Path
+    file: str  # path relative to SRC, as recorded in the store's `sources`
+
+
+def find_sources(src, split: str | None = None) -> list[Source]:
+    """The npz shards under SRC in conversion order: split by split, file names sorted."""
+    src = Path(src)
+    if not src.exists():
+        raise ConvertError(f"{src}: no such directory")
+    if not src.is_dir():
+        raise ConvertError(f"{src}: not a directory")
+
+    def npz_files(folder: Path) -> list[Path]:
+        return sorted((p for p in folder.iterdir() if p.suffix == ".npz" and p.is_file()),
+                      key=lambda p: p.name)
+
+    if split is not None:
+        _check_split_name(split, src)
+        files = npz_files(src)
+        if not files:
+            raise ConvertError(f"{src}: no .npz files")
+        return [Source(split, p, p.name) for p in files]
+
+    folders = {d.name: files for d in src.iterdir()
+               if d.is_dir() and not d.name.startswith(".") and (files := npz_files(d))}
+    if not folders:
+        if npz_files(src):
+            raise ConvertError(f"{src}: holds .npz files but no train/ val/ test/ folders "
+                               "(pass --split NAME to convert it as one split)")
+        raise ConvertError(f"{src}: empty (no train/ val/ test/ folders with .npz files)")
+    order = [s for s in SPLIT_ORDER if s in folders] + sorted(set(folders) - set(SPLIT_ORDER))
+    for name in order:
+        _check_split_name(name, src / name)
+    return [Source(name, p, f"{name}/{p.name}") for name in order for p in folders[name]]
+
+
+def _check_split_name(name: str, where: Path) -> None:
+    if not SPLIT_NAME.match(name):
+        raise ConvertError(f"{where}: split name {name!r} must use only letters, digits, '_' and '-'")
+
+
+# ---------------------------------------------------------------- label statistics
+
+
+@dataclass
+class LabelMoments:
+    """Count, mean and sum of squared deviations per target (float64), mergeable (Chan et al.).
+
+    Merging per-shard moments in source order gives the same bits whatever the worker count.
+    """
+
+    n: int
+    mean: np.ndarray
+    m2: np.ndarray
+
+    @classmethod
+    def empty(cls, num_targets: int) -> "LabelMoments":
+        return cls(0, np.zeros(num_targets), np.zeros(num_targets))
+
+    @classmethod
+    def of(cls, y: np.ndarray) -> "LabelMoments":
+        if len(y) == 0:
+            return cls.empty(y.shape[1])
+        mean = y.mean(axis=0, dtype=np.float64)
+        return cls(len(y), mean, ((y - mean) ** 2).sum(axis=0))
+
+    def merge(self, other: "LabelMoments") -> "LabelMoments":
+        if other.n == 0:
+            return self
+        if self.n == 0:
+            return other
+        n = self.n + other.n
+        delta = other.mean - self.mean
+        mean = self.mean + delta * (other.n / n)
+        m2 = self.m2 + other.m2 + delta ** 2 * (self.n * other.n / n)
+        return LabelMoments(n, mean, m2)
+
+    @property
+    def std(self) -> np.ndarray:  # population std, as the format asks
+        return np.sqrt(self.m2 / self.n) if self.n else np.zeros_like(self.m2)
+
+
+# ---------------------------------------------------------------- pass 1: scan
+
+
+@dataclass
+class ShardScan:
+    """What the scan learned about one source; all that planning needs."""
+
+    source: Source
+    bytes: int
+    sha256: str
+    rows_in: int  # rows in the file
+    rows: int  # rows kept (rows_in minus non-finite labels dropped)
+    seq_len: int = 0
+    layout: str = ""
+    num_targets: int = 0
+    moments: LabelMoments | None = field(default=None, repr=False)
+
+    @property
+    def path(self) -> Path:
+        return self.source.path
+
+    @property
+    def dropped(self) -> int:
+        return self.rows_in - self.rows
+
+    def record(self) -> dict:
+        """The entry of the store's `sources` list."""
+        s = self.source
+        return {"split": s.split, "file": s.file, "bytes": self.bytes, "sha256": self.sha256,
+                "rows": self.rows}
+
+
+def sha256_file(path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        while block := f.read(HASH_BLOCK):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def scan_shard(source: Source, drop_nonfinite: bool = False) -> ShardScan:
+    path = source.path
+    with _reading(path):
+        size = path.stat().st_size
+        sha = sha256_file(path)
+        with zipfile.ZipFile(path) as z:
+            _require_members(z, path)
+            shape, dtype = _member_header(z, "arr_0.npy")
+            with z.open("arr_1.npy") as f:
+                y = np.lib.format.read_array(f, allow_pickle=False)
+    if len(shape) != 3:
+        raise ConvertError(f"{path}: arr_0 has shape {list(shape)}; expected one-hot [N, 4, L] or [N, L, 4]")
+    if dtype.kind not in NUMERIC_KINDS:
+        raise ConvertError(f"{path}: arr_0 has dtype {dtype}; expected a float, integer or bool one-hot array")
+    if y.ndim not in (1, 2) or y.dtype.kind not in NUMERIC_KINDS:
+        raise ConvertError(f"{path}: arr_1 is {y.dtype}{list(y.shape)}; expected numeric labels [N] or [N, T]")
+    rows = shape[0]
+    if y.shape[0] != rows:
+        raise ConvertError(f"{path}: arr_0 has {rows} rows but arr_1 has {y.shape[0]}")
+    scan = ShardScan(source, size, sha, rows, rows)
+    if rows == 0:
+        return scan  # skipped with a warning by plan_sources; its shapes do not matter
+    # [N, 4, L] wins when both axes are 4 (L = 4): that is the seed's layout.
+    layout = "N4L" if shape[1] == 4 else "NL4" if shape[2] == 4 else None
+    if layout is None:
+        raise ConvertError(f"{path}: arr_0 has shape {list(shape)}: no channel axis of 4 "
+                           "(expected [N, 4, L] or [N, L, 4])")
+    seq_len = shape[2] if layout == "N4L" else shape[1]
+    if seq_len == 0:
+        raise ConvertError(f"{path}: arr_0 has shape {list(shape)}: sequences of length 0")
+    y = labels_2d(y)
+    if y.shape[1] == 0:
+        raise ConvertError(f"{path}: arr_1 has shape {list(y.shape)}: no targets")
+    finite = np.isfinite(y).all(axis=1)
+    bad = rows - int(finite.sum())
+    if bad and not drop_nonfinite:
+        first = int(np.argmin(finite))
+        raise ConvertError(f"{path}: arr_1 has non-finite labels (NaN or inf) in {bad} rows, first at row "
+                           f"{first}; pass --drop-nonfinite to drop those rows")
+    scan.rows = rows - bad
+    scan.seq_len, scan.layout, scan.num_targets = seq_len, layout, y.shape[1]
+    scan.moments = LabelMoments.of(y[finite] if bad else y)
+    return scan
+
+
+def labels_2d(y: np.ndarray) -> np.ndarray:
+    """arr_1 as float32 [N, T]; a 1-D arr_1 is one target."""
+    return (y[:, None] if y.ndim == 1 else y).astype(np.float32, copy=False)
+
+
+def _require_members(z: zipfile.ZipFile, path: Path) -> None:
+    names = z.namelist()
+    for key in ("arr_0", "arr_1"):
+        if f"{key}.npy" not in names:
+            have = ", ".join(n.removesuffix(".npy") for n in names) or "nothing"
+            raise ConvertError(f"{path}: missing {key} (the npz holds: {have})")
+
+
+def _member_header(z: zipfile.ZipFile, member: str) -> tuple[tuple, np.dtype]:
+    """Shape and dtype from a .npy member's header: decompresses only its first bytes."""
+    with z.open(member) as f:
+        version = np.lib.format.read_magic(f)
+        read_header = {(1, 0): np.lib.format.read_array_header_1_0,
+                       (2, 0): np.lib.format.read_array_header_2_0}.get(version)
+        if read_header is None:
+            raise ValueError(f"unsupported .npy version {version}")
+        shape, _, dtype = read_header(f)
+    return shape, dtype
+
+
+class _reading:
+    """Turn anything that goes wrong while reading one npz into a ConvertError naming it."""
+
+    def __init__(self, path: Path):
+        self.path = path
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, kind, err, tb):
+        if err is None or isinstance(err, ConvertError):
+            return False
+        if isinstance(err, (zipfile.BadZipFile, zlib.error, EOFError, ValueError, KeyError,
+                            NotImplementedError, RuntimeError)):
+            raise ConvertError(f"{self.path}: not a valid npz file ({_reason(err)})") from None
+        if isinstance(err, OSError):
+            raise ConvertError(f"{self.path}: cannot read ({err.strerror or err})") from None
+        return False
+
+
+def _reason(err: BaseException) -> str:
+    text = str(err).strip().splitlines()
+    return text[0] if text else type(err).__name__
+
+
+# ---------------------------------------------------------------- plan
+
+
+@dataclass
+class Plan:
+    """Every source scanned and checked: row counts, shapes and label statistics per split."""
+
+    scans: list[ShardScan]
+    seq_len: int
+    num_targets: int
+    splits: dict[str, list[ShardScan]]
+    warnings: list[str]
+
+    def n(self, split: str) -> int:
+        return sum(s.rows for s in self.splits[split])
+
+    def moments(self, split: str) -> LabelMoments:
+        total = LabelMoments.empty(self.num_targets)
+        for s in self.splits[split]:
+            if s.moments is not None:
+                total = total.merge(s.moments)
+        return total
+
+    def split_attrs(self, split: str) -> dict:
+        m = self.moments(split)
+        return {"n": self.n(split), "label_mean": m.mean.tolist(), "label_std": m.std.tolist()}
+
+    def first_rows(self) -> list[int]:
+        """Each scan's first row inside its split (after drops)."""
+        starts, seen = [], {}
+        for s in self.scans:
+            starts.append(seen.get(s.source.split, 0))
+            seen[s.source.split] = starts[-1] + s.rows
+        return starts
+
+    @property
+    def rows(self) -> int:
+        return sum(s.rows for s in self.scans)
+
+    @property
+    def dropped(self) -> int:
+        return sum(s.dropped for s in self.scans)
+
+    @property
+    def source_bytes(self) -> int:
+        return sum(s.bytes for s in self.scans)
+
+    def sources(self) -> list[dict]:
+        return [s.record() for s in self.scans]
+
+    def all_warnings(self) -> list[str]:
+        return self.warnings + [f"{s.path}: dropped {s.dropped} rows with non-finite labels"
+                                for s in self.scans if s.dropped]
+
+
+def scan_and_plan(sources: list[Source], src, pool: "WorkerPool", drop_nonfinite: bool,
+                  on_scan: Callable[[ShardScan], None] = lambda scan: None) -> Plan:
+    """Pass 1 over every source (in the pool), then the checks across shards."""
+    scans = []
+    for scan in pool.ordered_map(scan_shard, ((s, drop_nonfinite) for s in sources)):
+        scans.append(scan)
+        on_scan(scan)
+    return plan_sources(scans, src)
+
+
+def plan_sources(scans: list[ShardScan], src) -> Plan:
+    """Check that the shards agree with each other, and gather them by split."""
+    ref = None
+    warnings = []
+    for s in scans:
+        if s.rows_in == 0:
+            warnings.append(f"{s.path}: empty shard (0 rows), skipped")
+            continue
+        if ref is None:
+            ref = s
+        elif s.seq_len != ref.seq_len:
+            raise ConvertError(f"{s.path}: sequence length {s.seq_len} differs from {ref.seq_len} "
+                               f"in {ref.path}")
+        elif s.num_targets != ref.num_targets:
+            raise ConvertError(f"{s.path}: arr_1 has {s.num_targets} targets but {ref.path} has "
+                               f"{ref.num_targets}")
+    if ref is None:
+        raise ConvertError(f"{src}: every shard is empty (0 rows)")
+    splits: dict[str, list[ShardScan]] = {}
+    for s in scans:
+        splits.setdefault(s.source.split, []).append(s)
+    for name, members in splits.items():
+        if sum(s.rows for s in members) == 0:
+            raise ConvertError(f"{members[0].path.parent}: split {name!r} has no rows left to convert")
+    for s in scans:
+        if s.rows_in == 0:  # give skipped shards the common shapes: they yield 0 rows of them
+            s.seq_len, s.num_targets, s.layout = ref.seq_len, ref.num_targets, ref.layout
+            s.moments = LabelMoments.empty(ref.num_targets)
+    return Plan(scans, ref.seq_len, ref.num_targets, splits, warnings)
+
+
+# ---------------------------------------------------------------- pass 2: read
+
+
+def read_shard(scan: ShardScan, drop_nonfinite: bool = False) -> tuple[np.ndarray, np.ndarray]:
+    """Codes uint8 [rows, L] and labels float32 [rows, T] of the rows this shard keeps."""
+    path = scan.path
+    if scan.rows_in == 0:  # an empty shard: skipped
+        return np.empty((0, scan.seq_len), np.uint8), np.empty((0, scan.num_targets), np.float32)
+    with _reading(path):
+        with zipfile.ZipFile(path) as z:
+            with z.open("arr_1.npy") as f:
+                y = labels_2d(np.lib.format.read_array(f, allow_pickle=False))
+            with z.open("arr_0.npy") as f:
+                x = np.lib.format.read_array(f, allow_pickle=False)
+    if x.shape[0] != scan.rows_in or y.shape != (scan.rows_in, scan.num_targets):
+        raise ConvertError(f"{path}: changed while being converted")
+    try:
+        codes = onehot_to_codes(x, scan.layout)
+    except OneHotError as e:
+        raise ConvertError(f"{path}: arr_0 {e}") from None
+    del x
+    if codes.shape[1] != scan.seq_len:
+        raise ConvertError(f"{path}: changed while being converted")
+    if scan.dropped:
+        keep = np.isfinite(y).all(axis=1)
+        codes, y = codes[keep], y[keep]
+    return codes, np.ascontiguousarray(y)
+
+
+# ---------------------------------------------------------------- running the passes
+
+
+def _worker_init() -> None:
+    # Ctrl-C and SIGTERM are for the parent, which cleans up and terminates the pool.
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)
+
+
+class WorkerPool:
+    """N worker processes, or none for workers=1 (everything then runs in this process).
+
+    Started before anything else (zarr starts an event-loop thread on first use, and fork
+    after threads is unsafe); closed and joined so their resource usage reaches the parent.
+    """
+
+    def __init__(self, workers: int):
+        self.workers = workers
+        self.pool = None
+        if workers > 1:
+            methods = multiprocessing.get_all_start_methods()
+            ctx = multiprocessing.get_context("fork" if "fork" in methods else "spawn")
+            self.pool = ctx.Pool(workers, initializer=_worker_init)
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, kind, err, tb):
+        if self.pool is not None:
+            if err is None:
+                self.pool.close()
+            else:
+                self.pool.terminate()
+            self.pool.join()
+        return False
+
+    def ordered_map(self, fn: Callable, arg_tuples: Iterable[tuple]) -> Iterator:
+        """fn(*args) for each args, results in order, at most 2 per worker in flight.
+
+        The bound matters: Pool.imap would run ahead of a slow writer and pile up decoded
+        shards in the parent, so memory would again grow with the data.
+        """
+        if self.pool is None:
+            for args in arg_tuples:
+                yield fn(*args)
+            return
+        pending: deque = deque()
+        for args in arg_tuples:
+            pending.append(self.pool.apply_async(fn, args))
+            if len(pending) >= 2 * self.workers:
+                yield pending.popleft().get()
+        while pending:
+            yield pending.popleft().get()

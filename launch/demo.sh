@@ -8,7 +8,7 @@ mkdir -p "$OUT"
 export OMP_NUM_THREADS=${OMP_NUM_THREADS:-1}
 
 echo "== 1/3 synthetic dataset (seed npz layout) -> $OUT/npz"
-python -m convert.synth "$OUT/npz" --train 4000 --val 500 --test 500 --seq-len 1000 --shard-size 500 --overwrite
+python -m convert.synth "$OUT/npz" --train 12000 --val 1000 --test 1000 --seq-len 300 --shard-size 2000 --overwrite
 
 echo "== 2/3 convert npz -> $OUT/data.zarr"
 python -m convert.npz_to_zarr "$OUT/npz" "$OUT/data.zarr" --overwrite --workers 2

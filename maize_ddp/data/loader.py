@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import numpy as np
 import torch
-from torch.utils.data import DataLoader, Dataset
+from torch.utils.data import DataLoader, Dataset, get_worker_info
 
 from . import plan
 from .augment import augment, batch_rng
@@ -50,17 +50,39 @@ class WindowReader(Dataset):
     def __getitem__(self, window: plan.Window):
         if self._source is None:
             self._source = open_source(self.info, self.split)
-        codes, y = self._source.read(window.ranges)
+        pieces, y = self._source.read(window.ranges)
         rows = np.concatenate([np.arange(a, b, dtype=np.int64) for a, b in window.ranges])
         order = plan.window_order(window, len(rows))
-        codes, y, rows = codes[order], y[order], rows[order]
+        codes = torch.empty((len(order), self.info.seq_len), dtype=torch.uint8)
+        if get_worker_info() is not None:
+            # The batch reaches the main process through shared memory anyway: writing it
+            # there directly saves a copy of the window (page faults are dear on a busy host).
+            codes.share_memory_()
+        gather_pieces(pieces, order, out=codes.numpy())
         if window.seed_key is not None and (self.reverse_complement or self.max_shift):
-            B = window.batch_size
-            for j in range(0, len(rows), B):
+            B, out = window.batch_size, codes.numpy()
+            for j in range(0, len(order), B):
                 rng = batch_rng(*window.seed_key, window.first_batch + window.skip + j // B)
-                codes[j:j + B] = augment(codes[j:j + B], rng, reverse_complement=self.reverse_complement,
-                                         max_shift=self.max_shift)
-        return torch.from_numpy(codes), torch.from_numpy(y), torch.from_numpy(rows)
+                out[j:j + B] = augment(out[j:j + B], rng, reverse_complement=self.reverse_complement,
+                                       max_shift=self.max_shift)
+        return codes, torch.from_numpy(y[order]), torch.from_numpy(rows[order])
+
+
+def gather_pieces(pieces: list[np.ndarray], order: np.ndarray, out: np.ndarray) -> None:
+    """out[i] = concatenate(pieces)[order[i]], without building the concatenation: each piece
+    is copied once, straight to where its rows go (rows absent from order are dropped)."""
+    total = sum(len(p) for p in pieces)
+    where = np.full(total, -1, dtype=np.int64)
+    where[order] = np.arange(len(order))
+    start = 0
+    for piece in pieces:
+        dest = where[start:start + len(piece)]
+        start += len(piece)
+        kept = dest >= 0
+        if kept.all():
+            out[dest] = piece
+        elif kept.any():
+            out[dest[kept]] = piece[kept]
 
 
 class _WindowSampler:
@@ -118,7 +140,10 @@ class BatchLoader:
             multiprocessing_context="spawn" if num_workers else None,
             # Windows are big (~80 batches of 64): one in flight per worker keeps them busy.
             persistent_workers=num_workers > 0, prefetch_factor=1 if num_workers else None,
-            pin_memory=pin_memory and torch.cuda.is_available())
+            pin_memory=pin_memory and torch.cuda.is_available(),
+            # DataLoader draws a seed from this generator at every iter(); with the default
+            # (global) one that draw would shift the training RNG and break exact resume.
+            generator=torch.Generator().manual_seed(seed))
 
     def set_epoch(self, epoch: int, start_batch: int = 0) -> None:
         """Select the epoch (train: its permutation) and the first batch to yield (resume)."""

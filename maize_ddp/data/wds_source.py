@@ -166,9 +166,9 @@ class WdsSource:
                                         self._seq_len, self._num_targets)
         return self._index[k]
 
-    def read(self, ranges) -> tuple[np.ndarray, np.ndarray]:
-        """codes uint8 [R, L] and labels float32 [R, T] of the rows [start, stop) in ranges, in order.
-        A range may span tars."""
+    def read(self, ranges) -> tuple[list[np.ndarray], np.ndarray]:
+        """Rows [start, stop) of each range, in order: codes as uint8 [rows, L] pieces, labels
+        float32 [R, T]. A range may span tars."""
         pieces = []
         for start, stop in ranges:
             row = start
@@ -178,4 +178,4 @@ class WdsSource:
                 hi = min(stop, shard.first_row + shard.n)
                 pieces.append(self._shard(k).read(row - shard.first_row, hi - shard.first_row))
                 row = hi
-        return np.concatenate([p[0] for p in pieces]), np.concatenate([p[1] for p in pieces])
+        return [codes for codes, _ in pieces], np.concatenate([y for _, y in pieces])

@@ -39,13 +39,12 @@ class ZarrSource:
     def _run(self, coroutine):
         return self._loop.run_until_complete(coroutine)
 
-    def read(self, ranges) -> tuple[np.ndarray, np.ndarray]:
-        """codes uint8 [R, L] and labels float32 [R, T] of the rows [start, stop) in ranges, in order."""
+    def read(self, ranges) -> tuple[list[np.ndarray], np.ndarray]:
+        """Rows [start, stop) of each range, in order: codes as one uint8 [rows, L] piece per
+        range (the caller assembles them once, where they belong), labels float32 [R, T]."""
         async def all_codes():
             return await asyncio.gather(*(self._seq.getitem(slice(a, b)) for a, b in ranges))
-        codes = self._run(all_codes())
-        labels = [self._labels(a, b) for a, b in ranges]
-        return np.concatenate(codes), np.concatenate(labels)
+        return self._run(all_codes()), np.concatenate([self._labels(a, b) for a, b in ranges])
 
     def _read_label_piece(self, k: int) -> np.ndarray:
         rows = slice(k * self._piece_rows, (k + 1) * self._piece_rows)

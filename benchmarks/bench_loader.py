@@ -13,7 +13,7 @@ the stores a user gets), then measures, codes only (no model):
   * shuffle quality at batch size 32: distinct source chunks (Zarr) / tar shards (WebDataset)
     per batch, and the correlation of consecutive batches' mean label, for the synthetic labels
     and for a worst case where the label is the row index (data sorted by label).
-Prints a markdown table (docs/data.md, "Performance") and writes the figures as JSON.
+Prints a markdown table (docs/data.md, "Performance"); --out also writes the figures as JSON.
 """
 from __future__ import annotations
 
@@ -174,7 +174,7 @@ def main() -> None:
     p.add_argument("--seq-len", type=int, default=3020)
     p.add_argument("--batch-size", type=int, default=64)
     p.add_argument("--work", type=Path, help="keeps the generated stores between runs")
-    p.add_argument("--out", type=Path, default=Path("bench_loader.json"))
+    p.add_argument("--out", type=Path, help="also write the figures here as JSON")
     p.add_argument("--rss-child", help=argparse.SUPPRESS)
     a = p.parse_args()
     if a.rss_child:
@@ -195,7 +195,8 @@ def main() -> None:
         for name in (kind, kind + "_x8"):
             r["rss_mib"][name] = peak_rss(stores[name], a.batch_size)
     r["shuffle"] = shuffle_quality(stores)
-    a.out.write_text(json.dumps(r, indent=2) + "\n")
+    if a.out:
+        a.out.write_text(json.dumps(r, indent=2) + "\n")
     print(table(r))
 
 

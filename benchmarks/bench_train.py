@@ -19,7 +19,8 @@ import tempfile
 import time
 from pathlib import Path
 
-ENV = {**os.environ, "OMP_NUM_THREADS": "2"}
+# One thread: on a shared 2-core machine two OpenMP threads per process collapse under load.
+ENV = {**os.environ, "OMP_NUM_THREADS": "1"}
 
 IDEAL = r"""
 import sys, time, resource, torch, torch.nn.functional as F

@@ -117,12 +117,20 @@ def prepare_run_dir(out: Path) -> None:
         raise TrainingError(f"{out}: run folder is not writable ({e.strerror or e})") from None
 
 
+def launch_id() -> str | None:
+    """What identifies this launch across its restarts: the SLURM job (kept on requeue), else
+    torchrun's run id (kept across --max-restarts). None for a plain `python -m`."""
+    return os.environ.get("SLURM_JOB_ID") or os.environ.get("TORCHELASTIC_RUN_ID")
+
+
 def should_resume(cfg, last: Path) -> bool:
+    """--resume continues any checkpoint; a restarted launch continues its own. A checkpoint left
+    by another launch is never taken over silently, not even by torchrun's automatic retry."""
     if not last.exists():
         return False
-    restarted = int(os.environ.get("TORCHELASTIC_RESTART_COUNT", "0")) > 0 or \
-        int(os.environ.get("SLURM_RESTART_COUNT", "0")) > 0
-    if cfg.resume or restarted:
+    if cfg.resume:
+        return True
+    if launch_id() is not None and checkpoint.load(last).get("launch_id") == launch_id():
         return True
     raise TrainingError(f"{cfg.out} already holds a run ({last}); pass --resume to continue it "
                         "or choose another --out")
@@ -229,7 +237,7 @@ def train(cfg: config.TrainConfig, d: distributed.Dist) -> None:
                 "scheduler": scheduler.state_dict(), "scaler": scaler.state_dict() if scaler else None,
                 "epoch": epoch, "batch": batch, "global_step": global_step, "history": history,
                 "best_pearson": best_pearson, "stale_epochs": stale_epochs, "ranks": ranks,
-                "config": cfg.to_dict(), "world_size": d.world_size})
+                "config": cfg.to_dict(), "world_size": d.world_size, "launch_id": launch_id()})
 
     # ---- the loop ------------------------------------------------------------------------------
     for epoch in range(start_epoch, cfg.epochs):

@@ -196,3 +196,14 @@ def test_single_tar_split_evaluated_once_with_more_ranks_x_workers_than_tars(sto
             check_rows("val", batches)
             rows += [r for _, _, rr in batches for r in rr.tolist()]
     assert rows == list(range(37))
+
+
+def test_iterating_leaves_the_global_torch_rng_alone(stores):
+    """The trainer's dropout stream must not depend on how often a loader was iterated."""
+    loader = make_loader(stores["zarr"], "train", batch_size=8)
+    torch.manual_seed(0)
+    expected = torch.rand(3)
+    torch.manual_seed(0)
+    epoch(loader, 0)
+    epoch(loader, 1)
+    assert torch.equal(torch.rand(3), expected)

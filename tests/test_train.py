@@ -49,7 +49,7 @@ def read_predictions(path):
 @pytest.mark.parametrize("kind", ["zarr", "wds"])
 def test_two_process_run_end_to_end(stores, tmp_path, kind):
     out = tmp_path / "run"
-    workers = ["--num-workers", "2"] if kind == "wds" else []
+    workers = ["--num-workers", "1"] if kind == "wds" else []  # the worker path, at the cost of 6 spawns
     res = torchrun(2, ["--data", stores[kind], "--out", out, "--epochs", "4", *workers])
     assert res.returncode == 0, res.stderr[-3000:]
     assert res.stdout.count("[maize_ddp] rank ") == 2
@@ -167,6 +167,9 @@ def test_torchrun_restarts_a_killed_rank_and_finishes(stores, tmp_path):
     report = json.loads((out / "test_metrics.json").read_text())
     assert report["n"] == 101
     assert len((out / "metrics.jsonl").read_text().splitlines()) == 3
+    # a new launch on that folder is refused, also on torchrun's automatic retry
+    again = torchrun(2, ["--data", stores["zarr"], "--out", out], max_restarts=1)
+    assert again.returncode != 0 and "already holds a run" in again.stderr
 
 
 def test_bf16_autocast_tracks_fp32():

@@ -6,6 +6,7 @@ OUT=${DEMO_DIR:-demo}
 NPROC=${NPROC:-2}
 mkdir -p "$OUT"
 export OMP_NUM_THREADS=${OMP_NUM_THREADS:-1}
+export TORCH_DISABLE_SHARE_RDZV_TCP_STORE=1  # restarts reconnect cleanly (docs/cluster.md)
 
 echo "== 1/3 synthetic dataset (seed npz layout) -> $OUT/npz"
 python -m convert.synth "$OUT/npz" --train 12000 --val 1000 --test 1000 --seq-len 300 --shard-size 2000 --overwrite

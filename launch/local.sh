@@ -48,6 +48,9 @@ fi
 case "$nproc" in '' | *[!0-9]* | 0) die "NPROC_PER_NODE must be a positive integer, got '$nproc'" ;; esac
 cores=$(nproc 2>/dev/null || echo 1)
 export OMP_NUM_THREADS=${OMP_NUM_THREADS:-$(( cores / nproc > 0 ? cores / nproc : 1 ))}
+# torchrun shares its rendezvous TCP store with the workers by default; after a restart the
+# workers can read the previous round's addresses and fail to connect (pytorch/pytorch#135712).
+export TORCH_DISABLE_SHARE_RDZV_TCP_STORE=${TORCH_DISABLE_SHARE_RDZV_TCP_STORE:-1}
 
 cmd=("$PY" -m torch.distributed.run --standalone --nnodes=1 --nproc-per-node="$nproc"
      --max-restarts="${MAX_RESTARTS:-0}" -m maize_ddp.train "$@")

@@ -49,8 +49,15 @@ def init(requested_device: str = "auto", timeout_s: float = 1800) -> Dist:
         backend = "nccl" if device.type == "cuda" else "gloo"
         if device.type == "cuda":
             torch.cuda.set_device(device)
-        dist.init_process_group(backend, timeout=timedelta(seconds=timeout_s),
-                                device_id=device if device.type == "cuda" else None)
+        try:
+            dist.init_process_group(backend, timeout=timedelta(seconds=timeout_s),
+                                    device_id=device if device.type == "cuda" else None)
+        except Exception as e:
+            restarted = int(os.environ.get("TORCHELASTIC_RESTART_COUNT", "0")) > 0
+            if restarted and os.environ.get("TORCH_DISABLE_SHARE_RDZV_TCP_STORE") != "1":
+                raise RuntimeError(f"process group set-up failed after a torchrun restart ({e}); export "
+                                   "TORCH_DISABLE_SHARE_RDZV_TCP_STORE=1 before torchrun (launch/ scripts do)") from e
+            raise
     elif device.type == "cuda":
         torch.cuda.set_device(device)
     return Dist(rank, local_rank, world_size, device, backend)

@@ -15,7 +15,7 @@ from scipy import stats
 from convert import synth
 
 HERE = Path(__file__).parent
-ENV = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONUNBUFFERED": "1"}
+ENV = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONUNBUFFERED": "1", "TORCH_DISABLE_SHARE_RDZV_TCP_STORE": "1"}
 SMALL = ["--epochs", "2", "--batch-size", "32", "--warmup-steps", "5"]
 
 

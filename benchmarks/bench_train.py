@@ -113,7 +113,7 @@ def main():
     rss = {}
     for rows in (4096, 32768):
         store = make_store(work, rows, 200, f"rss_{rows}")
-        out = work / f"rss_run_{rows}"
+        out = work / f"rss_run_{rows}_{time.time_ns()}"
         rss[rows] = peak_rss_mb([sys.executable, "-m", "maize_ddp.train", "--data", str(store), "--out", str(out),
                                  "--epochs", "1", "--device", "cpu", "--amp", "off"])
         print(f"| {rows} | {rss[rows]:.0f} |")

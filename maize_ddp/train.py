@@ -145,7 +145,9 @@ def main(argv=None) -> int:
     d = None
     try:
         d = distributed.init(cfg.device)
-        print(distributed.describe(d), flush=True)
+        # one write call, so the ranks' start-up lines do not interleave in a shared log
+        sys.stdout.write(distributed.describe(d) + "\n")
+        sys.stdout.flush()
         train(cfg, d)
         return 0
     except (StoreError, checkpoint.CheckpointError, TrainingError, ValueError, RuntimeError) as e:

@@ -37,3 +37,13 @@ def test_bad_values(tmp_path):
     bad.write_text("epochs = = 3")
     with pytest.raises(ValueError, match="not valid TOML"):
         config.resolve(["--config", str(bad)])
+
+
+def test_shipped_presets_resolve():
+    from pathlib import Path
+
+    presets = sorted((Path(__file__).parent.parent / "presets").glob("*.toml"))
+    assert presets
+    for preset in presets:
+        cfg = config.resolve(["--config", str(preset), "--data", "x.zarr"])
+        assert cfg.epochs >= 1

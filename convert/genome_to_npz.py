@@ -37,6 +37,7 @@ import numpy as np
 
 from convert.fasta import FastaError, gzip_errors_as, iter_chromosomes, open_maybe_gzip
 from convert.gff import Gene, GffError, read_genes
+from convert.output import exit_on_sigterm
 from maize_ddp.codes import N_CODE, codes_to_onehot, reverse_complement
 
 SPLITS = ("train", "val", "test")
@@ -631,10 +632,6 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
-def _exit_on_sigterm(signum, frame):
-    raise SystemExit(128 + signum)
-
-
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     if args.target and args.columns:
@@ -643,7 +640,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     targets = dict(args.target) if args.target else ({"label": args.columns} if args.columns else None)
     # A batch scheduler stops jobs with SIGTERM: turning it into SystemExit unwinds through
     # build_dataset, which then deletes its temporary folder instead of leaving it behind.
-    previous = signal.signal(signal.SIGTERM, _exit_on_sigterm)
+    previous = signal.signal(signal.SIGTERM, exit_on_sigterm)
     try:
         geometry = WindowGeometry(args.tss_upstream, args.tss_downstream, args.tts_upstream,
                                   args.tts_downstream, args.spacer, args.promoter_only)

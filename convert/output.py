@@ -159,13 +159,13 @@ def summary_line(summary: dict) -> str:
     return line
 
 
-def _exit_on_sigterm(signum, frame):
+def exit_on_sigterm(signum, frame):
     raise SystemExit(128 + signum)  # unwinds, so the temporary folder is removed
 
 
 def run_cli(convert, args: dict) -> int:
     """Run a converter for a CLI: one `error:` line and exit 1 for bad input, no traceback."""
-    previous = signal.signal(signal.SIGTERM, _exit_on_sigterm)
+    previous = signal.signal(signal.SIGTERM, exit_on_sigterm)
     try:
         summary = convert(**args)
     except ConvertError as e:

@@ -78,15 +78,15 @@ summary = json.load(open(f"{work}/npz/summary.json"))
 train_min = sum(h["seconds"] for h in history) / 60
 best = max(history, key=lambda h: h["val_pearson"])
 lines = [
-    "| model | val r | test Pearson r | test Spearman ρ | test R² | training minutes |",
+    "| model | val r | test Pearson r | test Spearman ρ | test R² | training time |",
     "|---|---|---|---|---|---|",
 ]
 for r in rows:
     lines.append(f"| {r['model']}, alpha {r['alpha']:.3g} | {r['val_pearson']:.3f} | {r['test_pearson']:.3f} "
-                 f"| {r['test_spearman']:.3f} | {r['test_r2']:.3f} | {r['seconds'] / 60:.1f} (fit) |")
+                 f"| {r['test_spearman']:.3f} | {r['test_r2']:.3f} | {r['seconds']:.0f} s (features + fit) |")
 lines.append(f"| BasenjiModel, `{preset}`, torchrun {nproc} CPU processes, best epoch {test['best_epoch']}/"
              f"{len(history)} | {best['val_pearson']:.3f} | **{test['pearson']:.3f}** | {test['spearman']:.3f} "
-             f"| **{test['r2']:.3f}** | {train_min:.1f} (wall {int(wall) / 60:.1f}) |")
+             f"| **{test['r2']:.3f}** | {train_min:.1f} min (wall {int(wall) / 60:.1f} min) |")
 n = summary["rows"]
 header = [
     "# Arabidopsis chr1 leaf expression: k-mer ridge vs BasenjiModel",
@@ -95,8 +95,8 @@ header = [
     f"({platform.machine()}, {os.cpu_count()} CPUs, OMP_NUM_THREADS=1 per process). "
     f"Genes: train {n['train']}, val {n['val']}, test {n['test']}; label log10(mean TPM + 1) over 14 leaf runs; 3020 bp windows; "
     "contiguous position blocks 80/10/10. Ridge alpha and the CNN's checkpoint are chosen on val; "
-    "test is scored once. Training minutes: the sum of the epochs' training time (validation excluded); "
-    "wall: the whole torchrun command, validation and test report included.",
+    "test is scored once. CNN training time: the sum of the epochs' training time (validation excluded); "
+    "wall: the whole torchrun command, start-up, validation and test report included.",
     "",
 ]
 text = "\n".join(header + lines) + "\n"

@@ -27,7 +27,8 @@ from pathlib import Path
 import numpy as np
 
 from .output import Progress, atomic_output_dir, dir_bytes, refuse_existing, run_cli
-from .shards import ConvertError, WorkerPool, find_sources, read_shard, scan_and_plan
+from .shards import ConvertError, find_sources, read_shard, scan_and_plan
+from .workers import WorkerPool
 
 FORMAT = "maize_ddp/1"
 ALPHABET = "ACGTN"
@@ -165,11 +166,11 @@ def convert(src, dst, *, split=None, workers=1, shard_samples=None, shard_bytes=
     started = time.perf_counter()
     sources = find_sources(src, split)
     refuse_existing(dst, overwrite)
-    with WorkerPool(workers) as pool:
-        with Progress(len(sources), "scan", quiet, unit="files") as bar:
-            plan = scan_and_plan(sources, src, pool, drop_nonfinite, lambda scan: bar.update(1, 0))
-        layout = SampleLayout(plan.seq_len, plan.num_targets)
-        per_tar = rows_per_tar(layout, shard_samples, shard_bytes)
+    with Progress(len(sources), "scan", quiet, unit="files") as bar:
+        plan = scan_and_plan(sources, src, workers, drop_nonfinite, lambda scan: bar.update(1, 0))
+    layout = SampleLayout(plan.seq_len, plan.num_targets)
+    per_tar = rows_per_tar(layout, shard_samples, shard_bytes)
+    with WorkerPool(workers, plan.largest_shard_rows * layout.size) as pool:
         with atomic_output_dir(dst, overwrite) as tmp:
             tars = {name: TarSequence(tmp, name, per_tar) for name in plan.splits}
             jobs = ((s, first, layout, drop_nonfinite) for s, first in zip(plan.scans, plan.first_rows()))

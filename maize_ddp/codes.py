@@ -22,19 +22,20 @@ class OneHotError(ValueError):
     """The array is not a valid one-hot encoding of DNA."""
 
 
-def onehot_to_codes(x: np.ndarray, layout: str) -> np.ndarray:
+def onehot_to_codes(x: np.ndarray, layout: str, first_row: int = 0) -> np.ndarray:
     """One-hot [N,4,L] ("N4L") or [N,L,4] ("NL4"), float/int/bool, to uint8 codes [N, L].
 
     A column must be one-hot, all zero (N) or uniform 0.25 (N); anything else raises
-    OneHotError naming the row and position. No argmax: about 8x faster than one.
+    OneHotError naming the row (counted from `first_row`, for a block of a larger array) and
+    position. No argmax: about 8x faster than one.
 
     The conversion has to cost little next to decompressing the npz (the benchmark allows
     1.5x a plain np.load), and argmax across the channel axis alone costs as much as the
     decompression. Here each channel is compared with 1 and 0 once; a column is valid when
     all four channels are 0 or 1 and at most one is 1, and its code is the channel holding
     the 1 (none: N). Only when that check fails are uniform 0.25 columns looked for. Unlike
-    onehot_to_codes it is exact: a channel of 1e-9 beside a 1 is rejected, not rounded away.
-    The tests check it against onehot_to_codes on every dtype and layout.
+    argmax it is exact: a channel of 1e-9 beside a 1 is rejected, not rounded away. The
+    tests check it against an argmax reference on every dtype and layout.
     """
     if x.ndim != 3:
         raise OneHotError(f"expected a 3-D one-hot array, got shape {list(x.shape)}")
@@ -72,7 +73,7 @@ def onehot_to_codes(x: np.ndarray, layout: str) -> np.ndarray:
         if not valid.all():
             row, pos = np.argwhere(~valid)[0]
             column = [c[row, pos].item() for c in channels]
-            raise OneHotError(f"row {row} position {pos} is not one-hot: {column}")
+            raise OneHotError(f"row {first_row + row} position {pos} is not one-hot: {column}")
     codes[ones == 0] = N_CODE
     return codes
 

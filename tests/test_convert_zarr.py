@@ -5,7 +5,7 @@ import pytest
 import zarr
 
 from _npz import encode, label_stats, make_dataset, random_codes, write_shard
-from convert import npz_to_zarr, output
+from convert import npz_to_zarr, output, shards
 from convert.shards import ConvertError
 
 
@@ -81,6 +81,36 @@ def test_workers_give_identical_stores(tmp_path):
     assert files_one == files_two
     for rel in files_one:  # array-equal, same attrs: here even the same bytes
         assert (one / rel).read_bytes() == (two / rel).read_bytes(), rel
+
+
+@pytest.mark.parametrize("workers", [1, 2])
+@pytest.mark.parametrize("layout,dtype,fortran", [("N4L", "float32", False), ("NL4", "float16", False),
+                                                  ("N4L", "bool", False), ("N4L", "float32", True)])
+def test_shards_are_decoded_a_block_of_rows_at_a_time(tmp_path, monkeypatch, workers, layout, dtype, fortran):
+    # Blocks of 3 rows (the last one shorter) must give the same store as one block per shard.
+    itemsize = np.dtype(dtype).itemsize
+    monkeypatch.setattr(shards, "DECODE_BLOCK", 3 * 4 * 40 * itemsize + 1)
+    src = tmp_path / "src"
+    rng = np.random.default_rng(7)
+    codes = [random_codes(rng, rows, 40) for rows in (10, 7)]
+    y = [rng.normal(size=len(c)).astype(np.float32) for c in codes]
+    for i, (c, labels) in enumerate(zip(codes, y)):
+        x = encode(c, layout, dtype, uniform_n=dtype.startswith("float"))
+        write_shard(src / "train" / f"{i}.npz", np.asfortranarray(x) if fortran else x, labels)
+    npz_to_zarr.convert(src, tmp_path / "out.zarr", workers=workers)
+    _, got = read_store(tmp_path / "out.zarr")
+    assert np.array_equal(got["train"][0], np.concatenate(codes))
+    assert np.array_equal(got["train"][1][:, 0], np.concatenate(y))
+
+
+def test_a_bad_column_in_a_later_block_names_its_row_in_the_shard(tmp_path, monkeypatch):
+    monkeypatch.setattr(shards, "DECODE_BLOCK", 4 * 4 * 40 * 4)  # 4 rows of float32 a block
+    x = encode(random_codes(np.random.default_rng(2), 12, 40))
+    x[9, :, 31] = [0, 0.5, 0, 0]
+    write_shard(tmp_path / "src" / "train" / "a.npz", x, np.zeros(12, np.float32))
+    with pytest.raises(ConvertError, match=r"a\.npz: arr_0 row 9 position 31 is not one-hot"):
+        npz_to_zarr.convert(tmp_path / "src", tmp_path / "out.zarr")
+    assert not (tmp_path / "out.zarr").exists()
 
 
 def test_single_split_folder(tmp_path):

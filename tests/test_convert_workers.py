@@ -1,0 +1,60 @@
+"""The converters' worker pool: results come back in job order, exact, through shared slots."""
+import os
+
+import numpy as np
+import pytest
+
+from convert.workers import WorkerPool
+
+
+def decoded(k, rows):
+    """A job's result: a tuple of arrays of different dtypes, built from k, in a worker."""
+    codes = np.full((rows, 7), k % 5, np.uint8)
+    labels = np.arange(rows * 2, dtype=np.float32).reshape(rows, 2) + k
+    return codes, labels, np.int64(os.getpid())
+
+
+def single(k):
+    return np.arange(k, dtype=np.float64)
+
+
+def fail_at(k, bad):
+    if k == bad:
+        raise ValueError(f"job {k} failed")
+    return np.zeros(3, np.uint8)
+
+
+@pytest.mark.parametrize("workers", [1, 2, 3])
+def test_results_in_job_order_through_reused_slots(workers):
+    sizes = [5, 0, 9, 1, 12, 3, 7, 12, 0, 2, 11, 4, 6]  # many more jobs than slots, empty ones too
+    largest = max(sizes) * (7 + 8) + 8
+    with WorkerPool(workers, largest) as pool:
+        results = list(pool.ordered_map(decoded, ((k, rows) for k, rows in enumerate(sizes))))
+    assert len(results) == len(sizes)
+    pids = set()
+    for k, (rows, (codes, labels, pid)) in enumerate(zip(sizes, results)):
+        want_codes, want_labels, _ = decoded(k, rows)
+        assert codes.dtype == np.uint8 and labels.dtype == np.float32
+        assert np.array_equal(codes, want_codes) and np.array_equal(labels, want_labels)
+        pids.add(int(pid))
+    # results are copies: none changes when later jobs reuse its slot
+    assert all(np.array_equal(r[1], decoded(k, n)[1]) for k, (n, r) in enumerate(zip(sizes, results)))
+    assert (pids == {os.getpid()}) if workers == 1 else (os.getpid() not in pids and len(pids) > 1)
+
+
+def test_a_single_array_comes_back_as_an_array():
+    with WorkerPool(2, 8 * 20) as pool:
+        results = list(pool.ordered_map(single, ((k,) for k in range(20))))
+    assert all(isinstance(r, np.ndarray) and np.array_equal(r, np.arange(k)) for k, r in enumerate(results))
+
+
+def test_a_worker_error_reaches_the_caller():
+    with pytest.raises(ValueError, match="job 5 failed"):
+        with WorkerPool(2, 3) as pool:
+            list(pool.ordered_map(fail_at, ((k, 5) for k in range(12))))
+
+
+def test_a_result_larger_than_its_slot_is_an_error():
+    with pytest.raises(RuntimeError, match="does not fit"):
+        with WorkerPool(2, 8 * 10) as pool:
+            list(pool.ordered_map(single, [(10,), (500,)]))

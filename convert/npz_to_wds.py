@@ -26,7 +26,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .output import Progress, atomic_output_dir, dir_bytes, refuse_existing, run_cli
+from .output import Progress, atomic_output_dir, converter_parser, dir_bytes, refuse_existing, run_cli
 from .shards import ConvertError, find_sources, read_shard, scan_and_plan
 from .workers import WorkerPool
 
@@ -207,22 +207,13 @@ def parse_size(text: str) -> int:
 
 
 def main(argv=None) -> int:
-    p = argparse.ArgumentParser(prog="python -m convert.npz_to_wds",
-                                description="Convert npz shards into WebDataset tar shards (maize_ddp/1).")
-    p.add_argument("src", help="folder with train/ val/ test/ of .npz shards (or one split's shards with --split)")
-    p.add_argument("dst", help="output folder, e.g. DATA.wds")
-    p.add_argument("--split", help="SRC is the .npz shards of this one split")
-    p.add_argument("--workers", type=int, default=1, help="decoding processes (default 1)")
+    p = converter_parser("python -m convert.npz_to_wds",
+                         "Convert npz shards into WebDataset tar shards (maize_ddp/1).",
+                         "output folder, e.g. DATA.wds")
     p.add_argument("--shard-samples", type=int, help="samples per tar file")
     p.add_argument("--shard-bytes", type=parse_size,
                    help="target tar file size, e.g. 64M (default 8M when neither is given)")
-    p.add_argument("--overwrite", action="store_true", help="replace an existing DST")
-    p.add_argument("--drop-nonfinite", action="store_true", help="drop rows with NaN/inf labels instead of failing")
-    p.add_argument("--quiet", action="store_true", help="no progress bar")
-    a = p.parse_args(argv)
-    return run_cli(convert, dict(src=a.src, dst=a.dst, split=a.split, workers=a.workers,
-                                 shard_samples=a.shard_samples, shard_bytes=a.shard_bytes,
-                                 overwrite=a.overwrite, drop_nonfinite=a.drop_nonfinite, quiet=a.quiet))
+    return run_cli(convert, vars(p.parse_args(argv)))
 
 
 if __name__ == "__main__":

@@ -13,7 +13,6 @@ is therefore the same bytes whatever the number of workers.
 """
 from __future__ import annotations
 
-import argparse
 import sys
 import time
 
@@ -22,7 +21,7 @@ import zarr
 from zarr.codecs import BloscCodec
 from zarr.storage import LocalStore
 
-from .output import Progress, atomic_output_dir, dir_bytes, refuse_existing, run_cli
+from .output import Progress, atomic_output_dir, converter_parser, dir_bytes, refuse_existing, run_cli
 from .shards import ConvertError, find_sources, read_shard, scan_and_plan
 from .workers import WorkerPool
 
@@ -147,21 +146,12 @@ def _create_store(root_path, plan, chunk: int, shard: int) -> dict[str, ShardBuf
 
 
 def main(argv=None) -> int:
-    p = argparse.ArgumentParser(prog="python -m convert.npz_to_zarr",
-                                description="Convert npz shards into a Zarr v3 store (maize_ddp/1).")
-    p.add_argument("src", help="folder with train/ val/ test/ of .npz shards (or one split's shards with --split)")
-    p.add_argument("dst", help="output store, e.g. DATA.zarr")
-    p.add_argument("--split", help="SRC is the .npz shards of this one split")
-    p.add_argument("--workers", type=int, default=1, help="decoding processes (default 1)")
+    p = converter_parser("python -m convert.npz_to_zarr",
+                         "Convert npz shards into a Zarr v3 store (maize_ddp/1).",
+                         "output store, e.g. DATA.zarr")
     p.add_argument("--chunk-rows", type=int, help="rows per chunk (default: ~512 KiB of codes)")
     p.add_argument("--shard-rows", type=int, help=f"rows per shard file (default: {CHUNKS_PER_SHARD} chunks)")
-    p.add_argument("--overwrite", action="store_true", help="replace an existing DST")
-    p.add_argument("--drop-nonfinite", action="store_true", help="drop rows with NaN/inf labels instead of failing")
-    p.add_argument("--quiet", action="store_true", help="no progress bar")
-    a = p.parse_args(argv)
-    return run_cli(convert, dict(src=a.src, dst=a.dst, split=a.split, workers=a.workers,
-                                 chunk_rows=a.chunk_rows, shard_rows=a.shard_rows,
-                                 overwrite=a.overwrite, drop_nonfinite=a.drop_nonfinite, quiet=a.quiet))
+    return run_cli(convert, vars(p.parse_args(argv)))
 
 
 if __name__ == "__main__":

@@ -8,6 +8,7 @@ shared filesystem is never mistaken for a dead one).
 """
 from __future__ import annotations
 
+import argparse
 import contextlib
 import errno
 import glob
@@ -157,6 +158,19 @@ def summary_line(summary: dict) -> str:
     if summary["dropped_nonfinite"]:
         line += f"; dropped {summary['dropped_nonfinite']} rows with non-finite labels"
     return line
+
+
+def converter_parser(prog: str, description: str, dst_help: str) -> argparse.ArgumentParser:
+    """The arguments every npz converter takes; each adds its own layout flags."""
+    p = argparse.ArgumentParser(prog=prog, description=description)
+    p.add_argument("src", help="folder with train/ val/ test/ of .npz shards (or one split's shards with --split)")
+    p.add_argument("dst", help=dst_help)
+    p.add_argument("--split", help="SRC is the .npz shards of this one split")
+    p.add_argument("--workers", type=int, default=1, help="decoding processes (default 1)")
+    p.add_argument("--overwrite", action="store_true", help="replace an existing DST")
+    p.add_argument("--drop-nonfinite", action="store_true", help="drop rows with NaN/inf labels instead of failing")
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
+    return p
 
 
 def exit_on_sigterm(signum, frame):

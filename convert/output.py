@@ -125,7 +125,8 @@ class Progress:
             from tqdm import tqdm
 
             self.bar = tqdm(total=total, desc=desc, unit=unit, unit_scale=True,
-                            file=sys.stderr, dynamic_ncols=True, leave=False, delay=BAR_DELAY_S)
+                            file=sys.stderr, dynamic_ncols=True, leave=False, delay=BAR_DELAY_S,
+                            mininterval=0.1 if sys.stderr.isatty() else 30)  # a log file: a line per 30 s
 
     def update(self, rows: int, source_bytes: int) -> None:
         self.source_bytes += source_bytes

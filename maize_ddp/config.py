@@ -8,6 +8,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import json
+import re
 import sys
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
@@ -20,30 +21,35 @@ else:  # pragma: no cover
     import tomli as tomllib
 
 
+def option(default, help: str):
+    """A config field whose help text becomes its command-line flag's."""
+    return field(default=default, metadata={"help": help})
+
+
 @dataclass
 class TrainConfig:
-    data: str = ""                  # a .zarr or .wds store written by convert/
-    out: str = "runs/run"           # run folder: config, metrics, checkpoints, test report
-    epochs: int = 10
-    batch_size: int = 32            # per rank; the global batch is batch_size x world size
-    lr: float = 6e-3                # peak learning rate of Adam(W) (for the global batch)
-    weight_decay: float = 0.0       # decoupled (AdamW); 0 is the report's plain Adam
-    warmup_steps: int = 200         # linear warm-up, then cosine decay to lr_min_ratio x lr
-    lr_min_ratio: float = 0.05
-    grad_clip: float = 0.0          # max global grad norm; 0 = no clipping
-    amp: str = "auto"               # auto | off | bf16 | fp16
-    device: str = "auto"            # auto | cpu | cuda
-    sync_bn: bool = False
-    seed: int = 0
-    num_workers: int = 0            # DataLoader workers per rank
-    reverse_complement: bool = False  # augmentation: random reverse complement
-    max_shift: int = 0              # augmentation: random shift by +-max_shift bases (N padded)
-    bn_recalibration_batches: int = 20  # before each validation, BN stats from this many train batches
-                                        # with dropout off (0 = keep the training running averages)
-    rc_average: bool = False        # test report: average predictions of a sequence and its RC
-    checkpoint_every: int = 0       # steps between mid-epoch checkpoints; 0 = end of epoch only
-    patience: int = 0               # early stopping after this many epochs without a better val r; 0 = off
-    resume: bool = False            # continue from OUT/checkpoints/last.pt when it exists
+    data: str = option("", "a .zarr or .wds store written by convert/")
+    out: str = option("runs/run", "run folder: config, metrics, checkpoints, test report")
+    epochs: int = option(10, "passes over the training split")
+    batch_size: int = option(32, "per rank; the global batch is batch_size x world size")
+    lr: float = option(6e-3, "peak learning rate of Adam(W) (for the global batch)")
+    weight_decay: float = option(0.0, "decoupled (AdamW); 0 is the report's plain Adam")
+    warmup_steps: int = option(200, "linear warm-up, then cosine decay to lr_min_ratio x lr")
+    lr_min_ratio: float = option(0.05, "the cosine decay ends at this fraction of --lr")
+    grad_clip: float = option(0.0, "max global grad norm; 0 = no clipping")
+    amp: str = option("auto", "mixed precision: auto (bf16 or fp16 on GPU, off on CPU) | off | bf16 | fp16")
+    device: str = option("auto", "auto (cuda when available) | cpu | cuda")
+    sync_bn: bool = option(False, "synchronise BatchNorm statistics across ranks")
+    seed: int = option(0, "seeds the model, the shuffle and augmentation")
+    num_workers: int = option(0, "DataLoader workers per rank")
+    reverse_complement: bool = option(False, "augmentation: random reverse complement")
+    max_shift: int = option(0, "augmentation: random shift by +-max_shift bases (N padded)")
+    bn_recalibration_batches: int = option(20, "before each validation, BatchNorm statistics from this many "
+                                                "train batches with dropout off; 0 = keep the running averages")
+    rc_average: bool = option(False, "test report: average predictions of a sequence and its RC")
+    checkpoint_every: int = option(0, "steps between mid-epoch checkpoints; 0 = end of epoch only")
+    patience: int = option(0, "early stopping after this many epochs without a better val r; 0 = off")
+    resume: bool = option(False, "continue from OUT/checkpoints/last.pt when it exists")
     model: ModelConfig = field(default_factory=ModelConfig)
 
     def validate(self) -> None:
@@ -70,12 +76,31 @@ def _add_fields(parser: argparse.ArgumentParser, cls, skip=()) -> None:
         if f.name in skip:
             continue
         kind = type(f.default) if f.default is not dataclasses.MISSING else str
+        text = f.metadata.get("help") or _model_help(f.name)
+        default = "" if kind is bool or f.default == "" else f" (default: {f.default})"
         if kind is bool:
             parser.add_argument(_flag(f.name), dest=f.name, action=argparse.BooleanOptionalAction,
-                                default=argparse.SUPPRESS)
+                                default=argparse.SUPPRESS, help=text)
         else:
             parser.add_argument(_flag(f.name), dest=f.name, type=kind, default=argparse.SUPPRESS,
-                                metavar=f.name.upper())
+                                metavar=f.name.upper(), help=text + default)
+
+
+MODEL_PARTS = {"kc": "output channels", "ks": "kernel size", "st": "stride", "pd": "padding"}
+
+
+def _model_help(name: str) -> str:
+    """Help for ModelConfig's report-style names: conv2ks, pool1ks, pdropd, ..."""
+    layer = {"d": "each residual dilated block", "_head": "the output layer"}
+    if m := re.fullmatch(r"conv(\d|d)(kc|ks|st|pd)", name):
+        block = layer["d"] if m[1] == "d" else f"conv block {m[1]}"
+        return f"{MODEL_PARTS[m[2]]} of {block}" + (" (the bottleneck)" if m[1] == "d" and m[2] == "kc" else "")
+    if m := re.fullmatch(r"pool(\d)ks", name):
+        return f"max-pool size of conv block {m[1]}"
+    if m := re.fullmatch(r"pdrop(\d|d|_head)", name):
+        return f"dropout of {layer.get(m[1], f'conv block {m[1]}')}"
+    return {"convdc": "number of residual dilated blocks (dilation 1, 2, 4, ...)",
+            "n_channel": "input channels (4: A, C, G, T)"}.get(name, name.replace("_", " "))
 
 
 def make_parser(prog: str = "python -m maize_ddp.train") -> argparse.ArgumentParser:

@@ -77,7 +77,7 @@ def main(argv=None) -> int:
     p = argparse.ArgumentParser(prog="python -m maize_ddp.predict", description=__doc__.split("\n\n")[0])
     p.add_argument("checkpoint", type=Path, help="a run folder (uses checkpoints/best.pt) or a .pt file")
     p.add_argument("--data", required=True, type=Path, help="a .zarr/.wds store or a folder of .npz shards")
-    p.add_argument("--split", default="test", help="split of a store (ignored for npz folders)")
+    p.add_argument("--split", default="test", help="split of a store (default: test; ignored for npz folders)")
     p.add_argument("--out", required=True, type=Path, help="predictions TSV")
     p.add_argument("--batch-size", type=int, default=128)
     p.add_argument("--device", default="auto")

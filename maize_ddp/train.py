@@ -260,7 +260,8 @@ def train(cfg: config.TrainConfig, d: distributed.Dist) -> None:
             epoch_loss[1] += 1
             if main_rank:
                 bar.update(1)
-                bar.set_postfix(loss=f"{loss.item():.4f}", samples_s=f"{samples / (time.perf_counter() - t0):.0f}")
+                bar.set_postfix(loss=f"{loss.item():.4f}", samples_s=f"{samples / (time.perf_counter() - t0):.0f}",
+                                refresh=False)  # drawn at the bar's own interval, not every step
             if cfg.checkpoint_every and global_step % cfg.checkpoint_every == 0 and batch_index + 1 < steps_per_epoch:
                 save_checkpoint(epoch, batch_index + 1)
         seconds = time.perf_counter() - t0

@@ -47,3 +47,16 @@ def test_shipped_presets_resolve():
     for preset in presets:
         cfg = config.resolve(["--config", str(preset), "--data", "x.zarr"])
         assert cfg.epochs >= 1
+
+
+def test_every_flag_explains_itself_and_shows_its_default():
+    parser = config.make_parser()
+    flags = {a.dest: a for a in parser._actions if a.option_strings and a.dest != "help"}
+    defaults = {**config.TrainConfig().to_dict(), **config.TrainConfig().model.__dict__}
+    for dest, action in flags.items():
+        assert action.help and action.help != dest.replace("_", " "), dest
+        default = defaults.get(dest)
+        if default not in (None, "") and not isinstance(default, bool):
+            assert action.help.endswith(f"(default: {default})"), (dest, action.help)
+    assert flags["conv2ks"].help == "kernel size of conv block 2 (default: 5)"
+    assert flags["pdropd"].help.startswith("dropout of each residual dilated block")

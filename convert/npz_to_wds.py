@@ -67,7 +67,7 @@ class SampleLayout:
         out[:] = self.template
         out[:, self.seq_at:self.seq_at + self.seq_len] = codes
         out[:, self.y_at:self.y_at + 4 * self.num_targets] = (
-            np.ascontiguousarray(labels, dtype="<f4").view(np.uint8).reshape(n, -1))
+            np.ascontiguousarray(labels, dtype="<f4").view(np.uint8).reshape(n, 4 * self.num_targets))
         rows = np.arange(first_row, first_row + n, dtype=np.int64)
         digits = (rows[:, None] // 10 ** np.arange(KEY_DIGITS - 1, -1, -1)) % 10
         digit_sum = digits.sum(axis=1)

@@ -16,6 +16,7 @@ shard per process.
 from __future__ import annotations
 
 import hashlib
+import math
 import re
 import zipfile
 import zlib
@@ -402,7 +403,8 @@ def _read_codes(z: zipfile.ZipFile, scan: ShardScan) -> np.ndarray:
 
     The one-hot shard itself (48 MB for 1000 x 3020 float32) is never held: each block is
     decoded while it is still in the CPU cache, which is 1.3x faster than decoding the whole
-    array and scales better across worker processes, since they share the memory bus.
+    array and scales better across worker processes, since they share the memory bus. (A
+    Fortran-order array, rare in npz files, has no contiguous rows and is held once, whole.)
     """
     path = scan.path
     with z.open("arr_0.npy") as f:
@@ -410,9 +412,10 @@ def _read_codes(z: zipfile.ZipFile, scan: ShardScan) -> np.ndarray:
         length = shape[2] if scan.layout == "N4L" else shape[1]
         if shape[0] != scan.rows_in or length != scan.seq_len:
             raise ConvertError(f"{path}: changed while being converted")
-        if fortran_order:  # rows are not contiguous in the file: read it whole
-            with z.open("arr_0.npy") as whole:
-                blocks = [(0, np.lib.format.read_array(whole, allow_pickle=False))]
+        if fortran_order:  # rows are not contiguous in the file: the shard is read whole, once
+            whole = _read_whole(f, dtype.itemsize * math.prod(shape)).view(dtype).reshape(shape, order="F")
+            per_block = _rows_per_block(shape, dtype)
+            blocks = ((first, whole[first:first + per_block]) for first in range(0, shape[0], per_block))
         else:
             blocks = _row_blocks(f, shape, dtype)
         codes = np.empty((scan.rows_in, scan.seq_len), np.uint8)
@@ -428,10 +431,28 @@ def _read_codes(z: zipfile.ZipFile, scan: ShardScan) -> np.ndarray:
 def _row_blocks(f, shape: tuple, dtype: np.dtype) -> Iterator[tuple[int, np.ndarray]]:
     """(first row, rows) of a C-order array read from a stream, DECODE_BLOCK bytes at a time."""
     row_bytes = dtype.itemsize * shape[1] * shape[2]
-    per_block = max(1, DECODE_BLOCK // max(row_bytes, 1))
+    per_block = _rows_per_block(shape, dtype)
     for first in range(0, shape[0], per_block):
         n = min(per_block, shape[0] - first)
         data = f.read(n * row_bytes)
         if len(data) != n * row_bytes:
             raise EOFError(f"arr_0 ends at row {first + len(data) // row_bytes} of {shape[0]}")
         yield first, np.frombuffer(data, dtype).reshape((n,) + shape[1:])
+
+
+def _read_whole(f, size: int) -> np.ndarray:
+    """size bytes of a stream as one uint8 array, read a block at a time: f.read(size) would
+    briefly hold them twice (its pieces, then their join)."""
+    out = np.empty(size, np.uint8)
+    at = 0
+    while at < size:
+        piece = f.read(min(DECODE_BLOCK, size - at))
+        if not piece:
+            raise EOFError(f"arr_0 ends after {at} of its {size} bytes")
+        out[at:at + len(piece)] = np.frombuffer(piece, np.uint8)
+        at += len(piece)
+    return out
+
+
+def _rows_per_block(shape: tuple, dtype: np.dtype) -> int:
+    return max(1, DECODE_BLOCK // max(dtype.itemsize * shape[1] * shape[2], 1))

@@ -18,6 +18,8 @@ import mmap
 import multiprocessing
 import signal
 from collections import deque
+from concurrent.futures import ProcessPoolExecutor
+from concurrent.futures.process import BrokenProcessPool
 from typing import Callable, Iterable, Iterator
 
 import numpy as np
@@ -73,58 +75,70 @@ class WorkerPool:
     """N forked worker processes, or none for workers=1 (everything then runs in this process).
 
     Fork, not spawn: the workers must inherit the shared mapping, and forked workers start at
-    once without re-importing numpy. Create the pool before anything starts threads (zarr
-    starts an event-loop thread on first use), and close it so the workers' CPU time reaches
-    this process's resource usage.
+    once without re-importing numpy. All are forked when the pool is made, so make it before
+    anything starts threads (zarr starts an event-loop thread on first use).
+
+    A concurrent.futures executor rather than multiprocessing.Pool: when a worker dies (the OOM
+    killer) its job fails with BrokenProcessPool instead of waiting forever, and shutting down
+    after an error lets running jobs finish instead of killing workers that may hold the
+    result queue's lock (Pool.terminate could then hang the parent).
     """
 
     def __init__(self, workers: int, result_bytes: int):
         self.workers = workers
-        self.pool = self.slots = None
+        self.executor = self.slots = None
         if workers > 1:
             if "fork" not in multiprocessing.get_all_start_methods():
                 raise ConvertError("--workers above 1 needs the fork start method (Linux, macOS)")
-            self.slots = ResultSlots(2 * workers, result_bytes)
-            self.pool = multiprocessing.get_context("fork").Pool(
-                workers, initializer=_worker_init, initargs=(self.slots,))
+            try:
+                self.slots = ResultSlots(2 * workers, result_bytes)
+            except OSError as e:
+                raise ConvertError(f"--workers {workers}: no room for {2 * workers} decoded shards of "
+                                   f"{result_bytes / 1e6:.0f} MB in shared memory ({e.strerror or e}); "
+                                   "use fewer workers") from None
+            self.executor = ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("fork"),
+                                                initializer=_worker_init, initargs=(self.slots,))
+            self.executor.submit(int).result()  # the first job forks every worker, now
 
     def __enter__(self):
         return self
 
     def __exit__(self, kind, err, tb):
-        if self.pool is not None:
-            if err is None:
-                self.pool.close()
-            else:
-                self.pool.terminate()
-            self.pool.join()
+        if self.executor is not None:
+            # Queued jobs are dropped, running ones (one shard each) finish; joining the workers
+            # also adds their CPU time to this process's resource usage.
+            self.executor.shutdown(wait=True, cancel_futures=True)
         return False
 
     def ordered_map(self, fn: Callable, jobs: Iterable[tuple]) -> Iterator:
         """fn(*job) for each job, results in order, at most 2 per worker in flight.
 
-        The bound matters twice: Pool.imap would run ahead of a slow writer and pile up decoded
-        shards, so memory would again grow with the data; and job k may reuse slot k - 2N only
-        once that result has been taken, which the bound guarantees.
+        The bound matters twice: mapping everything at once would run ahead of a slow writer
+        and pile up decoded shards, so memory would again grow with the data; and job k may
+        reuse slot k - 2N only once that result has been taken, which the bound guarantees.
         """
-        if self.pool is None:
+        if self.executor is None:
             for job in jobs:
                 yield fn(*job)
             return
         in_flight = 2 * self.workers
         pending: deque = deque()
-        for k, job in enumerate(jobs):
-            pending.append(self.pool.apply_async(_call_into_slot, (k % in_flight, fn, job)))
-            if len(pending) == in_flight:
-                yield self.slots.take(pending.popleft().get())
-        while pending:
-            yield self.slots.take(pending.popleft().get())
+        try:
+            for k, job in enumerate(jobs):
+                pending.append(self.executor.submit(_call_into_slot, k % in_flight, fn, job))
+                if len(pending) == in_flight:
+                    yield self.slots.take(pending.popleft().result())
+            while pending:
+                yield self.slots.take(pending.popleft().result())
+        except BrokenProcessPool:
+            raise ConvertError("a worker process died (killed by a signal: out of memory?); rerun, "
+                               "with fewer --workers if memory is short") from None
 
 
 def _worker_init(slots: ResultSlots) -> None:
     global _slots
     _slots = slots
-    # Ctrl-C and SIGTERM are for the parent, which cleans up and terminates the pool.
+    # Ctrl-C and SIGTERM are for the parent, which cleans up and shuts the pool down.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     signal.signal(signal.SIGTERM, signal.SIG_DFL)
 

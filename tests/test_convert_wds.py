@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import webdataset
 
-from _npz import label_stats, make_dataset
+from _npz import encode, label_stats, make_dataset, random_codes, write_shard
 from convert import npz_to_wds
 
 
@@ -99,3 +99,23 @@ def test_cli(tmp_path, capsys):
     out, err = capsys.readouterr()
     assert out.startswith("wrote 8 rows (train 8) of 40 bp, 1 target to ") and err == ""
     assert npz_to_wds.parse_size("1.5K") == 1536 and npz_to_wds.parse_size("64MiB") == 64 << 20
+
+
+@pytest.mark.parametrize("workers", [1, 2])
+def test_empty_and_all_dropped_shards_are_skipped(tmp_path, capsys, workers):
+    src, dst = tmp_path / "src", tmp_path / "out.wds"
+    rng = np.random.default_rng(4)
+    codes = random_codes(rng, 6, 30)
+    y = rng.normal(size=(6, 2)).astype(np.float32)
+    write_shard(src / "train" / "a.npz", encode(codes), y)
+    write_shard(src / "train" / "b.npz", np.zeros((0, 4, 30), np.float32), np.zeros((0, 2), np.float32))
+    write_shard(src / "train" / "c.npz", encode(codes[:2]), np.full((2, 2), np.nan, np.float32))
+    write_shard(src / "train" / "d.npz", encode(codes[::-1]), y[::-1])
+    args = [str(src), str(dst), "--drop-nonfinite", "--quiet", "--workers", str(workers)]
+    assert npz_to_wds.main(args) == 0
+    out, err = capsys.readouterr()
+    assert "b.npz: empty shard (0 rows), skipped" in err and "dropped 2 rows with non-finite labels" in out
+    keys, got_codes, got_y = read_tars(dst, "train")
+    assert keys == [f"{i:010d}" for i in range(12)]
+    assert np.array_equal(got_codes, np.concatenate([codes, codes[::-1]]))
+    assert np.array_equal(got_y, np.concatenate([y, y[::-1]]))

@@ -1,10 +1,15 @@
 """The converters' worker pool: results come back in job order, exact, through shared slots."""
 import os
+import subprocess
+import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
 
 from convert.workers import WorkerPool
+
+ROOT = Path(__file__).resolve().parents[1]
 
 
 def decoded(k, rows):
@@ -58,3 +63,54 @@ def test_a_result_larger_than_its_slot_is_an_error():
     with pytest.raises(RuntimeError, match="does not fit"):
         with WorkerPool(2, 8 * 10) as pool:
             list(pool.ordered_map(single, [(10,), (500,)]))
+
+
+def run_script(code: str, timeout: int) -> subprocess.CompletedProcess:
+    """Python code in a fresh process, so that a hang fails the test instead of stalling the suite."""
+    return subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=timeout)
+
+
+def test_a_killed_worker_is_an_error_not_a_hang():
+    # What the OOM killer does to a worker decoding a large shard.
+    result = run_script("""
+import os, signal, sys
+import numpy as np
+from convert.shards import ConvertError
+from convert.workers import WorkerPool
+
+def job(k):
+    if k == 5:
+        os.kill(os.getpid(), signal.SIGKILL)
+    return np.zeros(3, np.uint8)
+
+try:
+    with WorkerPool(2, 3) as pool:
+        list(pool.ordered_map(job, ((k,) for k in range(20))))
+except ConvertError as e:
+    sys.exit(f"error: {e}")
+""", timeout=60)
+    assert result.returncode == 1 and "error: a worker process died" in result.stderr, result.stderr
+
+
+def test_shutting_down_after_errors_never_hangs():
+    # Each error shuts a pool down with jobs in flight; killing workers there instead could leave
+    # the result queue's lock held and hang the parent, in some hundreds of tries.
+    result = run_script("""
+import numpy as np
+from convert.workers import WorkerPool
+
+def fail_at(k, bad):
+    if k == bad:
+        raise ValueError("bad shard")
+    return np.zeros(3, np.uint8)
+
+errors = 0
+for attempt in range(1000):
+    try:
+        with WorkerPool(2, 3) as pool:
+            list(pool.ordered_map(fail_at, ((k, attempt % 4) for k in range(12))))
+    except ValueError:
+        errors += 1
+print(errors)
+""", timeout=120)
+    assert result.returncode == 0 and result.stdout.split() == ["1000"], result.stderr

@@ -151,9 +151,10 @@ def main(argv=None) -> int:
         train(cfg, d)
         return 0
     except (StoreError, checkpoint.CheckpointError, TrainingError, ValueError, RuntimeError) as e:
-        # Every rank meets the same error (same data, same all-reduced numbers), so every rank exits.
-        if d is None or d.is_main:
-            print(f"error: {e}", file=sys.stderr, flush=True)
+        # Each rank says what it met: a rank's own failure (a broken tar among its rows, say)
+        # reaches the others only as a closed connection.
+        who = f"rank {d.rank}/{d.world_size}: " if d is not None and d.world_size > 1 else ""
+        print(f"error: {who}{e}", file=sys.stderr, flush=True)
         return 1
     finally:
         if d is not None:
@@ -193,8 +194,9 @@ def train(cfg: config.TrainConfig, d: distributed.Dist) -> None:
     amp = resolve_amp(cfg.amp, d.device)
     optimizer = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
     total_steps = cfg.epochs * steps_per_epoch
-    scheduler = torch.optim.lr_scheduler.LambdaLR(
-        optimizer, lr_lambda(min(cfg.warmup_steps, total_steps // 10 + 1), total_steps, cfg.lr_min_ratio))
+    # The learning rate is a function of the position in this run's schedule, not state: a run
+    # resumed with another world size (other steps per epoch) carries on from where it was.
+    lr_factor = lr_lambda(min(cfg.warmup_steps, total_steps // 10 + 1), total_steps, cfg.lr_min_ratio)
     scaler = torch.amp.GradScaler("cuda") if amp == "fp16" else None
     # Dropout streams differ by rank; data order comes from (seed, epoch), not from this RNG.
     torch.manual_seed(cfg.seed * 100_003 + d.rank + 1)
@@ -211,10 +213,10 @@ def train(cfg: config.TrainConfig, d: distributed.Dist) -> None:
         checkpoint.check_model_config(last, state["config"]["model"], cfg.to_dict()["model"])
         model.load_state_dict(state["model"])
         optimizer.load_state_dict(state["optimizer"])
-        scheduler.load_state_dict(state["scheduler"])
         if scaler is not None and state.get("scaler"):
             scaler.load_state_dict(state["scaler"])
-        start_epoch, start_batch, global_step = state["epoch"], state["batch"], state["global_step"]
+        start_epoch, start_batch = state["epoch"], state["batch"]
+        global_step = start_epoch * steps_per_epoch + start_batch
         history, best_pearson, stale_epochs = state["history"], state["best_pearson"], state["stale_epochs"]
         if len(state["ranks"]) == d.world_size:
             set_rng_state(state["ranks"][d.rank]["rng"])
@@ -222,6 +224,8 @@ def train(cfg: config.TrainConfig, d: distributed.Dist) -> None:
         elif start_batch:
             raise TrainingError(f"{last} was written mid-epoch by {len(state['ranks'])} ranks; resume it with "
                                 f"the same world size (now {d.world_size}), or from an end-of-epoch checkpoint")
+        if cfg.patience and stale_epochs >= cfg.patience:
+            start_epoch = cfg.epochs  # it had stopped early: straight to the test report
         if main_rank:
             print(f"[maize_ddp] resumed from {last} at epoch {start_epoch + 1} batch {start_batch} "
                   f"(step {global_step})", flush=True)
@@ -236,7 +240,7 @@ def train(cfg: config.TrainConfig, d: distributed.Dist) -> None:
         if main_rank:
             checkpoint.save(last, {
                 "model": model.state_dict(), "optimizer": optimizer.state_dict(),
-                "scheduler": scheduler.state_dict(), "scaler": scaler.state_dict() if scaler else None,
+                "scaler": scaler.state_dict() if scaler else None,
                 "epoch": epoch, "batch": batch, "global_step": global_step, "history": history,
                 "best_pearson": best_pearson, "stale_epochs": stale_epochs, "ranks": ranks,
                 "config": cfg.to_dict(), "world_size": d.world_size, "launch_id": launch_id()})
@@ -252,8 +256,9 @@ def train(cfg: config.TrainConfig, d: distributed.Dist) -> None:
         for batch_index, (codes, y) in enumerate(train_loader, start=start_batch):
             codes = codes.to(d.device, non_blocking=True)
             y = y.to(d.device, non_blocking=True)
+            for group in optimizer.param_groups:
+                group["lr"] = cfg.lr * lr_factor(global_step)
             loss, _ = train_step(ddp, codes, y, optimizer, scaler, amp, cfg.grad_clip)
-            scheduler.step()
             global_step += 1
             samples += len(codes) * d.world_size
             epoch_loss[0] += loss.item()
@@ -277,7 +282,7 @@ def train(cfg: config.TrainConfig, d: distributed.Dist) -> None:
         loss_sum, loss_count = distributed.all_reduce_sum(d, epoch_loss)
         row = {"epoch": epoch + 1, "step": global_step, "train_loss": loss_sum / max(loss_count, 1),
                "val_loss": val["mse"], "val_pearson": val["pearson"], "val_r2": val["r2"],
-               "val_per_target": val["per_target"], "lr": scheduler.get_last_lr()[0],
+               "val_per_target": val["per_target"], "lr": optimizer.param_groups[0]["lr"],
                "samples_per_s": samples / seconds, "seconds": seconds, "peak_memory_mb": peak_memory_mb(d.device)}
         history.append(row)
         epoch_loss = [0.0, 0]

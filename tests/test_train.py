@@ -146,6 +146,54 @@ def test_single_process_resume_is_bit_for_bit(stores, tmp_path):
     assert a["history"][-1]["val_pearson"] == b["history"][-1]["val_pearson"]
 
 
+def test_resume_with_another_world_size_keeps_the_schedule(stores, tmp_path):
+    # 2 ranks for 2 epochs, then 1 process to 3 epochs: twice the steps per epoch from there on,
+    # and the learning rate still ends at its floor on the last step.
+    out = tmp_path / "run"
+    first = torchrun(2, ["--data", stores["zarr"], "--out", out, "--epochs", "2"])
+    assert first.returncode == 0, first.stderr[-3000:]
+    resumed = train_single(["--data", stores["zarr"], "--out", out, "--epochs", "3", "--resume"])
+    assert resumed.returncode == 0, resumed.stderr[-3000:]
+    history = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
+    assert [h["epoch"] for h in history] == [1, 2, 3]
+    steps_per_epoch = 2048 // 32
+    assert history[-1]["step"] == 3 * steps_per_epoch
+    cfg = json.loads((out / "config.json").read_text())
+    floor = cfg["lr"] * cfg["lr_min_ratio"]
+    assert history[-1]["lr"] == pytest.approx(floor, rel=1e-2)
+
+
+def test_a_run_that_stopped_early_resumes_into_its_test_report(stores, tmp_path):
+    out = tmp_path / "run"
+    first = train_single(["--data", stores["zarr"], "--out", out, *SMALL])
+    assert first.returncode == 0, first.stderr[-3000:]
+    # as the trainer leaves a run that early-stopped at epoch 2 (an epoch without a better val r)
+    last = out / "checkpoints" / "last.pt"
+    state = torch.load(last, weights_only=False)
+    state["stale_epochs"] = 1
+    torch.save(state, last)
+    (out / "test_metrics.json").unlink()
+    resumed = train_single(["--data", stores["zarr"], "--out", out, *SMALL, "--epochs", "5", "--patience", "1",
+                            "--resume"])
+    assert resumed.returncode == 0, resumed.stderr[-3000:]
+    assert len((out / "metrics.jsonl").read_text().splitlines()) == 2  # no epoch trained after the stop
+    assert json.loads((out / "test_metrics.json").read_text())["best_epoch"] <= 2
+
+
+def test_a_rank_that_meets_a_broken_shard_says_so(tmp_path):
+    from convert import npz_to_wds
+
+    synth.generate(tmp_path / "npz", train=256, val=101, test=32, seq_len=200, shard_size=128)
+    store = tmp_path / "data.wds"
+    npz_to_wds.convert(tmp_path / "npz", store, shard_samples=32)
+    tars = sorted((store / "val").glob("*.tar"))
+    os.truncate(tars[1], tars[1].stat().st_size // 2)  # cut short: only the rank that reads it can tell
+    res = torchrun(2, ["--data", store, "--out", tmp_path / "run", "--epochs", "1"])
+    assert res.returncode != 0
+    errors = [line for line in res.stderr.splitlines() if line.startswith("error: rank ")]
+    assert any(tars[1].name in line for line in errors), res.stderr[-3000:]
+
+
 def children(pid):
     found = []
     for task in Path(f"/proc/{pid}/task").iterdir():

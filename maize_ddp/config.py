@@ -133,11 +133,30 @@ def resolve(argv=None) -> TrainConfig:
     unknown = (set(file) - train_keys) | {f"model.{k}" for k in set(model_file) - model_keys}
     if unknown:
         raise ValueError(f"{config_path}: unknown keys {sorted(unknown)}")
+    file = _typed(file, TrainConfig, config_path, "")
+    model_file = _typed(model_file, ModelConfig, config_path, "model.")
     train = {**file, **{k: v for k, v in args.items() if k in train_keys}}
     model = {**model_file, **{k: v for k, v in args.items() if k in model_keys}}
     cfg = TrainConfig(**train, model=ModelConfig(**model))
     cfg.validate()
     return cfg
+
+
+def _typed(values: dict, cls, path, prefix: str) -> dict:
+    """TOML values checked against the fields' types (an int is a fine float; a bool is no int)."""
+    kinds = {f.name: type(f.default) for f in fields(cls) if f.default is not dataclasses.MISSING}
+    out = {}
+    for key, value in values.items():
+        kind = kinds.get(key, type(value))
+        if kind is float and type(value) is int:
+            value = float(value)
+        if type(value) is not kind:
+            raise ValueError(f"{path}: {prefix}{key} must be {_KIND_NAMES[kind]}, not {value!r}")
+        out[key] = value
+    return out
+
+
+_KIND_NAMES = {int: "an integer", float: "a number", str: "a string", bool: "true or false"}
 
 
 def from_dict(d: dict) -> TrainConfig:

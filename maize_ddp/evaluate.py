@@ -24,9 +24,37 @@ from maize_ddp.codes import reverse_complement
 from maize_ddp.metrics import RegressionMoments, merge_all
 
 
+def resolve_amp(amp: str, device: torch.device) -> str:
+    """`auto` is bf16 on GPUs that have it (fp16 + GradScaler on older ones) and off on CPUs:
+    without native bf16 units, CPU autocast emulates it and runs several times slower."""
+    if amp == "auto":
+        if device.type == "cuda":
+            return "bf16" if torch.cuda.is_bf16_supported() else "fp16"
+        return "off"
+    if amp == "fp16" and device.type != "cuda":
+        raise ValueError("--amp fp16 needs a CUDA device; use --amp bf16 or off on CPU")
+    return amp
+
+
 def autocast(device: torch.device, amp: str):
     dtype = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(amp)
     return torch.autocast(device.type, dtype=dtype, enabled=dtype is not None)
+
+
+def forward(model, codes: torch.Tensor, amp: str, rc_average: bool) -> torch.Tensor:
+    """Float32 predictions; with rc_average, the mean over each sequence and its reverse complement."""
+    with autocast(codes.device, amp):
+        pred = model(codes).float()
+        if rc_average:
+            pred = (pred + model(reverse_complement(codes)).float()) / 2
+    return pred
+
+
+def run_settings(state: dict, amp, rc_average, device) -> tuple[str, bool]:
+    """Precision and RC averaging: as asked, else as the run was trained and reported."""
+    trained = state.get("config", {})
+    amp = resolve_amp(amp or trained.get("amp", "off"), device)
+    return amp, trained.get("rc_average", False) if rc_average is None else rc_average
 
 
 @torch.no_grad()
@@ -37,11 +65,7 @@ def predict_batches(model, loader, device, amp="off", rc_average=False, keep=Fal
     moments = None
     kept = []
     for codes, y, rows in loader:
-        codes = codes.to(device, non_blocking=True)
-        with autocast(device, amp):
-            pred = model(codes).float()
-            if rc_average:
-                pred = (pred + model(reverse_complement(codes)).float()) / 2
+        pred = forward(model, codes.to(device, non_blocking=True), amp, rc_average)
         pred, y = pred.cpu().numpy(), y.numpy()
         batch = RegressionMoments.of_batch(y, pred)
         moments = batch if moments is None else moments.merge(batch)
@@ -110,17 +134,23 @@ def model_from_checkpoint(state: dict, device):
     return model.to(device)
 
 
+def add_run_settings(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--amp", choices=["auto", "off", "bf16", "fp16"],
+                   help="mixed precision (default: the run's, as its test report used)")
+    p.add_argument("--rc-average", action=argparse.BooleanOptionalAction,
+                   help="average each sequence with its reverse complement (default: the run's)")
+
+
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(prog="python -m maize_ddp.evaluate", description=__doc__.split("\n\n")[0])
     p.add_argument("checkpoint", type=Path, help="a run folder (uses checkpoints/best.pt) or a .pt file")
     p.add_argument("--data", required=True, help="a .zarr or .wds store")
-    p.add_argument("--split", default="test")
+    p.add_argument("--split", default="test", help="default: test")
     p.add_argument("--out", type=Path, default=None, help="report folder (default: the run folder)")
     p.add_argument("--batch-size", type=int, default=128)
     p.add_argument("--num-workers", type=int, default=0)
-    p.add_argument("--device", default="auto")
-    p.add_argument("--amp", default="off", choices=["off", "bf16", "fp16"])
-    p.add_argument("--rc-average", action="store_true")
+    p.add_argument("--device", default="auto", help="auto (cuda when available) | cpu | cuda")
+    add_run_settings(p)
     a = p.parse_args(argv)
     from maize_ddp.data import StoreError, make_loader, open_store
 
@@ -135,9 +165,10 @@ def main(argv=None) -> int:
         out.mkdir(parents=True, exist_ok=True)
         loader = make_loader(a.data, a.split, batch_size=a.batch_size, rank=d.rank, world_size=d.world_size,
                              train=False, num_workers=a.num_workers, pin_memory=d.device.type == "cuda")
-        report = test_report(d, model, loader, out, a.amp, a.rc_average, split=a.split,
+        amp, rc_average = run_settings(state, a.amp, a.rc_average, d.device)
+        report = test_report(d, model, loader, out, amp, rc_average, split=a.split,
                              extra={"checkpoint": str(a.checkpoint), "data": str(a.data)})
-    except (StoreError, CheckpointError, ValueError, OSError) as e:
+    except (StoreError, CheckpointError, ValueError, OSError, RuntimeError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 1
     finally:

@@ -18,7 +18,7 @@ import torch
 from maize_ddp import distributed
 from maize_ddp.checkpoint import CheckpointError, atomic_write_text, load
 from maize_ddp.codes import OneHotError, onehot_to_codes
-from maize_ddp.evaluate import autocast, model_from_checkpoint, predict_batches
+from maize_ddp.evaluate import add_run_settings, forward, model_from_checkpoint, predict_batches, run_settings
 
 
 def npz_batches(folder: Path, seq_len: int, batch_size: int):
@@ -44,27 +44,26 @@ def npz_batches(folder: Path, seq_len: int, batch_size: int):
 
 
 @torch.no_grad()
-def predict_npz(model, folder: Path, device, batch_size: int, amp: str) -> str:
+def predict_npz(model, folder: Path, device, batch_size: int, amp: str, rc_average: bool) -> str:
     model.eval()
     t = model.config.num_targets
     header = "file\trow\t" + ("predicted" if t == 1 else "\t".join(f"predicted_{i}" for i in range(t)))
     buf = io.StringIO()
     buf.write(header + "\n")
     for name, start, codes in npz_batches(folder, model.config.seq_len, batch_size):
-        with autocast(device, amp):
-            pred = model(codes.to(device)).float().cpu().numpy()
+        pred = forward(model, codes.to(device), amp, rc_average).cpu().numpy()
         for i, p in enumerate(pred):
             buf.write(f"{name}\t{start + i}\t" + "\t".join(f"{v:.9g}" for v in p) + "\n")
     return buf.getvalue()
 
 
-def predict_store(model, data: str, split: str, device, batch_size: int, amp: str) -> str:
+def predict_store(model, data: str, split: str, device, batch_size: int, amp: str, rc_average: bool) -> str:
     from maize_ddp.data import make_loader, open_store
 
     mc = model.config
     open_store(data).check(split=split, seq_len=mc.seq_len, num_targets=mc.num_targets)
     loader = make_loader(data, split, batch_size=batch_size, train=False)
-    _, (rows, y, pred) = predict_batches(model, loader, device, amp, keep=True)
+    _, (rows, y, pred) = predict_batches(model, loader, device, amp, rc_average, keep=True)
     order = np.argsort(rows)
     t = mc.num_targets
     cols = ["true", "predicted"] if t == 1 else [f"true_{i}" for i in range(t)] + [f"predicted_{i}" for i in range(t)]
@@ -80,19 +79,21 @@ def main(argv=None) -> int:
     p.add_argument("--split", default="test", help="split of a store (default: test; ignored for npz folders)")
     p.add_argument("--out", required=True, type=Path, help="predictions TSV")
     p.add_argument("--batch-size", type=int, default=128)
-    p.add_argument("--device", default="auto")
-    p.add_argument("--amp", default="off", choices=["off", "bf16", "fp16"])
+    p.add_argument("--device", default="auto", help="auto (cuda when available) | cpu | cuda")
+    add_run_settings(p)
     a = p.parse_args(argv)
     from maize_ddp.data import StoreError
 
     try:
         device = distributed.pick_device(a.device, 0)
-        model = model_from_checkpoint(load(a.checkpoint), device)
+        state = load(a.checkpoint)
+        model = model_from_checkpoint(state, device)
+        amp, rc_average = run_settings(state, a.amp, a.rc_average, device)
         is_store = (a.data / "zarr.json").exists() or (a.data / "manifest.json").exists()
         if is_store:
-            text = predict_store(model, str(a.data), a.split, device, a.batch_size, a.amp)
+            text = predict_store(model, str(a.data), a.split, device, a.batch_size, amp, rc_average)
         elif a.data.is_dir():
-            text = predict_npz(model, a.data, device, a.batch_size, a.amp)
+            text = predict_npz(model, a.data, device, a.batch_size, amp, rc_average)
         else:
             raise ValueError(f"{a.data}: neither a store nor a folder of .npz shards")
         a.out.parent.mkdir(parents=True, exist_ok=True)

@@ -28,24 +28,12 @@ from tqdm import tqdm
 
 from maize_ddp import checkpoint, config, distributed, plots
 from maize_ddp.data import StoreError, make_loader, open_store
-from maize_ddp.evaluate import autocast, evaluate_split, test_report
+from maize_ddp.evaluate import autocast, evaluate_split, resolve_amp, test_report
 from maize_ddp.model import build_model, recalibrate_batchnorm
 
 
 class TrainingError(RuntimeError):
     pass
-
-
-def resolve_amp(amp: str, device: torch.device) -> str:
-    """`auto` is bf16 on GPUs that have it (fp16 + GradScaler on older ones) and off on CPUs:
-    without native bf16 units, CPU autocast emulates it and runs several times slower."""
-    if amp == "auto":
-        if device.type == "cuda":
-            return "bf16" if torch.cuda.is_bf16_supported() else "fp16"
-        return "off"
-    if amp == "fp16" and device.type != "cuda":
-        raise ValueError("--amp fp16 needs a CUDA device; use --amp bf16 or off on CPU")
-    return amp
 
 
 def lr_lambda(warmup_steps: int, total_steps: int, min_ratio: float):

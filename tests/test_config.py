@@ -60,3 +60,24 @@ def test_every_flag_explains_itself_and_shows_its_default():
             assert action.help.endswith(f"(default: {default})"), (dest, action.help)
     assert flags["conv2ks"].help == "kernel size of conv block 2 (default: 5)"
     assert flags["pdropd"].help.startswith("dropout of each residual dilated block")
+
+
+@pytest.mark.parametrize("text,message", [
+    ('epochs = "3"', "epochs must be an integer, not '3'"),
+    ('lr = "1e-3"', "lr must be a number, not '1e-3'"),
+    ("sync_bn = 1", "sync_bn must be true or false, not 1"),
+    ("epochs = true", "epochs must be an integer, not True"),
+    ("[model]\nconv1kc = 32.5", "model.conv1kc must be an integer, not 32.5"),
+])
+def test_values_of_the_wrong_type_in_a_file_are_named(tmp_path, text, message):
+    f = tmp_path / "c.toml"
+    f.write_text('data = "x.zarr"\n' + text + "\n")
+    with pytest.raises(ValueError, match=f"c.toml: {message}"):
+        config.resolve(["--config", str(f)])
+
+
+def test_an_integer_is_a_fine_float_in_a_file(tmp_path):
+    f = tmp_path / "c.toml"
+    f.write_text('data = "x.zarr"\nlr = 1\n[model]\npdrop1 = 0\n')
+    cfg = config.resolve(["--config", str(f)])
+    assert cfg.lr == 1.0 and isinstance(cfg.lr, float) and cfg.model.pdrop1 == 0.0

@@ -278,9 +278,16 @@ def test_resume_refuses_another_model(stores, tmp_path):
     assert "another model" in res.stderr and "conv1kc: checkpoint 64 vs now 32" in res.stderr
 
 
-def test_predict_on_npz_folder_matches_store_predictions(stores, tmp_path):
+def test_predict_and_evaluate_reproduce_the_runs_test_report(stores, tmp_path):
+    # The run averages each sequence with its reverse complement: predict and evaluate must too,
+    # unless told otherwise.
     out = tmp_path / "run"
-    assert train_single(["--data", stores["zarr"], "--out", out, "--epochs", "1"]).returncode == 0
+    assert train_single(["--data", stores["zarr"], "--out", out, "--epochs", "1", "--rc-average"]).returncode == 0
+    ev = subprocess.run([sys.executable, "-m", "maize_ddp.evaluate", str(out), "--data", str(stores["zarr"]),
+                         "--out", str(tmp_path / "ev")], env=ENV, capture_output=True, text=True)
+    assert ev.returncode == 0, ev.stderr
+    trained, again = (json.loads((d / "test_metrics.json").read_text()) for d in (out, tmp_path / "ev"))
+    assert again["rc_average"] is True and again["pearson"] == pytest.approx(trained["pearson"], rel=1e-6)
     npz_dir = stores["zarr"].parent / "npz" / "test"
     res = subprocess.run([sys.executable, "-m", "maize_ddp.predict", str(out), "--data", str(npz_dir),
                           "--out", str(tmp_path / "p.tsv")], env=ENV, capture_output=True, text=True)

@@ -62,6 +62,12 @@ class TrainConfig:
                 raise ValueError(f"--{name.replace('_', '-')} must be at least 1")
         if self.lr <= 0:
             raise ValueError("--lr must be positive")
+        for name in ("weight_decay", "warmup_steps", "grad_clip", "num_workers", "max_shift",
+                     "bn_recalibration_batches", "checkpoint_every", "patience"):
+            if getattr(self, name) < 0:
+                raise ValueError(f"--{name.replace('_', '-')} must not be negative")
+        if not 0 <= self.lr_min_ratio <= 1:
+            raise ValueError("--lr-min-ratio must be between 0 and 1")
 
     def to_dict(self) -> dict:
         return asdict(self)

@@ -107,8 +107,11 @@ def prepare_run_dir(out: Path) -> None:
 
 def launch_id() -> str | None:
     """What identifies this launch across its restarts: the SLURM job (kept on requeue), else
-    torchrun's run id (kept across --max-restarts). None for a plain `python -m`."""
-    return os.environ.get("SLURM_JOB_ID") or os.environ.get("TORCHELASTIC_RUN_ID")
+    torchrun's run id (kept across --max-restarts; --standalone draws one, --rdzv-id sets it).
+    None for a plain `python -m`, and for torchrun's default id "none", which every launch
+    without --rdzv-id shares and so cannot tell a restart from a second launch."""
+    run_id = os.environ.get("TORCHELASTIC_RUN_ID")
+    return os.environ.get("SLURM_JOB_ID") or (run_id if run_id != "none" else None)
 
 
 def should_resume(cfg, last: Path) -> bool:

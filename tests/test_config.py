@@ -33,6 +33,11 @@ def test_bad_values(tmp_path):
         config.resolve([])
     with pytest.raises(ValueError, match="--amp"):
         config.resolve(["--data", "x", "--amp", "fp8"])
+    for flag in ("--patience", "--bn-recalibration-batches", "--max-shift", "--grad-clip"):
+        with pytest.raises(ValueError, match=f"{flag} must not be negative"):
+            config.resolve(["--data", "x", flag, "-1"])
+    with pytest.raises(ValueError, match="--lr-min-ratio must be between 0 and 1"):
+        config.resolve(["--data", "x", "--lr-min-ratio", "1.5"])
     bad = tmp_path / "bad.toml"
     bad.write_text("epochs = = 3")
     with pytest.raises(ValueError, match="not valid TOML"):

@@ -295,3 +295,19 @@ def test_predict_and_evaluate_reproduce_the_runs_test_report(stores, tmp_path):
     from_npz = np.loadtxt(tmp_path / "p.tsv", skiprows=1, usecols=2)
     _, _, from_store = read_predictions(out / "test_predictions.tsv")
     np.testing.assert_allclose(from_npz, from_store, rtol=1e-4, atol=1e-5)
+
+
+@pytest.mark.parametrize("env,expected", [
+    ({"SLURM_JOB_ID": "812", "TORCHELASTIC_RUN_ID": "abc"}, "812"),  # a requeued job keeps its id
+    ({"TORCHELASTIC_RUN_ID": "4f0c2a"}, "4f0c2a"),
+    ({"TORCHELASTIC_RUN_ID": "none"}, None),  # torchrun's default: shared by unrelated launches
+    ({}, None),
+])
+def test_launch_id(monkeypatch, env, expected):
+    from maize_ddp.train import launch_id
+
+    for name in ("SLURM_JOB_ID", "TORCHELASTIC_RUN_ID"):
+        monkeypatch.delenv(name, raising=False)
+    for name, value in env.items():
+        monkeypatch.setenv(name, value)
+    assert launch_id() == expected

@@ -77,11 +77,16 @@ def _flag(name: str) -> str:
     return "--" + name.replace("_", "-")
 
 
+def _kind(f: dataclasses.Field) -> type:
+    """A field's value type, read off its default (the model field has a factory instead)."""
+    return type(f.default) if f.default is not dataclasses.MISSING else str
+
+
 def _add_fields(parser: argparse.ArgumentParser, cls, skip=()) -> None:
     for f in fields(cls):
         if f.name in skip:
             continue
-        kind = type(f.default) if f.default is not dataclasses.MISSING else str
+        kind = _kind(f)
         text = f.metadata.get("help") or _model_help(f.name)
         default = "" if kind is bool or f.default == "" else f" (default: {f.default})"
         if kind is bool:
@@ -97,16 +102,19 @@ MODEL_PARTS = {"kc": "output channels", "ks": "kernel size", "st": "stride", "pd
 
 def _model_help(name: str) -> str:
     """Help for ModelConfig's report-style names: conv2ks, pool1ks, pdropd, ..."""
-    layer = {"d": "each residual dilated block", "_head": "the output layer"}
     if m := re.fullmatch(r"conv(\d|d)(kc|ks|st|pd)", name):
-        block = layer["d"] if m[1] == "d" else f"conv block {m[1]}"
-        return f"{MODEL_PARTS[m[2]]} of {block}" + (" (the bottleneck)" if m[1] == "d" and m[2] == "kc" else "")
+        bottleneck = " (the bottleneck)" if name == "convdkc" else ""
+        return f"{MODEL_PARTS[m[2]]} of {_block(m[1])}{bottleneck}"
     if m := re.fullmatch(r"pool(\d)ks", name):
-        return f"max-pool size of conv block {m[1]}"
+        return f"max-pool size of {_block(m[1])}"
     if m := re.fullmatch(r"pdrop(\d|d|_head)", name):
-        return f"dropout of {layer.get(m[1], f'conv block {m[1]}')}"
+        return f"dropout of {_block(m[1])}"
     return {"convdc": "number of residual dilated blocks (dilation 1, 2, 4, ...)",
             "n_channel": "input channels (4: A, C, G, T)"}.get(name, name.replace("_", " "))
+
+
+def _block(tag: str) -> str:
+    return {"d": "each residual dilated block", "_head": "the output layer"}.get(tag, f"conv block {tag}")
 
 
 def make_parser(prog: str = "python -m maize_ddp.train") -> argparse.ArgumentParser:
@@ -150,7 +158,7 @@ def resolve(argv=None) -> TrainConfig:
 
 def _typed(values: dict, cls, path, prefix: str) -> dict:
     """TOML values checked against the fields' types (an int is a fine float; a bool is no int)."""
-    kinds = {f.name: type(f.default) for f in fields(cls) if f.default is not dataclasses.MISSING}
+    kinds = {f.name: _kind(f) for f in fields(cls) if f.default is not dataclasses.MISSING}
     out = {}
     for key, value in values.items():
         kind = kinds.get(key, type(value))

@@ -232,7 +232,7 @@ def train(cfg: config.TrainConfig, d: distributed.Dist) -> None:
             checkpoint.save(last, {
                 "model": model.state_dict(), "optimizer": optimizer.state_dict(),
                 "scaler": scaler.state_dict() if scaler else None,
-                "epoch": epoch, "batch": batch, "global_step": global_step, "history": history,
+                "epoch": epoch, "batch": batch, "history": history,
                 "best_pearson": best_pearson, "stale_epochs": stale_epochs, "ranks": ranks,
                 "config": cfg.to_dict(), "world_size": d.world_size, "launch_id": launch_id()})
 

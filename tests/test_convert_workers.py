@@ -1,6 +1,8 @@
 """The converters' worker pool: results come back in job order, exact, through shared slots."""
 import os
+import signal
 import subprocess
+import time
 import sys
 from pathlib import Path
 
@@ -114,3 +116,43 @@ for attempt in range(1000):
 print(errors)
 """, timeout=120)
     assert result.returncode == 0 and result.stdout.split() == ["1000"], result.stderr
+
+
+def alive(pid: int) -> bool:
+    """Whether pid runs (a zombie waiting for a parent to reap it runs no more)."""
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"
+    except OSError:
+        return False
+
+
+@pytest.mark.skipif(not Path("/proc/self/stat").exists(), reason="reads /proc")
+def test_workers_die_with_their_parent():
+    # SIGKILL of the converter runs no cleanup: before, both workers waited for jobs forever.
+    proc = subprocess.Popen([sys.executable, "-c", """
+import time
+import numpy as np
+from convert.workers import WorkerPool
+
+def slow(k):
+    time.sleep(60)
+    return np.zeros(1)
+
+with WorkerPool(2, 8) as pool:
+    print(*pool.executor._processes, flush=True)
+    list(pool.ordered_map(slow, ((k,) for k in range(4))))
+"""], cwd=ROOT, stdout=subprocess.PIPE, text=True)
+    try:
+        workers = [int(pid) for pid in proc.stdout.readline().split()]
+        assert len(workers) == 2 and all(map(alive, workers))
+    finally:
+        proc.kill()
+        proc.wait()
+        proc.stdout.close()
+    deadline = time.monotonic() + 5
+    while any(map(alive, workers)) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    survivors = [pid for pid in workers if alive(pid)]
+    for pid in survivors:  # so that a failure here leaves no orphan either
+        os.kill(pid, signal.SIGKILL)
+    assert not survivors

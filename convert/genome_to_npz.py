@@ -25,7 +25,6 @@ import fnmatch
 import json
 import math
 import os
-import shutil
 import signal
 import sys
 import time
@@ -37,7 +36,8 @@ import numpy as np
 
 from convert.fasta import FastaError, gzip_errors_as, iter_chromosomes, open_maybe_gzip
 from convert.gff import Gene, GffError, read_genes
-from convert.output import exit_on_sigterm
+from convert.output import atomic_output_dir, exit_on_sigterm, refuse_existing
+from convert.shards import ConvertError
 from maize_ddp.codes import N_CODE, codes_to_onehot, reverse_complement
 
 SPLITS = ("train", "val", "test")
@@ -406,7 +406,8 @@ def build_dataset(
     Splits: genes on `val_chroms`/`test_chroms` go to val/test and the rest to train; without
     them, each chromosome is cut into contiguous train|val|test blocks by `split_fractions`
     (default 0.8 0.1 0.1). `edge` is "skip" or "pad" for windows running off a chromosome.
-    Raises ConversionError/GffError/FastaError (all ValueError) on bad input; nothing is left at `out`.
+    Raises ConversionError/GffError/FastaError (all ValueError) on bad input, ConvertError for an
+    `out` it must not write (an input, or not one of our outputs); nothing is left at `out`.
     """
     began = time.perf_counter()
     log = log or (lambda message: None)
@@ -414,8 +415,8 @@ def build_dataset(
     val_set, test_set = set(val_chroms), set(test_chroms)
     fractions = _check_options(val_set, test_set, split_fractions, edge, shard_size, dtype)
     out = Path(out)
-    if out.exists() and not overwrite:
-        raise ConversionError(f"{out}: already exists (pass --overwrite to replace it)")
+    inputs = [fasta, gff, expression]
+    refuse_existing(out, overwrite, inputs)  # before the long read: fail fast
 
     scan = read_genes(gff, feature_type, id_attribute, strip_prefix, biotype, biotype_attribute)
     labels = read_labels(expression, targets, id_column, aggregate, transform)
@@ -447,11 +448,7 @@ def build_dataset(
         missing_from_table=len(missing), missing_examples=missing[:MAX_EXAMPLES],
         table_rows=len(labels.by_gene), table_rows_unused=len(labels.by_gene) - len(joined),
     )
-    tmp = out.parent / f"{out.name}.tmp-{os.getpid()}"
-    if tmp.exists():
-        shutil.rmtree(tmp)
-    tmp.mkdir(parents=True)
-    try:
+    with atomic_output_dir(out, overwrite, inputs) as tmp:
         writers = {s: ShardWriter(tmp / s, s, shard_size, dtype, compress) for s in SPLITS}
         with open(tmp / "genes.tsv", "w") as table:
             table.write("\t".join(["split", "row", "gene_id", "chrom", "start", "end", "strand",
@@ -477,11 +474,9 @@ def build_dataset(
         summary.seconds = time.perf_counter() - began
         settings = dict(fasta=str(fasta), gff=str(gff), expression=str(expression),
                         geometry=asdict(geometry), edge=edge, dtype=dtype, layout="N4L")
-        (tmp / "summary.json").write_text(json.dumps({**asdict(summary), "settings": settings}, indent=2) + "\n")
-        _publish(tmp, out)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
+        # `generator` marks the folder as ours: --overwrite replaces nothing else.
+        (tmp / "summary.json").write_text(json.dumps({"generator": "convert.genome_to_npz", **asdict(summary),
+                                                      "settings": settings}, indent=2) + "\n")
     return summary
 
 
@@ -554,17 +549,6 @@ def _check_chromosomes(fasta, gff, fasta_names, by_chrom, allow_missing, summary
             f"(pass --allow-missing-chroms to skip those genes)")
     summary.missing_chroms = absent
     summary.on_missing_chroms = sum(len(by_chrom[c]) for c in absent)
-
-
-def _publish(tmp: Path, out: Path) -> None:
-    """Swap the finished folder into place; an old `out` is moved aside first, then deleted."""
-    if out.exists():
-        old = out.parent / f"{out.name}.old-{os.getpid()}"
-        out.rename(old)
-        tmp.rename(out)
-        shutil.rmtree(old) if old.is_dir() else old.unlink()
-    else:
-        tmp.rename(out)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -654,7 +638,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             dtype=args.dtype, compress=args.compress, overwrite=args.overwrite,
             log=None if args.quiet else (lambda message: print(message, file=sys.stderr, flush=True)),
         )
-    except (ConversionError, GffError, FastaError) as exc:
+    except (ConversionError, ConvertError, GffError, FastaError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1
     except OSError as exc:  # a missing input or a full disk: the OS message names the file

@@ -1,10 +1,17 @@
-"""The output side shared by the converters: an atomic output folder, progress, the CLI shell.
+"""The output side shared by the converters: a safe atomic output folder, progress, the CLI shell.
 
-A store is written into `DST.tmp-<pid>` next to DST and renamed to DST only when complete, so
-a folder named DST is always a finished store. A killed conversion leaves its temporary
-folder behind; the next conversion to the same DST on the same host removes it once its
-owner process is gone (a marker file records host and pid, so a run on another node of a
-shared filesystem is never mistaken for a dead one).
+One rule for every command that writes a folder: it deletes or replaces only what it created.
+
+- The output must never be, hold, or lie inside an input (compared as real paths, so symlinks
+  and `..` cannot hide it), with or without --overwrite.
+- --overwrite replaces only a folder that is one of our outputs (`is_our_output`: each command
+  writes a file at the top that says so) or an empty folder; anything else is refused.
+- An output is written into `DST.tmp-<pid>` next to DST and renamed to DST only when complete,
+  so a folder named DST is always a finished output. Replacing moves the old DST aside to
+  `DST.old-<pid>` first. Both carry an owner marker (host and pid) until they are gone; the
+  next command writing the same DST on the same host repairs what a killed one left
+  (`recover_interrupted`): it puts back a DST.old whose replacement never arrived, and deletes
+  the rest. A run on another node of a shared filesystem is never mistaken for a dead one.
 """
 from __future__ import annotations
 
@@ -12,6 +19,7 @@ import argparse
 import contextlib
 import errno
 import glob
+import json
 import os
 import shutil
 import signal
@@ -19,75 +27,175 @@ import socket
 import sys
 import time
 from pathlib import Path
+from typing import Iterable
 
 from .shards import ConvertError
 
 OWNER_FILE = ".convert-owner"
 BAR_DELAY_S = 0.5  # no bar for runs (or failures) quicker than this: a bad input gets one line
+# The file each of our commands writes at the top of its output, and what in it says so.
+OUTPUT_SIGNS = (
+    ("zarr.json", lambda doc: str(doc.get("attributes", {}).get("format", "")).startswith("maize_ddp/")),
+    ("manifest.json", lambda doc: str(doc.get("format", "")).startswith("maize_ddp/")),
+    ("truth.json", lambda doc: doc.get("generator") == "convert.synth"),
+    ("summary.json", lambda doc: doc.get("generator") == "convert.genome_to_npz"
+     or "fasta" in doc.get("settings", {})),  # genome_to_npz before it wrote `generator`
+)
 
 
-def refuse_existing(dst, overwrite: bool) -> None:
+def is_our_output(path) -> bool:
+    """Whether path is a folder one of our commands wrote (a store, synth or genome_to_npz output)."""
+    path = Path(path)
+    for name, sign in OUTPUT_SIGNS:
+        try:
+            doc = json.loads((path / name).read_text())
+            if isinstance(doc, dict) and sign(doc):
+                return True
+        except (OSError, ValueError, AttributeError):
+            continue  # absent, unreadable or of another shape: not this sign
+    return False
+
+
+def refuse_existing(dst, overwrite: bool, inputs: Iterable = ()) -> None:
+    """Refuse a DST that would destroy what this command did not create (see the module doc)."""
     dst = Path(dst)
-    if (dst.exists() or dst.is_symlink()) and not overwrite:
+    refuse_overlap(dst, inputs)
+    if not (dst.exists() or dst.is_symlink()):
+        return
+    if not overwrite:
         raise ConvertError(f"{dst}: already exists (pass --overwrite to replace it)")
+    if not (is_our_output(dst) or _empty_dir(dst)):
+        raise ConvertError(f"{dst}: exists and is not a maize_ddp output; refusing to replace it")
+
+
+def refuse_overlap(dst, inputs: Iterable) -> None:
+    """The output must not be, hold, or lie inside any input: writing it would destroy that input."""
+    out = Path(os.path.realpath(dst))
+    for item in inputs:
+        real = Path(os.path.realpath(item))
+        relation = ("is" if out == real else "holds" if real.is_relative_to(out)
+                    else "lies inside" if out.is_relative_to(real) else None)
+        if relation:
+            raise ConvertError(f"{dst}: the output {relation} the input {os.fspath(item)}; "
+                               "choose an output outside the inputs")
+
+
+def _empty_dir(path: Path) -> bool:
+    return path.is_dir() and not path.is_symlink() and not any(path.iterdir())
 
 
 @contextlib.contextmanager
-def atomic_output_dir(dst, overwrite: bool = False):
+def atomic_output_dir(dst, overwrite: bool = False, inputs: Iterable = ()):
     """Yield a fresh temporary folder; on success it becomes DST, on any failure it goes away.
 
-    OSErrors raised inside (a full or read-only disk) become one-line ConvertErrors: reading
-    the inputs turns its own OSErrors into ConvertErrors first, so what is left is output.
+    OSErrors raised inside (a full or read-only disk) become one-line ConvertErrors, unless they
+    name a file outside the output: those are an input's, and pass through as they are.
     """
     dst = Path(dst)
-    refuse_existing(dst, overwrite)
-    remove_stale_temporaries(dst)
+    inputs = list(inputs)
+    recover_interrupted(dst)  # first: it may put back a DST that an earlier --overwrite moved aside
+    refuse_existing(dst, overwrite, inputs)
     tmp = dst.with_name(f"{dst.name}.tmp-{os.getpid()}")
     try:
         if tmp.exists():
             shutil.rmtree(tmp)
         tmp.parent.mkdir(parents=True, exist_ok=True)
         tmp.mkdir()
-        (tmp / OWNER_FILE).write_text(f"{socket.gethostname()} {os.getpid()}\n")
+        _mark(tmp)
     except OSError as e:
-        shutil.rmtree(tmp, ignore_errors=True)
+        _remove_tree(tmp)
         raise ConvertError(f"{dst}: cannot create the output folder ({_strerror(e)})") from None
     try:
         yield tmp
-        (tmp / OWNER_FILE).unlink()
-        _replace(tmp, dst, overwrite)
+        refuse_existing(dst, overwrite, inputs)  # DST may have appeared while we worked
+        _replace(tmp, dst)
     except BaseException as e:
-        shutil.rmtree(tmp, ignore_errors=True)
-        if isinstance(e, OSError):
+        _remove_tree(tmp)
+        if isinstance(e, OSError) and _about_output(e, tmp, dst):
             raise ConvertError(f"{dst}: cannot write the output ({_strerror(e)})") from None
         raise
 
 
-def _replace(tmp: Path, dst: Path, overwrite: bool) -> None:
-    if not (dst.exists() or dst.is_symlink()):
+def _replace(tmp: Path, dst: Path) -> None:
+    """Swap the finished tmp into DST; a kill at any step leaves what recover_interrupted repairs."""
+    old = None
+    if dst.is_symlink():  # replacing a link removes the link, never what it points to
+        dst.unlink()
+    elif dst.exists():
+        old = dst.with_name(f"{dst.name}.old-{os.getpid()}")
+        _mark(dst)  # so that the moved-aside folder is known to be ours
+        os.rename(dst, old)
+    try:
         os.rename(tmp, dst)
-        return
-    refuse_existing(dst, overwrite)  # it may have appeared while we worked
-    old = dst.with_name(f"{dst.name}.old-{os.getpid()}")
-    os.rename(dst, old)
-    os.rename(tmp, dst)
-    if old.is_dir() and not old.is_symlink():
-        shutil.rmtree(old, ignore_errors=True)
-    else:
-        old.unlink()
+    except BaseException:
+        if old is not None:
+            os.rename(old, dst)
+            (dst / OWNER_FILE).unlink()
+        raise
+    (dst / OWNER_FILE).unlink()  # tmp's marker, now in DST
+    if old is not None:
+        _remove_tree(old)
 
 
-def remove_stale_temporaries(dst: Path) -> None:
-    """Delete DST.tmp-* folders left by conversions on this host whose process is gone."""
-    host = socket.gethostname()
-    for tmp in dst.parent.glob(glob.escape(dst.name) + ".tmp-*"):
+def recover_interrupted(dst) -> None:
+    """Repair what commands killed while writing DST on this host left beside it.
+
+    DST.old-PID is the previous DST, moved aside by an --overwrite killed before it finished:
+    put back if DST is missing (its replacement never arrived), deleted otherwise.
+    DST.tmp-PID is an unfinished output: deleted. Only folders whose owner marker names this
+    host and a process that is gone are touched.
+    """
+    dst = Path(dst)
+    for old in _stale(dst, "old"):
+        with contextlib.suppress(OSError):
+            if dst.exists() or dst.is_symlink():
+                _remove_tree(old)
+            else:
+                os.rename(old, dst)
+                (dst / OWNER_FILE).unlink()
+    for tmp in _stale(dst, "tmp"):
+        _remove_tree(tmp)
+
+
+def _stale(dst: Path, kind: str) -> list[Path]:
+    """DST.<kind>-* folders marked by a process of this host that is gone."""
+    host, found = socket.gethostname(), []
+    for path in sorted(dst.parent.glob(glob.escape(dst.name) + f".{kind}-*")):
         try:
-            owner_host, pid = (tmp / OWNER_FILE).read_text().split()
+            owner_host, pid = (path / OWNER_FILE).read_text().split()
             pid = int(pid)
         except (OSError, ValueError):
-            continue  # not ours, or not a conversion folder: leave it
-        if owner_host == host and pid != os.getpid() and not _alive(pid):
-            shutil.rmtree(tmp, ignore_errors=True)
+            continue  # not ours, or not an output folder: leave it
+        # Our own pid: a process before us had it (a restarted container); ours has made nothing yet.
+        if owner_host == host and (pid == os.getpid() or not _alive(pid)):
+            found.append(path)
+    return found
+
+
+def _mark(folder: Path) -> None:
+    (folder / OWNER_FILE).write_text(f"{socket.gethostname()} {os.getpid()}\n")
+
+
+def _remove_tree(path: Path) -> None:
+    """Delete a folder of ours, its owner marker last: a kill midway leaves it still known as ours."""
+    with contextlib.suppress(OSError):
+        for child in path.iterdir():
+            if child.name == OWNER_FILE:
+                continue
+            if child.is_dir() and not child.is_symlink():
+                shutil.rmtree(child, ignore_errors=True)
+            else:
+                child.unlink(missing_ok=True)
+        (path / OWNER_FILE).unlink(missing_ok=True)
+        path.rmdir()
+
+
+def _about_output(e: OSError, tmp: Path, dst: Path) -> bool:
+    """An OSError is the output's if it names no file (a write to an open one) or one of ours."""
+    if not isinstance(e.filename, (str, bytes, os.PathLike)):
+        return True
+    where = Path(os.path.abspath(os.fsdecode(e.filename)))
+    return any(where.is_relative_to(os.path.abspath(p)) for p in (tmp, dst))
 
 
 def _alive(pid: int) -> bool:

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import hashlib
 import math
+import os
 import re
 import zipfile
 import zlib
@@ -48,25 +49,53 @@ class Source:
     path: Path
     file: str  # path relative to SRC, as recorded in the store's `sources`
 
+    def __fspath__(self) -> str:  # an input path, for the output's overlap check
+        return str(self.path)
 
-def find_sources(src, split: str | None = None) -> list[Source]:
+
+class Sources(list):
+    """find_sources' list of Source, plus warnings about the files it passed over."""
+
+    def __init__(self, items=(), warnings=()):
+        super().__init__(items)
+        self.warnings = list(warnings)
+
+
+APPLEDOUBLE = "._"  # macOS metadata beside each file copied from a Mac: not an npz
+
+
+def find_sources(src, split: str | None = None) -> Sources:
     """The npz shards under SRC in conversion order: split by split, file names sorted."""
     src = Path(src)
     if not src.exists():
         raise ConvertError(f"{src}: no such directory")
     if not src.is_dir():
         raise ConvertError(f"{src}: not a directory")
+    skipped = []
 
     def npz_files(folder: Path) -> list[Path]:
-        return sorted((p for p in folder.iterdir() if p.suffix == ".npz" and p.is_file()),
-                      key=lambda p: p.name)
+        files = []
+        for p in folder.iterdir():
+            if p.suffix != ".npz":
+                continue
+            if p.name.startswith(APPLEDOUBLE):
+                skipped.append(p)
+            elif p.is_file():
+                files.append(p)
+            elif p.is_symlink() and not p.exists():  # a shard the user meant to convert
+                raise ConvertError(f"{p}: a symlink to {os.readlink(p)}, which does not exist")
+        return sorted(files, key=lambda p: p.name)
+
+    def found(items: list[Source]) -> Sources:
+        return Sources(items, [f"{src}: skipped {len(skipped)} macOS metadata file(s) named ._*.npz, "
+                               f"e.g. {skipped[0]}"] if skipped else [])
 
     if split is not None:
         _check_split_name(split, src)
         files = npz_files(src)
         if not files:
             raise ConvertError(f"{src}: no .npz files")
-        return [Source(split, p, p.name) for p in files]
+        return found([Source(split, p, p.name) for p in files])
 
     folders = {d.name: files for d in src.iterdir()
                if d.is_dir() and not d.name.startswith(".") and (files := npz_files(d))}
@@ -78,7 +107,7 @@ def find_sources(src, split: str | None = None) -> list[Source]:
     order = [s for s in SPLIT_ORDER if s in folders] + sorted(set(folders) - set(SPLIT_ORDER))
     for name in order:
         _check_split_name(name, src / name)
-    return [Source(name, p, f"{name}/{p.name}") for name in order for p in folders[name]]
+    return found([Source(name, p, f"{name}/{p.name}") for name in order for p in folders[name]])
 
 
 def _check_split_name(name: str, where: Path) -> None:
@@ -326,7 +355,7 @@ class Plan:
                                 for s in self.scans if s.dropped]
 
 
-def scan_and_plan(sources: list[Source], src, workers: int, drop_nonfinite: bool,
+def scan_and_plan(sources: Sources, src, workers: int, drop_nonfinite: bool,
                   on_scan: Callable[[ShardScan], None] = lambda scan: None) -> Plan:
     """Pass 1 over every source in `workers` threads, then the checks across shards.
 
@@ -343,13 +372,13 @@ def scan_and_plan(sources: list[Source], src, workers: int, drop_nonfinite: bool
         except BaseException:
             threads.shutdown(cancel_futures=True)
             raise
-    return plan_sources(scans, src)
+    return plan_sources(scans, src, getattr(sources, "warnings", []))
 
 
-def plan_sources(scans: list[ShardScan], src) -> Plan:
+def plan_sources(scans: list[ShardScan], src, warnings: list[str] = ()) -> Plan:
     """Check that the shards agree with each other, and gather them by split."""
     ref = None
-    warnings = []
+    warnings = list(warnings)
     for s in scans:
         if s.rows_in == 0:
             warnings.append(f"{s.path}: empty shard (0 rows), skipped")

@@ -25,13 +25,16 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
+import math
 import sys
 from pathlib import Path
 
 import numpy as np
 
 from maize_ddp.codes import ascii_to_codes, codes_to_onehot
+
+from .output import atomic_output_dir
+from .shards import ConvertError
 
 MOTIFS = {  # name: (IUPAC consensus, weight for target 0)
     "tata": ("TATAWA", 1.0),
@@ -145,13 +148,25 @@ def encode(codes: np.ndarray, layout: str, dtype: str) -> np.ndarray:
 
 def generate(out, *, train=4000, val=500, test=500, seq_len=3020, num_targets=1, shard_size=1000,
              noise_sd=0.5, layout="N4L", dtype="float32", seed=0, overwrite=False) -> dict:
-    out = Path(out)
-    if seq_len < 50:
-        raise ValueError(f"--seq-len {seq_len} is too short: the motif grammar needs at least 50 bp")
-    if out.exists() and not overwrite:
-        raise FileExistsError(f"{out} exists (use --overwrite to replace it)")
-    tmp = out.with_name(f"{out.name}.tmp-{os.getpid()}")
-    tmp.mkdir(parents=True)
+    check_settings(train=train, val=val, test=test, seq_len=seq_len, num_targets=num_targets,
+                   shard_size=shard_size, noise_sd=noise_sd, seed=seed)
+    with atomic_output_dir(out, overwrite) as tmp:
+        truth = _write(tmp, train, val, test, seq_len, num_targets, shard_size, noise_sd, layout, dtype, seed)
+    return truth
+
+
+def check_settings(**settings) -> None:
+    """One line naming the flag for a setting out of range (before anything is written)."""
+    lowest = {"train": 0, "val": 0, "test": 0, "num_targets": 1, "shard_size": 1, "noise_sd": 0, "seed": 0}
+    for name, least in lowest.items():
+        value = settings[name]
+        if not (value >= least and math.isfinite(value)):  # `not >=`: NaN fails too
+            raise ValueError(f"--{name.replace('_', '-')} must be at least {least}, not {value}")
+    if settings["seq_len"] < 50:
+        raise ValueError(f"--seq-len {settings['seq_len']} is too short: the motif grammar needs at least 50 bp")
+
+
+def _write(tmp: Path, train, val, test, seq_len, num_targets, shard_size, noise_sd, layout, dtype, seed) -> dict:
     weights = target_weights(num_targets, seed)
     mean, sd = calibrate(weights, seq_len, seed)
     realised = {}
@@ -179,11 +194,7 @@ def generate(out, *, train=4000, val=500, test=500, seq_len=3020, num_targets=1,
         "ceiling_pearson": [float(1 / np.sqrt(1 + noise_sd ** 2))] * num_targets,
         "realised_ceiling_pearson": realised,
     }
-    (tmp / "truth.json").write_text(json.dumps(truth, indent=2) + "\n")
-    if out.exists():
-        import shutil
-        shutil.rmtree(out)
-    os.rename(tmp, out)
+    (tmp / "truth.json").write_text(json.dumps(truth, indent=2) + "\n")  # also marks the folder as ours
     return truth
 
 
@@ -206,9 +217,12 @@ def main(argv=None) -> int:
         truth = generate(a.out, train=a.train, val=a.val, test=a.test, seq_len=a.seq_len,
                          num_targets=a.num_targets, shard_size=a.shard_size, noise_sd=a.noise_sd,
                          layout=a.layout, dtype=a.dtype, seed=a.seed, overwrite=a.overwrite)
-    except (ValueError, FileExistsError, OSError) as e:
+    except (ValueError, ConvertError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 1
+    except KeyboardInterrupt:
+        print("error: interrupted", file=sys.stderr)
+        return 130
     print(f"wrote {a.train}/{a.val}/{a.test} rows of {a.seq_len} bp to {a.out} "
           f"(noise ceiling r = {truth['ceiling_pearson'][0]:.3f})")
     return 0

@@ -381,12 +381,39 @@ def test_error_gene_beyond_chromosome(tmp_path, capsys):
 
 def test_error_existing_output_and_overwrite(tmp_path, small_inputs, capsys):
     out = tmp_path / "out"
-    out.mkdir()
+    code, _, _ = run_main(capsys, *small_inputs, out, "--id-attribute", "locus_tag")
+    assert code == 0
     (out / "stale.txt").write_text("old")
     code, _, err = run_main(capsys, *small_inputs, out, "--id-attribute", "locus_tag")
     assert code == 1 and "already exists (pass --overwrite" in err
     code, _, _ = run_main(capsys, *small_inputs, out, "--id-attribute", "locus_tag", "--overwrite")
     assert code == 0 and not (out / "stale.txt").exists() and (out / "genes.tsv").exists()
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["expr.csv", "genes.gff3", "genome.fa", "out"]
+
+
+def test_overwrite_refuses_a_folder_that_is_not_ours(tmp_path, small_inputs, capsys):
+    out = tmp_path / "results"
+    out.mkdir()
+    (out / "notes.txt").write_text("mine")
+    code, _, err = run_main(capsys, *small_inputs, out, "--id-attribute", "locus_tag", "--overwrite")
+    assert code == 1 and err == f"error: {out}: exists and is not a maize_ddp output; refusing to replace it\n"
+    assert (out / "notes.txt").read_text() == "mine"
+
+
+@pytest.mark.parametrize("where", ["folder of the inputs", "the FASTA", "its parent"])
+def test_out_never_is_or_holds_an_input(tmp_path, capsys, where):
+    # --out at or above the inputs used to delete them with --overwrite and exit 0.
+    data = tmp_path / "proj" / "data"
+    data.mkdir(parents=True)
+    inputs = write_inputs(data, {"chrA": CHR_A}, [("chrA", 11, 20, "+", "P")], {"P": [1, 2]})
+    out = {"folder of the inputs": data, "the FASTA": inputs[0], "its parent": tmp_path / "proj"}[where]
+    before = {p: p.read_bytes() for p in inputs}
+    for extra in ((), ("--overwrite",)):
+        code, _, err = run_main(capsys, *inputs, out, "--id-attribute", "locus_tag", *extra)
+        assert code == 1 and err.count("\n") == 1, err
+        assert err.startswith(f"error: {out}: the output ") and "the input" in err, err
+    assert {p: p.read_bytes() for p in inputs} == before
+    assert sorted(p.name for p in data.iterdir()) == ["expr.csv", "genes.gff3", "genome.fa"]
 
 
 def test_error_missing_file(tmp_path, small_inputs, capsys):

@@ -97,3 +97,41 @@ def test_cli_refuses_existing_output(tmp_path, capsys):
     assert synth.main([str(out), "--train", "10", "--val", "0", "--test", "0", "--seq-len", "100"]) == 0
     assert synth.main([str(out), "--train", "10", "--seq-len", "100"]) == 1
     assert "exists" in capsys.readouterr().err
+    # --overwrite replaces an earlier synth output, and only that
+    assert synth.main([str(out), "--train", "12", "--val", "0", "--test", "0", "--seq-len", "100", "--overwrite"]) == 0
+    assert json.loads((out / "truth.json").read_text())["sizes"]["train"] == 12
+    other = tmp_path / "notes"
+    other.mkdir()
+    (other / "a.txt").write_text("mine")
+    assert synth.main([str(other), "--train", "10", "--seq-len", "100", "--overwrite"]) == 1
+    assert "is not a maize_ddp output; refusing to replace it" in capsys.readouterr().err
+    assert (other / "a.txt").read_text() == "mine"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["ds", "notes"]
+
+
+@pytest.mark.parametrize("flag,value,message", [
+    ("--num-targets", "0", "--num-targets must be at least 1, not 0"),
+    ("--train", "-5", "--train must be at least 0, not -5"),
+    ("--shard-size", "0", "--shard-size must be at least 1, not 0"),
+    ("--noise-sd", "-1", "--noise-sd must be at least 0, not -1.0"),
+    ("--noise-sd", "nan", "--noise-sd must be at least 0, not nan"),
+    ("--seed", "-1", "--seed must be at least 0, not -1"),
+    ("--seq-len", "20", "--seq-len 20 is too short"),
+])
+def test_bad_settings_one_line_and_nothing_written(tmp_path, capsys, flag, value, message):
+    out = tmp_path / "ds"
+    assert synth.main([str(out), "--train", "10", "--seq-len", "100", flag, value]) == 1
+    captured = capsys.readouterr()
+    assert captured.err.startswith(f"error: {message}") and captured.err.count("\n") == 1, captured.err
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_a_failure_midway_leaves_nothing(tmp_path, monkeypatch):
+    def disk_full(*args, **kwargs):
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(np, "savez_compressed", disk_full)
+    out = tmp_path / "ds"
+    with pytest.raises(synth.ConvertError, match=f"{out}: cannot write the output \\(No space left on device\\)"):
+        synth.generate(out, train=10, val=0, test=0, seq_len=100)
+    assert list(tmp_path.iterdir()) == []

@@ -165,13 +165,13 @@ def convert(src, dst, *, split=None, workers=1, shard_samples=None, shard_bytes=
         raise ConvertError(f"--shard-bytes must be at least 1, not {shard_bytes}")
     started = time.perf_counter()
     sources = find_sources(src, split)
-    refuse_existing(dst, overwrite)
+    refuse_existing(dst, overwrite, inputs=[src, *sources])
     with Progress(len(sources), "scan", quiet, unit="files") as bar:
         plan = scan_and_plan(sources, src, workers, drop_nonfinite, lambda scan: bar.update(1, 0))
     layout = SampleLayout(plan.seq_len, plan.num_targets)
     per_tar = rows_per_tar(layout, shard_samples, shard_bytes)
     with WorkerPool(workers, plan.largest_shard_rows * layout.size) as pool:
-        with atomic_output_dir(dst, overwrite) as tmp:
+        with atomic_output_dir(dst, overwrite, inputs=[src, *sources]) as tmp:
             tars = {name: TarSequence(tmp, name, per_tar) for name in plan.splits}
             jobs = ((s, first, layout, drop_nonfinite) for s, first in zip(plan.scans, plan.first_rows()))
             with Progress(plan.rows, "convert", quiet) as bar:

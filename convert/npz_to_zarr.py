@@ -92,7 +92,7 @@ def convert(src, dst, *, split=None, workers=1, chunk_rows=None, shard_rows=None
         raise ConvertError(f"--shard-rows ({shard_rows}) must be a multiple of --chunk-rows ({chunk_rows})")
     started = time.perf_counter()
     sources = find_sources(src, split)
-    refuse_existing(dst, overwrite)
+    refuse_existing(dst, overwrite, inputs=[src, *sources])
     with Progress(len(sources), "scan", quiet, unit="files") as bar:
         plan = scan_and_plan(sources, src, workers, drop_nonfinite, lambda scan: bar.update(1, 0))
     chunk = chunk_rows or default_chunk_rows(plan.seq_len)
@@ -102,7 +102,7 @@ def convert(src, dst, *, split=None, workers=1, chunk_rows=None, shard_rows=None
                            "set it with --chunk-rows)")
     decoded_bytes = plan.largest_shard_rows * (plan.seq_len + 4 * plan.num_targets)
     with WorkerPool(workers, decoded_bytes) as pool:  # forked before zarr starts its thread
-        with atomic_output_dir(dst, overwrite) as tmp:
+        with atomic_output_dir(dst, overwrite, inputs=[src, *sources]) as tmp:
             buffers = _create_store(tmp, plan, chunk, shard)
             with Progress(plan.rows, "convert", quiet) as bar:
                 reads = pool.ordered_map(read_shard, ((s, drop_nonfinite) for s in plan.scans))

@@ -57,9 +57,13 @@ def is_our_output(path) -> bool:
 
 
 def refuse_existing(dst, overwrite: bool, inputs: Iterable = ()) -> None:
-    """Refuse a DST that would destroy what this command did not create (see the module doc)."""
+    """Refuse a DST that would destroy what this command did not create (see the module doc).
+
+    First repairs what a killed command left beside DST: that may put DST itself back.
+    """
     dst = Path(dst)
     refuse_overlap(dst, inputs)
+    recover_interrupted(dst)
     if not (dst.exists() or dst.is_symlink()):
         return
     if not overwrite:
@@ -93,7 +97,6 @@ def atomic_output_dir(dst, overwrite: bool = False, inputs: Iterable = ()):
     """
     dst = Path(dst)
     inputs = list(inputs)
-    recover_interrupted(dst)  # first: it may put back a DST that an earlier --overwrite moved aside
     refuse_existing(dst, overwrite, inputs)
     tmp = dst.with_name(f"{dst.name}.tmp-{os.getpid()}")
     try:
@@ -166,8 +169,7 @@ def _stale(dst: Path, kind: str) -> list[Path]:
             pid = int(pid)
         except (OSError, ValueError):
             continue  # not ours, or not an output folder: leave it
-        # Our own pid: a process before us had it (a restarted container); ours has made nothing yet.
-        if owner_host == host and (pid == os.getpid() or not _alive(pid)):
+        if owner_host == host and pid != os.getpid() and not _alive(pid):
             found.append(path)
     return found
 

@@ -1,9 +1,11 @@
 """Bad input: one `error:` line naming the file and the problem, exit 1, and no output left behind."""
+import contextlib
 import errno
 import os
 import pathlib
 import resource
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -194,6 +196,22 @@ def test_python_m_exit_status(tmp_path):
         f"error: {src / 'train' / 'b.npz'}: not a valid npz file (File is not a zip file)"]
 
 
+def child_pids(pid: int) -> list[int]:
+    found = []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        with contextlib.suppress(OSError, IndexError):
+            if int(stat.read_text().rsplit(")", 1)[1].split()[1]) == pid:
+                found.append(int(stat.parent.name))
+    return found
+
+
+def running(pid: int) -> bool:
+    with contextlib.suppress(OSError):
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"
+    return False
+
+
+@pytest.mark.skipif(not Path("/proc/self/stat").exists(), reason="reads /proc")
 @pytest.mark.parametrize("workers", [1, 2])
 def test_sigkill_midway_then_rerun(tmp_path, workers):
     src, dst = tmp_path / "src", tmp_path / "out.zarr"
@@ -208,13 +226,152 @@ def test_sigkill_midway_then_rerun(tmp_path, workers):
     while not any((tmp / "train" / "seq" / "c").rglob("*")) and time.monotonic() < deadline:
         assert proc.poll() is None, proc.stderr.read()
         time.sleep(0.005)
+    children = child_pids(proc.pid)
+    assert len(children) == (workers if workers > 1 else 0)
     os.kill(proc.pid, signal.SIGKILL)
     proc.wait()
     proc.stderr.close()
     assert proc.returncode == -signal.SIGKILL
+    deadline = time.monotonic() + 5  # the workers die with their parent
+    while (left := [pid for pid in children if running(pid)]) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert not left
     assert not dst.exists() and tmp.is_dir()  # killed midway: only the temporary folder
     rerun = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=120)
     assert rerun.returncode == 0, rerun.stderr
     assert zarr.open_group(dst, mode="r")["train"].attrs["n"] == 100 * 100
     assert not tmp.exists()  # the dead run's folder was cleaned up
     assert sorted(p.name for p in tmp_path.iterdir()) == ["out.zarr", "src"]
+
+
+def tree(root: Path) -> dict:
+    """Every file under root with its bytes: what must be left as it was."""
+    return {p.relative_to(root): p.read_bytes() for p in sorted(root.rglob("*")) if p.is_file()}
+
+
+@pytest.mark.parametrize("kind", ["zarr", "wds"])
+@pytest.mark.parametrize("where", ["SRC itself", "SRC's parent", "inside SRC", "a shard"])
+@pytest.mark.parametrize("overwrite", [False, True])
+def test_the_output_never_is_holds_or_lies_inside_the_sources(tmp_path, capsys, kind, where, overwrite):
+    # `SRC SRC --overwrite` and `proj/shards proj --overwrite` used to delete the shards and exit 0.
+    proj = tmp_path / "proj"
+    src = proj / "shards"
+    make_dataset(src, {"train": [3], "val": [2]})
+    (proj / "notes.txt").write_text("mine")
+    dst = {"SRC itself": src, "SRC's parent": proj, "inside SRC": src / "out",
+           "a shard": src / "train" / "train_000.npz"}[where]
+    before = tree(tmp_path)
+    args = [str(src), str(dst), "--quiet"] + ["--overwrite"] * overwrite
+    assert CONVERTERS[kind].main(args) == 1
+    err = capsys.readouterr().err
+    assert err.startswith(f"error: {dst}: the output ") and " the input " in err and err.count("\n") == 1, err
+    assert tree(tmp_path) == before and sorted(p.name for p in proj.iterdir()) == ["notes.txt", "shards"]
+
+
+def test_the_output_may_not_hold_a_symlinked_shard(tmp_path, capsys):
+    store, src = tmp_path / "store", tmp_path / "src"
+    make_dataset(store, {"train": [3]})
+    (src / "train").mkdir(parents=True)
+    (src / "train" / "a.npz").symlink_to(store / "train" / "train_000.npz")
+    (store / "zarr.json").write_text('{"attributes": {"format": "maize_ddp/1"}}')  # even one that looks ours
+    assert npz_to_zarr.main([str(src), str(store), "--quiet", "--overwrite"]) == 1
+    assert "the output holds the input" in capsys.readouterr().err
+    assert (store / "train" / "train_000.npz").exists()
+
+
+@pytest.mark.parametrize("kind", ["zarr", "wds"])
+def test_overwrite_replaces_only_our_outputs(tmp_path, capsys, kind):
+    src, dst = tmp_path / "src", tmp_path / f"out.{kind}"
+    make_dataset(src, {"train": [3]})
+    dst.mkdir()
+    (dst / "thesis.tex").write_text("mine")
+    assert CONVERTERS[kind].main([str(src), str(dst), "--quiet", "--overwrite"]) == 1
+    assert capsys.readouterr().err == f"error: {dst}: exists and is not a maize_ddp output; refusing to replace it\n"
+    assert (dst / "thesis.tex").read_text() == "mine"
+    (dst / "thesis.tex").unlink()  # an empty folder holds nothing to lose
+    assert CONVERTERS[kind].main([str(src), str(dst), "--quiet", "--overwrite"]) == 0
+    other = "wds" if kind == "zarr" else "zarr"  # a store of the other format is ours too
+    assert CONVERTERS[other].main([str(src), str(dst), "--quiet", "--overwrite"]) == 0
+    assert sorted(p.name for p in tmp_path.iterdir()) == [dst.name, "src"]
+
+
+def test_a_dangling_shard_symlink_is_an_error(tmp_path, capsys):
+    src = tmp_path / "src"
+    make_dataset(src, {"train": [3]})
+    link = src / "train" / "train_001.npz"
+    link.symlink_to(tmp_path / "gone.npz")
+    assert npz_to_zarr.main([str(src), str(tmp_path / "out.zarr"), "--quiet"]) == 1
+    assert capsys.readouterr().err == f"error: {link}: a symlink to {tmp_path / 'gone.npz'}, which does not exist\n"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["src"]
+
+
+@pytest.mark.parametrize("kind", ["zarr", "wds"])
+def test_macos_metadata_files_are_skipped_with_a_warning(tmp_path, capsys, kind):
+    src, dst = tmp_path / "src", tmp_path / f"out.{kind}"
+    make_dataset(src, {"train": [3, 4]})
+    (src / "train" / "._train_000.npz").write_bytes(b"\0\5\26\7" + bytes(60))  # an AppleDouble header
+    assert CONVERTERS[kind].main([str(src), str(dst), "--quiet"]) == 0
+    out, err = capsys.readouterr()
+    assert "wrote 7 rows" in out
+    assert err == f"warning: {src}: skipped 1 macOS metadata file(s) named ._*.npz, e.g. {src / 'train' / '._train_000.npz'}\n"
+
+
+def dead_pid() -> int:
+    proc = subprocess.Popen(["true"])
+    proc.wait()
+    return proc.pid
+
+
+def leave_interrupted_overwrite(dst: Path, pid: int, replaced: bool) -> None:
+    """What a kill between --overwrite's two renames leaves (replaced: the second one was done)."""
+    owner = f"{socket.gethostname()} {pid}\n"
+    old, tmp = dst.with_name(f"{dst.name}.old-{pid}"), dst.with_name(f"{dst.name}.tmp-{pid}")
+    (dst / ".convert-owner").write_text(owner)
+    dst.rename(old)
+    tmp.mkdir()
+    (tmp / ".convert-owner").write_text(owner)
+    (tmp / "zarr.json").write_text("{}")
+    if replaced:
+        tmp.rename(dst)
+
+
+@pytest.mark.parametrize("replaced", [False, True])
+def test_an_interrupted_overwrite_is_repaired_on_the_next_start(tmp_path, capsys, replaced):
+    src, dst = tmp_path / "src", tmp_path / "out.zarr"
+    make_dataset(src, {"train": [3]})
+    assert npz_to_zarr.main([str(src), str(dst), "--quiet"]) == 0
+    before = tree(dst)
+    leave_interrupted_overwrite(dst, dead_pid(), replaced)
+    assert npz_to_zarr.main([str(src), str(dst), "--quiet"]) == 1
+    assert "already exists" in capsys.readouterr().err
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["out.zarr", "src"]
+    if not replaced:  # the new store never arrived: the previous one is back, as it was
+        assert tree(dst) == before
+
+
+def test_a_live_owners_folders_are_left_alone(tmp_path, capsys):
+    src, dst = tmp_path / "src", tmp_path / "out.zarr"
+    make_dataset(src, {"train": [3]})
+    assert npz_to_zarr.main([str(src), str(dst), "--quiet"]) == 0
+    leave_interrupted_overwrite(dst, os.getppid(), replaced=False)  # a running process
+    assert npz_to_zarr.main([str(src), str(dst), "--quiet"]) == 0
+    assert sorted(p.name for p in tmp_path.iterdir()) == [
+        "out.zarr", f"out.zarr.old-{os.getppid()}", f"out.zarr.tmp-{os.getppid()}", "src"]
+
+
+def test_a_failed_swap_puts_the_previous_store_back(tmp_path, capsys, monkeypatch):
+    src, dst = tmp_path / "src", tmp_path / "out.zarr"
+    make_dataset(src, {"train": [3]})
+    assert npz_to_zarr.main([str(src), str(dst), "--quiet"]) == 0
+    before = tree(dst)
+    real_rename = os.rename
+
+    def rename(a, b):
+        if ".tmp-" in str(a):
+            raise OSError(errno.EXDEV, os.strerror(errno.EXDEV), str(a))
+        real_rename(a, b)
+
+    monkeypatch.setattr(os, "rename", rename)
+    assert npz_to_zarr.main([str(src), str(dst), "--quiet", "--overwrite"]) == 1
+    assert capsys.readouterr().err.startswith(f"error: {dst}: cannot write the output")
+    assert tree(dst) == before and sorted(p.name for p in tmp_path.iterdir()) == ["out.zarr", "src"]

@@ -5,116 +5,71 @@
 PATH is a Zarr v3 store (DATA.zarr) or a WebDataset store (DATA.wds). Prints the splits, rows,
 seq_len, targets, label statistics, codecs, bytes on disk and compression ratios.
 
---verify re-reads every row, one block at a time: codes must be 0..4, labels finite, row
-counts and label mean/std must match the metadata (and, for tar shards, keys must run
-0..n-1 in order). --sources SRC also re-reads the npz files the store was made from, checks
+Opening checks that every data file the writer recorded exists with its size. --verify also
+checks each file's CRC-32, then re-reads every row through the trainer's readers, a few MB
+at a time: codes must be 0..4 (a missing Zarr chunk reads as 255), labels finite, row counts
+and label mean/std must match the metadata (and, for tar shards, keys must run 0..n-1 in
+order). The first bad file is named. --sources SRC also re-reads the npz files the store was made from, checks
 their sha256 and compares every decoded row with the store. Exit status 1 if anything differs.
 """
 from __future__ import annotations
 
 import argparse
-import io
-import json
 import sys
-import tarfile
 from pathlib import Path
 from typing import Iterator
 
 import numpy as np
 
+from maize_ddp.data.store import StoreError, StoreInfo, open_source, open_store
+from maize_ddp.store_format import check_checksum
+
 from .output import dir_bytes
 from .shards import (ConvertError, LabelMoments, Source, read_shard, scan_shard,
                      sha256_file)
 
-FORMAT = "maize_ddp/1"
+READ_BYTES = 8 << 20  # codes per verify read: a few Zarr chunks or tar shards at a time
 
 
 class VerifyError(ConvertError):
     """The store's rows disagree with its metadata or with its sources."""
 
 
-# ---------------------------------------------------------------- opening a store
+# ---------------------------------------------------------------- reading a store
 
 
-class Store:
-    """Metadata of either kind of store, and its rows as a stream of blocks per split."""
+def codecs(info: StoreInfo) -> list[str]:
+    if info.kind == "wds":
+        per_tar = [s.n for m in info.splits.values() for s in m.shards]
+        return [f"uncompressed tar shards, {len(per_tar)} files, up to {max(per_tar, default=0)} samples each; "
+                "members KEY.seq.npy uint8 [L], KEY.y.npy float32 [T]"]
+    if not info.splits:
+        return []
+    import zarr
 
-    def __init__(self, path):
-        self.path = Path(path)
-        if not self.path.exists():
-            raise ConvertError(f"{self.path}: no such file or directory")
-        if (self.path / "manifest.json").is_file():
-            self.kind = "wds"
-            try:
-                self.meta = json.loads((self.path / "manifest.json").read_text())
-            except (OSError, ValueError) as e:
-                raise ConvertError(f"{self.path}/manifest.json: unreadable ({e})") from None
-            self.split_meta = self.meta.get("splits", {})
-        elif (self.path / "zarr.json").is_file():
-            import zarr
+    first = zarr.open_group(info.path, mode="r")[next(iter(info.splits))]
+    lines = []
+    for name in ("seq", "y"):
+        a = first[name]
+        comp = ", ".join(_codec_text(c) for c in a.compressors) or "none"
+        shards = f", shards of {a.shards[0]} rows" if a.shards else ""
+        lines.append(f"{name}: {a.dtype} chunks of {a.chunks[0]} rows "
+                     f"({a.chunks[0] * int(np.prod(a.chunks[1:])) * a.dtype.itemsize / 1024:.0f} KiB)"
+                     f"{shards}, {comp}")
+    return lines
 
-            self.kind = "zarr"
-            try:
-                self.root = zarr.open_group(self.path, mode="r")
-                self.meta = dict(self.root.attrs)
-                self.split_meta = {name: dict(self.root[name].attrs) for name in self.meta.get("splits", [])}
-            except (KeyError, ValueError, OSError) as e:
-                raise ConvertError(f"{self.path}: not a readable Zarr v3 store ({e})") from None
-        else:
-            raise ConvertError(f"{self.path}: not a maize_ddp store (no zarr.json or manifest.json)")
-        if self.meta.get("format") != FORMAT:
-            raise ConvertError(f"{self.path}: format {self.meta.get('format')!r}, expected {FORMAT!r}")
-        try:
-            self.seq_len = int(self.meta["seq_len"])
-            self.num_targets = int(self.meta["num_targets"])
-            for name, m in self.split_meta.items():
-                int(m["n"]), list(m["label_mean"]), list(m["label_std"])
-        except (KeyError, TypeError, ValueError) as e:
-            raise ConvertError(f"{self.path}: incomplete metadata ({e!r} missing or invalid)") from None
 
-    @property
-    def splits(self) -> list[str]:
-        return list(self.split_meta)
-
-    def split_bytes(self, split: str) -> int:
-        return dir_bytes(self.path / split)
-
-    def codecs(self) -> list[str]:
-        if self.kind == "wds":
-            per_tar = [s["n"] for m in self.split_meta.values() for s in m["shards"]]
-            return [f"uncompressed tar shards, {len(per_tar)} files, up to {max(per_tar, default=0)} samples each; "
-                    "members KEY.seq.npy uint8 [L], KEY.y.npy float32 [T]"]
-        if not self.splits:
-            return []
-        lines = []
-        first = self.root[self.splits[0]]
-        for name in ("seq", "y"):
-            a = first[name]
-            comp = ", ".join(_codec_text(c) for c in a.compressors) or "none"
-            shards = f", shards of {a.shards[0]} rows" if a.shards else ""
-            lines.append(f"{name}: {a.dtype} chunks of {a.chunks[0]} rows "
-                         f"({a.chunks[0] * int(np.prod(a.chunks[1:])) * a.dtype.itemsize / 1024:.0f} KiB)"
-                         f"{shards}, {comp}")
-        return lines
-
-    def blocks(self, split: str) -> Iterator[tuple[np.ndarray, np.ndarray]]:
-        """(codes [b, L], labels [b, T]) blocks covering rows 0..n-1 of the split, in order."""
-        if self.kind == "zarr":
-            seq, y = self.root[split]["seq"], self.root[split]["y"]
-            if seq.shape != (int(self.split_meta[split]["n"]), self.seq_len) or y.shape[0] != seq.shape[0]:
-                raise VerifyError(f"{self.path}: {split}/seq {list(seq.shape)} and {split}/y {list(y.shape)} "
-                                  f"disagree with n={self.split_meta[split]['n']}, seq_len={self.seq_len}")
-            step = seq.shards[0] if seq.shards else seq.chunks[0]
-            for start in range(0, seq.shape[0], step):
-                yield np.asarray(seq[start:start + step]), np.asarray(y[start:start + step])
-            return
-        row = 0
-        for shard in self.split_meta[split]["shards"]:
-            if shard["first_row"] != row:
-                raise VerifyError(f"{self.path}: {shard['path']} starts at row {shard['first_row']}, expected {row}")
-            codes, labels = _read_tar(self.path / shard["path"], row, shard["n"], self.seq_len, self.num_targets)
-            row += shard["n"]
-            yield codes, labels
+def blocks(info: StoreInfo, split: str) -> Iterator[tuple[np.ndarray, np.ndarray]]:
+    """(codes [b, L], labels [b, T]) blocks covering rows 0..n-1 of the split, in order, read
+    through the trainer's own readers, so every check they make is made here too."""
+    meta = info.splits[split]
+    step = max(1, READ_BYTES // info.seq_len)
+    if meta.chunk_rows:  # whole Zarr chunks
+        step = -(-step // meta.chunk_rows) * meta.chunk_rows
+    source = open_source(info, split)
+    for start in range(0, meta.n, step):
+        pieces, labels = source.read([(start, min(start + step, meta.n))])
+        yield np.concatenate(pieces), labels
 
 
 def _codec_text(codec) -> str:
@@ -125,68 +80,28 @@ def _codec_text(codec) -> str:
     return d.get("name", type(codec).__name__) + (f" {cfg}" if cfg else "")
 
 
-def _read_tar(path: Path, first_row: int, n: int, seq_len: int, num_targets: int):
-    """Every sample of one tar shard, checking keys, member pairs, dtypes and shapes.
-
-    tarfile, not the writer's fixed layout: this also checks stores written by other tools.
-    """
-    codes = np.empty((n, seq_len), np.uint8)
-    labels = np.empty((n, num_targets), np.float32)
-    expected = [(f"{first_row + i:010d}", part) for i in range(n) for part in ("seq.npy", "y.npy")]
-    i = 0
-    try:
-        with tarfile.open(path, mode="r|") as tar:
-            for member in tar:
-                if not member.isfile():
-                    continue
-                key, _, part = member.name.rpartition("/")[2].partition(".")
-                if part not in ("seq.npy", "y.npy"):
-                    continue  # other fields a sample may carry (KEY.txt, ...)
-                if i >= len(expected) or (key, part) != expected[i]:
-                    want = ".".join(expected[i]) if i < len(expected) else "no more members"
-                    raise VerifyError(f"{path}: member {member.name}, expected {want}")
-                value = np.load(io.BytesIO(tar.extractfile(member).read()), allow_pickle=False)
-                row = i // 2
-                if part == "seq.npy":
-                    if value.dtype != np.uint8 or value.shape != (seq_len,):
-                        raise VerifyError(f"{path}: {member.name} is {value.dtype}{list(value.shape)}, "
-                                          f"expected uint8[{seq_len}]")
-                    codes[row] = value
-                else:
-                    if value.dtype != np.float32 or value.shape != (num_targets,):
-                        raise VerifyError(f"{path}: {member.name} is {value.dtype}{list(value.shape)}, "
-                                          f"expected float32[{num_targets}]")
-                    labels[row] = value
-                i += 1
-    except (tarfile.TarError, OSError, ValueError, EOFError) as e:
-        raise VerifyError(f"{path}: unreadable tar shard ({e})") from None
-    if i != len(expected):
-        raise VerifyError(f"{path}: {i // 2} samples, the manifest says {n}")
-    return codes, labels
-
-
 # ---------------------------------------------------------------- report
 
 
-def describe(store: Store) -> str:
-    m = store.meta
+def describe(info: StoreInfo) -> str:
+    m = info.attrs
     sources = m.get("sources", [])
     source_bytes = sum(s.get("bytes", 0) for s in sources)
-    kind = "Zarr v3 store" if store.kind == "zarr" else "WebDataset store"
-    lines = [f"{store.path}: {kind}, format {m['format']}, alphabet {m.get('alphabet')}",
-             f"seq_len {store.seq_len}, {store.num_targets} target{'s' if store.num_targets != 1 else ''}, "
-             f"splits {', '.join(store.splits)}, {len(sources)} source files"]
+    kind = "Zarr v3 store" if info.kind == "zarr" else "WebDataset store"
+    files = sum(len(split.files) for split in info.splits.values())
+    lines = [f"{info.path}: {kind}, format {m['format']}, alphabet {m.get('alphabet')}",
+             f"seq_len {info.seq_len}, {info.num_targets} target{'s' if info.num_targets != 1 else ''}, "
+             f"splits {', '.join(info.splits)}, {len(sources)} source files, {files} data files"]
     lines.append(f"{'split':<8}{'rows':>10}{'on disk':>12}{'ratio':>8}{'vs one-hot':>12}   label mean / std")
-    for name in store.splits:
-        sm = store.split_meta[name]
-        n = int(sm["n"])
-        disk = store.split_bytes(name)
-        raw = n * (store.seq_len + 4 * store.num_targets)  # uint8 codes + float32 labels
-        onehot = n * (16 * store.seq_len + 4 * store.num_targets)  # float32 one-hot + labels
-        stats = _stats_text(sm["label_mean"], sm["label_std"])
+    for name, split in info.splits.items():
+        n = split.n
+        disk = dir_bytes(info.path / name)
+        raw = n * (info.seq_len + 4 * info.num_targets)  # uint8 codes + float32 labels
+        onehot = n * (16 * info.seq_len + 4 * info.num_targets)  # float32 one-hot + labels
+        stats = _stats_text(split.label_mean, split.label_std)
         lines.append(f"{name:<8}{n:>10}{_mb(disk):>12}{raw / max(disk, 1):>7.1f}x{onehot / max(disk, 1):>11.1f}x   {stats}")
-    lines += ["codecs: " + c for c in store.codecs()]
-    total = dir_bytes(store.path)
+    lines += ["codecs: " + c for c in codecs(info)]
+    total = dir_bytes(info.path)
     line = f"total: {_mb(total)} on disk"
     if source_bytes:
         line += f"; npz sources {_mb(source_bytes)} ({source_bytes / max(total, 1):.2f}x the store)"
@@ -208,31 +123,33 @@ def _stats_text(mean, std, most=4) -> str:
 # ---------------------------------------------------------------- verify
 
 
-def verify(store: Store) -> list[str]:
-    """Re-read every row; return one line per split, raise VerifyError on the first problem."""
+def verify(info: StoreInfo) -> list[str]:
+    """Check every data file's CRC-32, then re-read every row through the readers (codes
+    0..N, finite labels); return one line per split, raise on the first problem."""
+    for split in info.splits.values():
+        for record in split.files:
+            check_checksum(info.path, record)
     report = []
-    for name in store.splits:
-        sm = store.split_meta[name]
-        moments = LabelMoments.empty(store.num_targets)
+    for name, split in info.splits.items():
+        moments = LabelMoments.empty(info.num_targets)
         rows = 0
-        for codes, labels in store.blocks(name):
-            if codes.size and codes.max() > 4:
-                bad = int(np.argmax((codes > 4).any(axis=1)))
-                raise VerifyError(f"{store.path}: {name} row {rows + bad} has codes above 4 (N)")
-            if not np.isfinite(labels).all():
-                bad = int(np.argmin(np.isfinite(labels).all(axis=1)))
-                raise VerifyError(f"{store.path}: {name} row {rows + bad} has a non-finite label")
+        for _, labels in blocks(info, name):
             moments = moments.merge(LabelMoments.of(labels))
-            rows += len(codes)
-        if rows != int(sm["n"]):
-            raise VerifyError(f"{store.path}: {name} holds {rows} rows, the metadata says {sm['n']}")
-        for what, got, want in (("label_mean", moments.mean, sm["label_mean"]),
-                                ("label_std", moments.std, sm["label_std"])):
+            rows += len(labels)
+        if rows != split.n:
+            raise VerifyError(f"{info.path}: {name} holds {rows} rows, the metadata says {split.n}")
+        for what, got, want in (("label_mean", moments.mean, split.label_mean),
+                                ("label_std", moments.std, split.label_std)):
             if not np.allclose(got, want, rtol=1e-6, atol=1e-9):
-                raise VerifyError(f"{store.path}: {name} {what} is {list(got)} over the rows, "
-                                  f"the metadata says {want}")
-        report.append(f"verify: {name}: {rows} rows ok (codes 0..4, labels finite, n and label stats match)")
+                raise VerifyError(f"{info.path}: {name} {what} is {_floats(got)} over the rows, "
+                                  f"the metadata says {_floats(want)}")
+        report.append(f"verify: {name}: {rows} rows ok ({len(split.files)} files match their CRC-32, "
+                      "codes 0..4, labels finite, n and label stats match)")
     return report
+
+
+def _floats(values) -> str:
+    return "[" + ", ".join(f"{float(v):.6g}" for v in values) + "]"
 
 
 class RowStream:
@@ -262,13 +179,13 @@ class RowStream:
         return np.concatenate(parts_c), np.concatenate(parts_y)
 
 
-def verify_sources(store: Store, src) -> str:
+def verify_sources(info: StoreInfo, src) -> str:
     """Compare every row with the npz files listed in the store's `sources`, in order."""
     src = Path(src)
-    sources = store.meta.get("sources") or []
+    sources = info.attrs.get("sources") or []
     if not sources:
-        raise VerifyError(f"{store.path}: the store records no sources")
-    streams = {name: RowStream(store.blocks(name)) for name in store.splits}
+        raise VerifyError(f"{info.path}: the store records no sources")
+    streams = {name: RowStream(blocks(info, name)) for name in info.splits}
     for entry in sources:
         path = src / entry["file"]
         if not path.is_file():
@@ -289,7 +206,7 @@ def verify_sources(store: Store, src) -> str:
     for name, stream in streams.items():
         extra, _ = stream.take(1)
         if len(extra):
-            raise VerifyError(f"{store.path}: {name} has rows beyond those of its sources")
+            raise VerifyError(f"{info.path}: {name} has rows beyond those of its sources")
     return f"verify: {len(sources)} source files match (sha256, rows, sequences and labels)"
 
 
@@ -301,14 +218,14 @@ def main(argv=None) -> int:
     p.add_argument("--sources", metavar="SRC", help="with --verify: compare every row with the npz files in SRC")
     a = p.parse_args(argv)
     try:
-        store = Store(a.path)
-        print(describe(store))
+        info = open_store(a.path)
+        print(describe(info))
         if a.verify or a.sources:
-            for line in verify(store):
+            for line in verify(info):
                 print(line)
             if a.sources:
-                print(verify_sources(store, a.sources))
-    except ConvertError as e:
+                print(verify_sources(info, a.sources))
+    except (ConvertError, StoreError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 1
     return 0

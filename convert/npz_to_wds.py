@@ -1,4 +1,4 @@
-"""npz shards -> WebDataset tar shards plus manifest.json (format maize_ddp/1).
+"""npz shards -> WebDataset tar shards plus manifest.json (format maize_ddp/2).
 
     python -m convert.npz_to_wds SRC DST.wds [--split NAME] [--workers N]
         [--shard-samples N] [--shard-bytes SIZE] [--overwrite] [--drop-nonfinite] [--quiet]
@@ -22,16 +22,17 @@ import re
 import sys
 import tarfile
 import time
+import zlib
 from pathlib import Path
 
 import numpy as np
+
+from maize_ddp.store_format import ALPHABET, FORMAT
 
 from .output import Progress, atomic_output_dir, converter_parser, dir_bytes, refuse_existing, run_cli
 from .shards import ConvertError, find_sources, read_shard, scan_and_plan
 from .workers import WorkerPool
 
-FORMAT = "maize_ddp/1"
-ALPHABET = "ACGTN"
 KEY_DIGITS = 10
 BLOCK = 512
 RECORD = 20 * BLOCK  # tar files are padded to a multiple of the classic 10 KiB record
@@ -101,7 +102,10 @@ def _blank_checksum(header: np.ndarray) -> np.ndarray:
 
 
 class TarSequence:
-    """One split's tar files: sample bytes appended in row order, a new file every N rows."""
+    """One split's tar files: sample bytes appended in row order, a new file every N rows.
+
+    Each file's size and CRC-32 are computed as it is written and recorded in the manifest.
+    """
 
     def __init__(self, root: Path, split: str, rows_per_tar: int):
         self.root, self.split, self.rows_per_tar = root, split, rows_per_tar
@@ -117,24 +121,29 @@ class TarSequence:
             if self.file is None:
                 path = f"{self.split}/{self.split}-{len(self.shards):06d}.tar"
                 self.file = open(self.root / path, "wb")
-                self.written = 0
+                self.written = self.crc = 0
                 self.shards.append({"path": path, "n": 0, "first_row": self.rows})
             shard = self.shards[-1]
             take = min(self.rows_per_tar - shard["n"], len(samples) - done)
-            self.file.write(samples[done:done + take])
-            self.written += samples[done:done + take].nbytes
+            self._write(samples[done:done + take])
             shard["n"] += take
             self.rows += take
             done += take
             if shard["n"] == self.rows_per_tar:
                 self.close()
 
+    def _write(self, data) -> None:
+        self.file.write(data)
+        self.written += memoryview(data).nbytes
+        self.crc = zlib.crc32(data, self.crc)
+
     def close(self) -> None:
         if self.file is not None:
             end = 2 * BLOCK  # end-of-archive marker, then pad to a whole record
-            self.file.write(bytes(end + -(self.written + end) % RECORD))
+            self._write(bytes(end + -(self.written + end) % RECORD))
             self.file.close()
             self.file = None
+            self.shards[-1].update(bytes=self.written, crc32=self.crc)
 
 
 def pack_shard(scan, first_row: int, layout: SampleLayout, drop_nonfinite: bool) -> np.ndarray:
@@ -208,7 +217,7 @@ def parse_size(text: str) -> int:
 
 def main(argv=None) -> int:
     p = converter_parser("python -m convert.npz_to_wds",
-                         "Convert npz shards into WebDataset tar shards (maize_ddp/1).",
+                         f"Convert npz shards into WebDataset tar shards ({FORMAT}).",
                          "output folder, e.g. DATA.wds")
     p.add_argument("--shard-samples", type=int, help="samples per tar file")
     p.add_argument("--shard-bytes", type=parse_size,

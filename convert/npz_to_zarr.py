@@ -1,4 +1,4 @@
-"""npz shards -> one Zarr v3 group of uint8 base codes and float32 labels (format maize_ddp/1).
+"""npz shards -> one Zarr v3 group of uint8 base codes and float32 labels (format maize_ddp/2).
 
     python -m convert.npz_to_zarr SRC DST.zarr [--split NAME] [--workers N]
         [--chunk-rows C] [--shard-rows S] [--overwrite] [--drop-nonfinite] [--quiet]
@@ -15,18 +15,19 @@ from __future__ import annotations
 
 import sys
 import time
+from pathlib import Path
 
 import numpy as np
 import zarr
-from zarr.codecs import BloscCodec
+from zarr.codecs import BloscCodec, Crc32cCodec
 from zarr.storage import LocalStore
+
+from maize_ddp.store_format import ALPHABET, FORMAT, MISSING_CODE, record_file
 
 from .output import Progress, atomic_output_dir, converter_parser, dir_bytes, refuse_existing, run_cli
 from .shards import ConvertError, find_sources, read_shard, scan_and_plan
 from .workers import WorkerPool
 
-FORMAT = "maize_ddp/1"
-ALPHABET = "ACGTN"
 # ~512 KiB of codes per chunk: the reader's unit (a whole chunk per read, shuffled in
 # memory); blosc-zstd decodes such a chunk at > 1 GB/s and compresses it as well as larger ones.
 CHUNK_BYTES = 512 * 1024
@@ -39,9 +40,10 @@ def default_chunk_rows(seq_len: int) -> int:
 
 def codecs():
     """Blosc zstd level 1: as small as levels 3-9 on DNA codes (bit-shuffled: 3 bits carry
-    all the information) and 3-20x faster to write; byte-shuffle groups the labels' exponents."""
-    seq = BloscCodec(cname="zstd", clevel=1, shuffle="bitshuffle", typesize=1)
-    y = BloscCodec(cname="zstd", clevel=1, shuffle="shuffle", typesize=4)
+    all the information) and 3-20x faster to write; byte-shuffle groups the labels' exponents.
+    A CRC-32C of each compressed chunk (4 bytes) makes a damaged chunk fail to decode."""
+    seq = (BloscCodec(cname="zstd", clevel=1, shuffle="bitshuffle", typesize=1), Crc32cCodec())
+    y = (BloscCodec(cname="zstd", clevel=1, shuffle="shuffle", typesize=4), Crc32cCodec())
     return seq, y
 
 
@@ -111,6 +113,7 @@ def convert(src, dst, *, split=None, workers=1, chunk_rows=None, shard_rows=None
                     bar.update(len(codes), scan.bytes)
             for buffer in buffers.values():
                 buffer.flush()
+            record_data_files(tmp, plan.splits)
     return {
         "dst": str(dst), "format": FORMAT, "kind": "zarr", "seq_len": plan.seq_len,
         "num_targets": plan.num_targets, "chunk_rows": chunk, "shard_rows": shard,
@@ -128,8 +131,8 @@ def _create_store(root_path, plan, chunk: int, shard: int) -> dict[str, ShardBuf
         "num_targets": plan.num_targets, "splits": list(plan.splits), "sources": plan.sources(),
     })
     # Every chunk is written, even one equal to the fill value: checking for those is a pass
-    # over the data that took half of zarr's write time, and a chunk of all-A (code 0) rows
-    # does not occur in real sequence.
+    # over the data that took half of zarr's write time. The fill values are ones no row can
+    # hold, so a chunk that goes missing reads back as an error, not as rows of As and zeros.
     config = {"write_empty_chunks": True}
     buffers = {}
     for name in plan.splits:
@@ -137,17 +140,28 @@ def _create_store(root_path, plan, chunk: int, shard: int) -> dict[str, ShardBuf
         n = plan.n(name)
         seq = group.create_array("seq", shape=(n, plan.seq_len), dtype="uint8",
                                  chunks=(chunk, plan.seq_len), shards=(shard, plan.seq_len),
-                                 compressors=seq_codec, fill_value=0, dimension_names=("row", "pos"), config=config)
+                                 compressors=seq_codec, fill_value=MISSING_CODE, dimension_names=("row", "pos"), config=config)
         y = group.create_array("y", shape=(n, plan.num_targets), dtype="float32",
                                chunks=(chunk, plan.num_targets), shards=(shard, plan.num_targets),
-                               compressors=y_codec, fill_value=0.0, dimension_names=("row", "target"), config=config)
+                               compressors=y_codec, fill_value=float("nan"), dimension_names=("row", "target"), config=config)
         buffers[name] = ShardBuffer(seq, y, shard)
     return buffers
 
 
+def record_data_files(root_path, splits) -> None:
+    """Record every shard file of each split (size and CRC-32) in the split's attributes, so a
+    reader can tell a complete store from one that lost a file."""
+    root_path = Path(root_path)
+    root = zarr.open_group(LocalStore(root_path), mode="a", zarr_format=3)
+    for name in splits:
+        files = sorted(str(p.relative_to(root_path)) for array in ("seq", "y")
+                       for p in (root_path / name / array).rglob("*") if p.is_file() and p.name != "zarr.json")
+        root[name].attrs["files"] = [record_file(root_path, rel).to_dict() for rel in files]
+
+
 def main(argv=None) -> int:
     p = converter_parser("python -m convert.npz_to_zarr",
-                         "Convert npz shards into a Zarr v3 store (maize_ddp/1).",
+                         f"Convert npz shards into a Zarr v3 store ({FORMAT}).",
                          "output store, e.g. DATA.zarr")
     p.add_argument("--chunk-rows", type=int, help="rows per chunk (default: ~512 KiB of codes)")
     p.add_argument("--shard-rows", type=int, help=f"rows per shard file (default: {CHUNKS_PER_SHARD} chunks)")

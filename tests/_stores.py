@@ -12,6 +12,7 @@ from pathlib import Path
 import numpy as np
 
 from maize_ddp.codes import codes_to_onehot
+from maize_ddp.store_format import FORMAT, record_file
 
 
 def make_rows(n: int, seq_len: int = 40, num_targets: int = 2, seed: int = 0):
@@ -62,7 +63,7 @@ def write_wds_with_webdataset(path, splits: dict, *, shard_samples: int = 16, no
     path = Path(path)
     path.mkdir(parents=True)
     codes0, y0 = next(iter(splits.values()))
-    manifest = {"format": "maize_ddp/1", "alphabet": "ACGTN", "seq_len": codes0.shape[1],
+    manifest = {"format": FORMAT, "alphabet": "ACGTN", "seq_len": codes0.shape[1],
                 "num_targets": y0.shape[1], "splits": {}, "sources": []}
     for name, (codes, y) in splits.items():
         (path / name).mkdir()
@@ -76,7 +77,7 @@ def write_wds_with_webdataset(path, splits: dict, *, shard_samples: int = 16, no
                     if note_every and row % note_every == 0:
                         sample["txt"] = f"row {row}"
                     tar.write(sample)
-            shards.append({"path": rel, "n": len(rows), "first_row": first})
+            shards.append({"path": rel, "n": len(rows), "first_row": first, **record_file(path, rel).to_dict()})
         manifest["splits"][name] = {**_stats(y), "shards": shards}
     (path / "manifest.json").write_text(json.dumps(manifest))
     return path

@@ -8,6 +8,7 @@ import webdataset
 
 from _npz import encode, label_stats, make_dataset, random_codes, write_shard
 from convert import npz_to_wds
+from maize_ddp.store_format import FORMAT
 
 
 def read_tars(dst, split):
@@ -36,7 +37,7 @@ def test_round_trip_and_manifest(tmp_path, layout, dtype, num_targets):
     expected = make_dataset(src, layout=layout, dtype=dtype, num_targets=num_targets)
     summary = npz_to_wds.convert(src, dst, shard_samples=16)
     manifest = json.loads((dst / "manifest.json").read_text())
-    assert manifest["format"] == "maize_ddp/1" and manifest["alphabet"] == "ACGTN"
+    assert manifest["format"] == FORMAT and manifest["alphabet"] == "ACGTN"
     assert manifest["seq_len"] == 40 and manifest["num_targets"] == num_targets
     assert list(manifest["splits"]) == ["train", "val", "test"]
     assert [s["file"] for s in manifest["sources"]][:3] == [f"train/train_00{i}.npz" for i in range(3)]

@@ -7,6 +7,7 @@ import zarr
 from _npz import encode, label_stats, make_dataset, random_codes, write_shard
 from convert import npz_to_zarr, output, shards
 from convert.shards import ConvertError
+from maize_ddp.store_format import FORMAT
 
 
 def read_store(path):
@@ -39,7 +40,7 @@ def test_round_trip(tmp_path, layout, dtype, num_targets, labels_1d):
         assert root[split]["seq"].chunks == (4, 40) and root[split]["seq"].shards == (8, 40)
         assert root[split]["y"].chunks == (4, num_targets)
     attrs = dict(root.attrs)
-    assert attrs["format"] == "maize_ddp/1" and attrs["alphabet"] == "ACGTN"
+    assert attrs["format"] == FORMAT and attrs["alphabet"] == "ACGTN"
     assert attrs["seq_len"] == 40 and attrs["num_targets"] == num_targets
     files = [s["file"] for s in attrs["sources"]]
     assert files == ["train/train_000.npz", "train/train_001.npz", "train/train_002.npz",

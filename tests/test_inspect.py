@@ -6,6 +6,7 @@ import zarr
 
 from _npz import encode, make_dataset, random_codes, write_shard
 from convert import inspect, npz_to_wds, npz_to_zarr
+from maize_ddp.store_format import record_file
 
 
 @pytest.fixture(params=["zarr", "wds"])
@@ -48,13 +49,14 @@ def test_verify_notices_a_changed_source(store, capsys):
     assert err.startswith("error: ") and "val_000.npz: sha256 differs" in err
 
 
-def test_verify_notices_bad_rows(tmp_path, capsys):
+def test_verify_notices_a_rewritten_file(tmp_path, capsys):
     src, dst = tmp_path / "src", tmp_path / "data.zarr"
     make_dataset(src, {"train": [10]})
     npz_to_zarr.convert(src, dst)
     zarr.open_group(dst, mode="r+")["train"]["y"][3] = np.nan
     assert inspect.main([str(dst), "--verify"]) == 1
-    assert "train row 3 has a non-finite label" in capsys.readouterr().err
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and f"{dst}/train/y/c/0/0: CRC-32" in err and "the store recorded" in err
 
 
 def test_verify_notices_wrong_stats(tmp_path, capsys):
@@ -80,7 +82,8 @@ def test_verify_with_dropped_rows(tmp_path, capsys):
 
 def test_not_a_store(tmp_path, capsys):
     assert inspect.main([str(tmp_path)]) == 1
-    assert capsys.readouterr().err == f"error: {tmp_path}: not a maize_ddp store (no zarr.json or manifest.json)\n"
+    assert capsys.readouterr().err == (f"error: {tmp_path}: neither a maize_ddp Zarr store (no zarr.json) "
+                                       "nor a WebDataset store (no manifest.json)\n")
     assert inspect.main([str(tmp_path / "nope")]) == 1
 
 
@@ -99,4 +102,6 @@ def test_verify_reads_a_store_written_by_webdataset(tmp_path, capsys):
             for sample in samples:
                 sink.write({"__key__": sample["__key__"], "seq.npy": sample["seq.npy"],
                             "y.npy": sample["y.npy"], "txt": "note"})
+        shard.update(record_file(dst, shard["path"]).to_dict())  # as that writer records them
+    (dst / "manifest.json").write_text(json.dumps(manifest))
     assert inspect.main([str(dst), "--verify", "--sources", str(src)]) == 0, capsys.readouterr().err

@@ -8,7 +8,16 @@
 
 See docs/data.md for the sharding, shuffle and resume rules.
 """
-from .loader import BatchLoader, make_loader
-from .store import Shard, SplitInfo, StoreError, StoreInfo, open_store
+from .store import Shard, SplitInfo, StoreError, StoreInfo, open_source, open_store
 
-__all__ = ["open_store", "StoreInfo", "SplitInfo", "Shard", "StoreError", "make_loader", "BatchLoader"]
+__all__ = ["open_store", "open_source", "StoreInfo", "SplitInfo", "Shard", "StoreError", "make_loader",
+           "BatchLoader"]
+
+
+def __getattr__(name):
+    # The loader needs torch; opening and reading a store does not (convert.inspect uses them).
+    if name in ("make_loader", "BatchLoader"):
+        from . import loader
+
+        return getattr(loader, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

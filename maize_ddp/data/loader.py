@@ -13,7 +13,7 @@ from torch.utils.data import DataLoader, Dataset, get_worker_info
 
 from . import plan
 from .augment import augment, batch_rng
-from .store import StoreInfo, open_store
+from .store import StoreError, StoreInfo, open_source, open_store
 
 # Blocks mixed in one window. A batch of B rows from a window of M blocks holds rows of
 # ~min(B, M) blocks, and consecutive batches share the window: on data sorted by label their
@@ -22,14 +22,12 @@ from .store import StoreInfo, open_store
 SHUFFLE_BLOCKS = {"zarr": 32, "wds": 128}
 
 
-def open_source(info: StoreInfo, split: str):
-    if info.kind == "zarr":
-        from .zarr_source import ZarrSource
+class ReadFailure:
+    """A StoreError met in a DataLoader worker, handed back as data: re-raised in the main
+    process it stays one line (DataLoader would wrap it in the worker's traceback)."""
 
-        return ZarrSource(info, split)
-    from .wds_source import WdsSource
-
-    return WdsSource(info, split)
+    def __init__(self, message: str):
+        self.message = message
 
 
 class WindowReader(Dataset):
@@ -48,6 +46,14 @@ class WindowReader(Dataset):
         return {**self.__dict__, "_source": None}
 
     def __getitem__(self, window: plan.Window):
+        try:
+            return self._read(window)
+        except StoreError as e:
+            if get_worker_info() is None:
+                raise
+            return ReadFailure(str(e))
+
+    def _read(self, window: plan.Window):
         if self._source is None:
             self._source = open_source(self.info, self.split)
         pieces, y = self._source.read(window.ranges)
@@ -156,7 +162,10 @@ class BatchLoader:
 
     def __iter__(self):
         B = self.batch_size
-        for codes, y, rows in self._dataloader:
+        for item in self._dataloader:
+            if isinstance(item, ReadFailure):
+                raise StoreError(item.message)
+            codes, y, rows = item
             for batch in zip(codes.split(B), y.split(B), rows.split(B)):
                 yield batch if self.with_rows else batch[:2]
 

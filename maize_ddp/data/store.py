@@ -1,7 +1,8 @@
 """Open a store's metadata: which kind it is, its shape, its splits, and checks against a model.
 
-Only metadata is read here (zarr.json / manifest.json); row data are read by the sources.
-Every problem becomes a StoreError whose one-line message names the path.
+Only metadata is read here (zarr.json / manifest.json), and every data file the writer recorded
+is checked to exist with its size; row data are read (and checked) by the sources. Every
+problem becomes a StoreError whose one-line message names the path.
 """
 from __future__ import annotations
 
@@ -9,12 +10,7 @@ import json
 from dataclasses import dataclass, field
 from pathlib import Path
 
-FORMAT = "maize_ddp/1"
-ALPHABET = "ACGTN"
-
-
-class StoreError(ValueError):
-    """The path is not a readable maize_ddp store, or does not fit what was asked of it."""
+from maize_ddp.store_format import ALPHABET, FORMAT, FileRecord, StoreError, check_present
 
 
 @dataclass(frozen=True)
@@ -34,6 +30,7 @@ class SplitInfo:
     # Layout, for the readers: rows per Zarr chunk (Zarr), or the tar shards (WebDataset).
     chunk_rows: int | None = field(default=None, repr=False)
     shards: tuple[Shard, ...] = field(default=(), repr=False)
+    files: tuple[FileRecord, ...] = field(default=(), repr=False)  # every data file, as written
 
 
 @dataclass(frozen=True)
@@ -43,6 +40,7 @@ class StoreInfo:
     seq_len: int
     num_targets: int
     splits: dict[str, SplitInfo]
+    attrs: dict = field(default_factory=dict, repr=False)  # the root metadata as stored
 
     def check(self, split: str | None = None, seq_len: int | None = None,
               num_targets: int | None = None) -> None:
@@ -72,6 +70,17 @@ def open_store(path) -> StoreInfo:
                          "(convert the data again with convert.npz_to_zarr)")
     raise StoreError(f"{path}: neither a maize_ddp Zarr store (no zarr.json) "
                      "nor a WebDataset store (no manifest.json)")
+
+
+def open_source(info: StoreInfo, split: str):
+    """The row reader of one split: `.read(ranges)` -> (codes pieces, labels), checked."""
+    if info.kind == "zarr":
+        from .zarr_source import ZarrSource
+
+        return ZarrSource(info, split)
+    from .wds_source import WdsSource
+
+    return WdsSource(info, split)
 
 
 def _require(meta: dict, key: str, where: str, path: Path):
@@ -118,13 +127,32 @@ def _open_zarr(path: Path) -> StoreInfo:
             seq, y = group["seq"], group["y"]
         except KeyError:
             raise StoreError(f"{path}: split {name!r} is listed but has no {name}/seq and {name}/y") from None
-        n, mean, std = _split_stats(dict(group.attrs), f"{name}/ attributes", path, num_targets)
+        except Exception as e:  # a damaged zarr.json below the root
+            raise StoreError(f"{path}/{name}: unreadable Zarr metadata ({e})") from None
+        where = f"{name}/ attributes"
+        meta = dict(group.attrs)
+        n, mean, std = _split_stats(meta, where, path, num_targets)
         if seq.shape != (n, seq_len) or y.shape != (n, num_targets) or seq.dtype != "uint8":
             raise StoreError(f"{path}: {name}/seq {seq.dtype}{list(seq.shape)} and {name}/y "
                              f"{list(y.shape)} do not match n={n}, seq_len={seq_len}, "
                              f"num_targets={num_targets}")
-        splits[name] = SplitInfo(n, mean, std, chunk_rows=int(seq.chunks[0]))
-    return StoreInfo("zarr", path, seq_len, num_targets, splits)
+        files = tuple(FileRecord.from_dict(f, f"{path}: {where}") for f in _require(meta, "files", where, path))
+        for array in (seq, y):
+            # one file per shard (or per chunk when unsharded), every one written
+            rows = int((array.shards or array.chunks)[0])
+            expected = -(-n // rows)
+            have = sum(f.path.startswith(f"{name}/{array.basename}/") for f in files)
+            if have != expected:
+                raise StoreError(f"{path}: {name}/{array.basename} records {have} data files, "
+                                 f"its shape needs {expected}")
+        splits[name] = SplitInfo(n, mean, std, chunk_rows=int(seq.chunks[0]), files=files)
+    return _checked(StoreInfo("zarr", path, seq_len, num_targets, splits, attrs))
+
+
+def _checked(info: StoreInfo) -> StoreInfo:
+    for split in info.splits.values():
+        check_present(info.path, split.files)
+    return info
 
 
 def _open_wds(path: Path) -> StoreInfo:
@@ -139,13 +167,15 @@ def _open_wds(path: Path) -> StoreInfo:
     splits = {}
     for name, meta in _require(manifest, "splits", where, path).items():
         n, mean, std = _split_stats(meta, f"{where} split {name!r}", path, num_targets)
+        entries = _require(meta, "shards", f"{where} split {name!r}", path)
         shards = tuple(Shard(str(_require(s, "path", f"{where} {name} shards", path)),
                              int(_require(s, "n", f"{where} {name} shards", path)),
                              int(_require(s, "first_row", f"{where} {name} shards", path)))
-                       for s in _require(meta, "shards", f"{where} split {name!r}", path))
+                       for s in entries)
+        files = tuple(FileRecord.from_dict(s, f"{path}: {where} {name} shards") for s in entries)
         _check_shards(path, name, n, shards)
-        splits[name] = SplitInfo(n, mean, std, shards=shards)
-    return StoreInfo("wds", path, seq_len, num_targets, splits)
+        splits[name] = SplitInfo(n, mean, std, shards=shards, files=files)
+    return _checked(StoreInfo("wds", path, seq_len, num_targets, splits, manifest))
 
 
 def _check_shards(path: Path, split: str, n: int, shards: tuple[Shard, ...]) -> None:
@@ -155,8 +185,6 @@ def _check_shards(path: Path, split: str, n: int, shards: tuple[Shard, ...]) -> 
         if shard.first_row != row:
             raise StoreError(f"{path}: {split} shard {shard.path} starts at row {shard.first_row}, "
                              f"expected {row}")
-        if not (path / shard.path).is_file():
-            raise StoreError(f"{path}: {split} shard {shard.path} is missing")
         row += shard.n
     if row != n:
         raise StoreError(f"{path}: {split} shards hold {row} rows, the manifest says n={n}")

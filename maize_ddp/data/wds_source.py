@@ -6,6 +6,10 @@ indexed once per process on first use: a walk over its tar headers records where
 member's payload starts. The payloads are then sliced out of one contiguous read with numpy,
 without a generic decoder. Equally spaced members (the normal case: same-size members written
 in order) shrink to (first, step), so the index does not grow with the data.
+
+Integrity: before a shard is indexed its CRC-32 is checked against the manifest (the reader
+goes on to read the whole file anyway, so this costs one pass over bytes already cached),
+every tar header's own checksum is checked, and every read checks codes <= N and finite labels.
 """
 from __future__ import annotations
 
@@ -15,6 +19,8 @@ from pathlib import Path
 
 import numpy as np
 from numpy.lib.stride_tricks import sliding_window_view
+
+from maize_ddp.store_format import FileRecord, check_checksum, check_codes, check_labels
 
 from .store import Shard, StoreError, StoreInfo
 
@@ -36,7 +42,7 @@ def tar_members(path) -> list[tuple[str, int, int]]:
             header = os.pread(fd, TAR_BLOCK, offset)
             if len(header) < TAR_BLOCK or header[0] == 0:  # end-of-archive zero block
                 return members
-            size = int(header[124:136].strip(b"\0 ") or b"0", 8)
+            size = _checked_size(header, path, offset)
             kind = header[156:157]
             data = offset + TAR_BLOCK
             offset = data + -(-size // TAR_BLOCK) * TAR_BLOCK
@@ -59,6 +65,21 @@ def tar_members(path) -> list[tuple[str, int, int]]:
         os.close(fd)
 
 
+def _checked_size(header: bytes, path, offset: int) -> int:
+    """The member size from a tar header whose own checksum holds (the sum of its bytes with
+    the checksum field counted as spaces)."""
+    try:
+        stored = int(header[148:156].strip(b"\0 ") or b"-1", 8)
+        size = int(header[124:136].strip(b"\0 ") or b"0", 8)
+    except ValueError:
+        stored = size = -1
+    computed = sum(header[:148]) + 8 * ord(" ") + sum(header[156:])
+    if stored != computed or size < 0:
+        raise StoreError(f"{path}: damaged tar header at byte {offset} (restore the file or convert "
+                         "the data again)")
+    return size
+
+
 def _pax_records(body: bytes) -> dict[str, str]:
     records, i = {}, 0
     while i < len(body) and body[i:i + 1] != b"\0":
@@ -70,14 +91,17 @@ def _pax_records(body: bytes) -> dict[str, str]:
     return records
 
 
-def _npy_header(fd: int, offset: int) -> tuple[int, tuple, np.dtype]:
+def _npy_header(fd: int, offset: int, path) -> tuple[int, tuple, np.dtype]:
     """(header length, shape, dtype) of the .npy payload at offset."""
     head = io.BytesIO(os.pread(fd, 4096, offset))
-    version = np.lib.format.read_magic(head)
-    if version == (1, 0):
-        shape, _, dtype = np.lib.format.read_array_header_1_0(head)
-    else:
-        shape, _, dtype = np.lib.format.read_array_header_2_0(head)
+    try:
+        version = np.lib.format.read_magic(head)
+        if version == (1, 0):
+            shape, _, dtype = np.lib.format.read_array_header_1_0(head)
+        else:
+            shape, _, dtype = np.lib.format.read_array_header_2_0(head)
+    except ValueError as e:
+        raise StoreError(f"{path}: not an .npy payload at byte {offset} ({e})") from None
     return head.tell(), shape, dtype
 
 
@@ -86,6 +110,7 @@ class ShardIndex:
 
     def __init__(self, path: Path, shard: Shard, seq_len: int, num_targets: int):
         self.path = path
+        self.first_row = shard.first_row
         seq_at = np.full(shard.n, -1, dtype=np.int64)
         y_at = np.full(shard.n, -1, dtype=np.int64)
         sizes = {"seq.npy": set(), "y.npy": set()}
@@ -107,8 +132,8 @@ class ShardIndex:
                 raise StoreError(f"{path}: {field} members differ in size; expected one shape per split")
         fd = os.open(path, os.O_RDONLY)
         try:
-            seq_head, seq_shape, seq_dtype = _npy_header(fd, int(seq_at[0]))
-            y_head, y_shape, y_dtype = _npy_header(fd, int(y_at[0]))
+            seq_head, seq_shape, seq_dtype = _npy_header(fd, int(seq_at[0]), path)
+            y_head, y_shape, y_dtype = _npy_header(fd, int(y_at[0]), path)
         finally:
             os.close(fd)
         if seq_dtype != np.uint8 or seq_shape != (seq_len,):
@@ -133,6 +158,8 @@ class ShardIndex:
             os.close(fd)
         codes = sliding_window_view(buf, self.seq_bytes)[seq_at - begin]
         y = sliding_window_view(buf, self.y_bytes)[y_at - begin].view(self.y_dtype)
+        check_codes(codes, self.path, first_row=self.first_row + lo)
+        check_labels(y, self.path, first_row=self.first_row + lo)
         return codes, y.astype(np.float32, copy=False)
 
 
@@ -157,11 +184,13 @@ class WdsSource:
         self._root = Path(info.path)
         self._seq_len, self._num_targets = info.seq_len, info.num_targets
         self._shards = info.splits[split].shards
+        self._files: tuple[FileRecord, ...] = info.splits[split].files
         self._first_rows = np.array([s.first_row for s in self._shards], dtype=np.int64)
         self._index: dict[int, ShardIndex] = {}
 
     def _shard(self, k: int) -> ShardIndex:
         if k not in self._index:
+            check_checksum(self._root, self._files[k])
             self._index[k] = ShardIndex(self._root / self._shards[k].path, self._shards[k],
                                         self._seq_len, self._num_targets)
         return self._index[k]

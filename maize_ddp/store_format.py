@@ -1,0 +1,109 @@
+"""The store contract shared by the writers (convert/) and the readers (maize_ddp.data, inspect).
+
+Besides the version and the alphabet, it holds how a store proves its integrity:
+
+- Every data file (a Zarr shard file, a tar shard) is recorded at write time with its size and
+  CRC-32. Opening a store checks that each recorded file exists with its size (a stat per
+  file); `inspect --verify` and the WebDataset reader, which reads a tar whole anyway, also
+  check the CRC.
+- Zarr reads a missing chunk as the array's fill value without a word. The fill values are
+  therefore ones no written row can hold, MISSING_CODE for sequences and NaN for labels, and
+  every read checks codes <= N and finite labels: a missing chunk is an error, not a row of As.
+- Zarr chunks also carry a CRC-32C (a codec), so a damaged chunk fails to decode.
+
+Numpy only: the converters import this without paying for torch.
+"""
+from __future__ import annotations
+
+import os
+import zlib
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+FORMAT = "maize_ddp/2"
+ALPHABET = "ACGTN"
+MAX_CODE = len(ALPHABET) - 1  # N
+MISSING_CODE = 255  # Zarr fill value of seq: no written base has it
+CRC_BLOCK = 1 << 20
+
+
+class StoreError(ValueError):
+    """The path is not a readable maize_ddp store, is damaged, or does not fit what was asked."""
+
+
+@dataclass(frozen=True)
+class FileRecord:
+    """A data file of a store as its writer left it."""
+
+    path: str  # relative to the store root
+    bytes: int
+    crc32: int
+
+    def to_dict(self) -> dict:
+        return {"path": self.path, "bytes": self.bytes, "crc32": self.crc32}
+
+    @classmethod
+    def from_dict(cls, d: dict, where: str) -> "FileRecord":
+        try:
+            return cls(str(d["path"]), int(d["bytes"]), int(d["crc32"]))
+        except (KeyError, TypeError, ValueError):
+            raise StoreError(f"{where}: a file record without path/bytes/crc32 (written by an older "
+                             "converter? convert the data again)") from None
+
+
+def crc32_file(path) -> int:
+    crc = 0
+    with open(path, "rb") as fh:
+        while block := fh.read(CRC_BLOCK):
+            crc = zlib.crc32(block, crc)
+    return crc
+
+
+def record_file(root, rel: str) -> FileRecord:
+    path = Path(root) / rel
+    return FileRecord(rel, path.stat().st_size, crc32_file(path))
+
+
+def check_present(root, records) -> None:
+    """Each recorded file exists with its recorded size: cheap enough for every open."""
+    for r in records:
+        path = Path(root) / r.path
+        try:
+            size = os.stat(path).st_size
+        except FileNotFoundError:
+            raise StoreError(f"{path}: missing (the store records it; the store is damaged: "
+                             "restore it or convert the data again)") from None
+        except OSError as e:
+            raise StoreError(f"{path}: cannot read ({e.strerror or e})") from None
+        if size != r.bytes:
+            raise StoreError(f"{path}: {size} bytes, the store recorded {r.bytes} (truncated or "
+                             "replaced: restore it or convert the data again)")
+
+
+def check_checksum(root, record: FileRecord) -> None:
+    path = Path(root) / record.path
+    try:
+        crc = crc32_file(path)
+    except OSError as e:
+        raise StoreError(f"{path}: cannot read ({e.strerror or e})") from None
+    if crc != record.crc32:
+        raise StoreError(f"{path}: CRC-32 {crc:08x}, the store recorded {record.crc32:08x} "
+                         "(the file is damaged: restore it or convert the data again)")
+
+
+def check_codes(codes: np.ndarray, where, first_row: int = 0) -> None:
+    """Every code is a base (0..N); MISSING_CODE marks a chunk that was never read from disk."""
+    if codes.size and codes.max() > MAX_CODE:
+        row = first_row + int(np.argmax((codes > MAX_CODE).any(axis=1)))
+        what = "a missing chunk" if (codes == MISSING_CODE).any() else "base codes above 4"
+        raise StoreError(f"{where}: {what} at row {row} (the store is damaged: restore it or "
+                         "convert the data again)")
+
+
+def check_labels(labels: np.ndarray, where, first_row: int = 0) -> None:
+    if not np.isfinite(labels).all():
+        row = first_row + int(np.argmin(np.isfinite(labels).reshape(len(labels), -1).all(axis=1)))
+        raise StoreError(f"{where}: a non-finite label at row {row} (a missing chunk, or NaN/inf "
+                         "written by another tool; the converters refuse or drop them)")

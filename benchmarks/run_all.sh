@@ -6,5 +6,6 @@ cd "$(dirname "$0")/.."
 mkdir -p benchmarks/results
 python benchmarks/bench_convert.py | tee benchmarks/results/convert.md
 python benchmarks/bench_loader.py | tee benchmarks/results/loader.md
+python benchmarks/bench_integrity.py | tee benchmarks/results/integrity.md
 python benchmarks/bench_train.py | tee benchmarks/results/train.md
 echo "real data: bash benchmarks/real_arabidopsis.sh [DATA_DIR]  (about 30 minutes)"

@@ -1,27 +1,52 @@
-"""Checkpoints that survive being killed mid-write and resume exactly."""
+"""Checkpoints and run files that survive being killed mid-write and resume exactly.
+
+Every write goes to a temp file beside its target, `.NAME.tmp-PID`, and is renamed over it:
+a reader sees the old file or the new one, never half of one. A write that fails removes its
+temp file and names the target; a kill leaves the temp file for remove_stale_temps().
+"""
 from __future__ import annotations
 
 import json
 import os
+import re
 from pathlib import Path
 
 import torch
 
+from maize_ddp.errors import Error, file_error
 
-class CheckpointError(ValueError):
+TEMP_NAME = re.compile(r"^\..+\.tmp-(\d+)$")
+
+
+class CheckpointError(Error, ValueError):
     pass
 
 
-def atomic_write_bytes(path: Path, data: bytes) -> None:
-    """Write to a temp file beside `path`, fsync, then rename: a reader sees the old file or
-    the new one, never half of one."""
+def temp_path(path: Path) -> Path:
+    return path.with_name(f".{path.name}.tmp-{os.getpid()}")
+
+
+def _write(path: Path, write) -> None:
+    """Run write(fh) on a temp file beside `path`, fsync, rename over `path`."""
     path = Path(path)
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    with open(tmp, "wb") as fh:
-        fh.write(data)
-        fh.flush()
-        os.fsync(fh.fileno())
-    os.replace(tmp, path)
+    tmp = temp_path(path)
+    try:
+        with open(tmp, "wb") as fh:
+            write(fh)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)
+    except BaseException as e:  # a full disk, a kill by Ctrl-C: never leave the temp file
+        tmp.unlink(missing_ok=True)
+        if isinstance(e, (OSError, RuntimeError)) and not isinstance(e, Error):
+            # torch.save reports a short write as RuntimeError ("unexpected pos"), the OSError
+            # behind it as its context
+            raise file_error(e if isinstance(e, OSError) else (e.__context__ or e), path) from None
+        raise
+
+
+def atomic_write_bytes(path: Path, data: bytes) -> None:
+    _write(path, lambda fh: fh.write(data))
 
 
 def atomic_write_text(path: Path, text: str) -> None:
@@ -29,12 +54,24 @@ def atomic_write_text(path: Path, text: str) -> None:
 
 
 def save(path: Path, state: dict) -> None:
-    path = Path(path)
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    torch.save(state, tmp)
-    with open(tmp, "rb") as fh:
-        os.fsync(fh.fileno())
-    os.replace(tmp, path)
+    # through a Python file object, so that a failed write surfaces as its OSError
+    _write(path, lambda fh: torch.save(state, fh))
+
+
+def remove_stale_temps(folder: Path, live=lambda pid: False) -> list[Path]:
+    """Remove the temp files a killed writer left in `folder` (`.NAME.tmp-PID`), except those
+    whose writer `live(pid)` says may still be writing. Returns what was removed."""
+    removed = []
+    try:
+        entries = list(Path(folder).iterdir())
+    except FileNotFoundError:
+        return removed
+    for p in entries:
+        m = TEMP_NAME.match(p.name)
+        if m and p.is_file() and not live(int(m[1])):
+            p.unlink(missing_ok=True)
+            removed.append(p)
+    return removed
 
 
 def load(path: Path) -> dict:

@@ -13,6 +13,7 @@ import sys
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 
+from maize_ddp.errors import ConfigError
 from maize_ddp.model import ModelConfig
 
 if sys.version_info >= (3, 11):
@@ -54,20 +55,21 @@ class TrainConfig:
 
     def validate(self) -> None:
         if not self.data:
-            raise ValueError("--data is required: a .zarr or .wds store (see python -m convert.npz_to_zarr)")
+            raise ConfigError("--data is required: a .zarr or .wds store (see python -m convert.npz_to_zarr)")
         if self.amp not in ("auto", "off", "bf16", "fp16"):
-            raise ValueError(f"--amp must be auto, off, bf16 or fp16, not {self.amp!r}")
+            raise ConfigError(f"--amp must be auto, off, bf16 or fp16, not {self.amp!r}")
         for name in ("epochs", "batch_size"):
             if getattr(self, name) < 1:
-                raise ValueError(f"--{name.replace('_', '-')} must be at least 1")
+                raise ConfigError(f"--{name.replace('_', '-')} must be at least 1")
         if self.lr <= 0:
-            raise ValueError("--lr must be positive")
-        for name in ("weight_decay", "warmup_steps", "grad_clip", "num_workers", "max_shift",
+            raise ConfigError("--lr must be positive")
+        for name in ("seed", "weight_decay", "warmup_steps", "grad_clip", "num_workers", "max_shift",
                      "bn_recalibration_batches", "checkpoint_every", "patience"):
             if getattr(self, name) < 0:
-                raise ValueError(f"--{name.replace('_', '-')} must not be negative")
+                raise ConfigError(f"--{name.replace('_', '-')} must not be negative")
         if not 0 <= self.lr_min_ratio <= 1:
-            raise ValueError("--lr-min-ratio must be between 0 and 1")
+            raise ConfigError("--lr-min-ratio must be between 0 and 1")
+        self.model.validate()
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -132,9 +134,9 @@ def load_toml(path: Path) -> dict:
         with open(path, "rb") as fh:
             return tomllib.load(fh)
     except FileNotFoundError:
-        raise ValueError(f"{path}: config file not found") from None
+        raise ConfigError(f"{path}: config file not found") from None
     except tomllib.TOMLDecodeError as e:
-        raise ValueError(f"{path}: not valid TOML ({e})") from None
+        raise ConfigError(f"{path}: not valid TOML ({e})") from None
 
 
 def resolve(argv=None) -> TrainConfig:
@@ -146,7 +148,7 @@ def resolve(argv=None) -> TrainConfig:
     model_keys = {f.name for f in fields(ModelConfig)}
     unknown = (set(file) - train_keys) | {f"model.{k}" for k in set(model_file) - model_keys}
     if unknown:
-        raise ValueError(f"{config_path}: unknown keys {sorted(unknown)}")
+        raise ConfigError(f"{config_path}: unknown keys {sorted(unknown)}")
     file = _typed(file, TrainConfig, config_path, "")
     model_file = _typed(model_file, ModelConfig, config_path, "model.")
     train = {**file, **{k: v for k, v in args.items() if k in train_keys}}
@@ -165,7 +167,7 @@ def _typed(values: dict, cls, path, prefix: str) -> dict:
         if kind is float and type(value) is int:
             value = float(value)
         if type(value) is not kind:
-            raise ValueError(f"{path}: {prefix}{key} must be {_KIND_NAMES[kind]}, not {value!r}")
+            raise ConfigError(f"{path}: {prefix}{key} must be {_KIND_NAMES[kind]}, not {value!r}")
         out[key] = value
     return out
 

@@ -1,6 +1,7 @@
 """Process-group set-up from torchrun's environment; plain `python` is a world of one."""
 from __future__ import annotations
 
+import gc
 import os
 import socket
 from dataclasses import dataclass
@@ -8,6 +9,23 @@ from datetime import timedelta
 
 import torch
 import torch.distributed as dist
+
+from maize_ddp import errors
+from maize_ddp.errors import ConfigError, Error
+
+if dist.is_available():
+    # torch.distributed.nn binds `group.WORLD` as default arguments when it is first imported,
+    # which DDP does: imported after init_process_group, it keeps the process group alive for
+    # good and shutdown() cannot stop its threads. Imported now, it binds None.
+    import torch.distributed.nn  # noqa: F401
+
+
+class DistributedError(Error, RuntimeError):
+    pass
+
+
+class FailedOnRankZero(Error):
+    """Rank 0 met an error in a step it does alone and printed it; the other ranks stop quietly."""
 
 
 @dataclass(frozen=True)
@@ -32,11 +50,11 @@ def pick_device(requested: str, local_rank: int) -> torch.device:
         requested = "cuda" if torch.cuda.is_available() else "cpu"
     if requested == "cuda":
         if not torch.cuda.is_available():
-            raise RuntimeError("--device cuda was asked for but no CUDA device is visible")
+            raise ConfigError("--device cuda was asked for but no CUDA device is visible")
         return torch.device("cuda", local_rank % torch.cuda.device_count())
     if requested == "cpu":
         return torch.device("cpu")
-    raise ValueError(f"--device must be auto, cpu or cuda, not {requested!r}")
+    raise ConfigError(f"--device must be auto, cpu or cuda, not {requested!r}")
 
 
 def init(requested_device: str = "auto", timeout_s: float = 1800) -> Dist:
@@ -55,8 +73,8 @@ def init(requested_device: str = "auto", timeout_s: float = 1800) -> Dist:
         except Exception as e:
             restarted = int(os.environ.get("TORCHELASTIC_RESTART_COUNT", "0")) > 0
             if restarted and os.environ.get("TORCH_DISABLE_SHARE_RDZV_TCP_STORE") != "1":
-                raise RuntimeError(f"process group set-up failed after a torchrun restart ({e}); export "
-                                   "TORCH_DISABLE_SHARE_RDZV_TCP_STORE=1 before torchrun (launch/ scripts do)") from e
+                raise DistributedError(f"process group set-up failed after a torchrun restart ({e}); export "
+                                       "TORCH_DISABLE_SHARE_RDZV_TCP_STORE=1 before torchrun (launch/ scripts do)") from e
             raise
     elif device.type == "cuda":
         torch.cuda.set_device(device)
@@ -66,6 +84,27 @@ def init(requested_device: str = "auto", timeout_s: float = 1800) -> Dist:
 def describe(d: Dist) -> str:
     return (f"[maize_ddp] rank {d.rank}/{d.world_size} local_rank {d.local_rank} host {socket.gethostname()} "
             f"device {d.device} backend {d.backend or 'none'}")
+
+
+def on_main(d: Dist, step):
+    """Run step() on rank 0 alone and hand its result to every rank. When it fails with an error
+    a user can act on, rank 0 raises it and the other ranks raise FailedOnRankZero, so the
+    message is printed once rather than once per rank."""
+    failure, result = None, None
+    if d.is_main:
+        try:
+            result = step()
+        except (Error, OSError) as e:
+            failure = e
+    if d.enabled:
+        box = [errors.describe(failure) if failure is not None else None, result]
+        dist.broadcast_object_list(box, 0)
+        if box[0] is not None and not d.is_main:
+            raise FailedOnRankZero(box[0])
+        result = box[1]
+    if failure is not None:
+        raise failure
+    return result
 
 
 def all_gather_objects(d: Dist, obj) -> list:
@@ -107,5 +146,17 @@ def barrier(d: Dist) -> None:
 
 
 def shutdown(d: Dist) -> None:
+    """Destroy the process group and with it gloo's worker threads, before Python finalizes.
+
+    A gloo worker drops its last reference to a finished collective after the caller has moved
+    on; when that collective's tensors were Python's (all_gather_object's), the drop needs the
+    GIL. A worker still alive when the interpreter finalizes is killed as it takes the GIL, and
+    the unwinding through C++ ends in std::terminate: "terminate called without an active
+    exception", SIGABRT, and torchrun fails the whole job. Destroying the group here joins the
+    workers (the destructor waits with the GIL released) while Python still runs.
+    """
     if d.enabled and dist.is_initialized():
+        gc.collect()  # DDP sits in reference cycles and holds the group until collected
         dist.destroy_process_group()
+        gc.collect()
+

@@ -2,6 +2,9 @@
 
     python -m maize_ddp.evaluate RUN_DIR|CKPT --data STORE [--split test] [--out DIR] [--rc-average]
 
+The report goes to RUN/eval-STORE-SPLIT/ unless --out says where: the run's own test report,
+written by the trainer, is never replaced unless --out names the run folder.
+
 Each rank runs the unwrapped model over its share of the split (shares may differ in size, so
 there is no collective inside the loop), folds the predictions into exact float64 moments and, for
 the report, keeps (row, true, predicted). After the loop the moments are merged across ranks;
@@ -18,8 +21,8 @@ import numpy as np
 import torch
 from scipy import stats
 
-from maize_ddp import distributed, plots
-from maize_ddp.checkpoint import CheckpointError, atomic_write_text, load
+from maize_ddp import distributed, errors, plots
+from maize_ddp.checkpoint import atomic_write_text, load
 from maize_ddp.codes import reverse_complement
 from maize_ddp.metrics import RegressionMoments, merge_all
 
@@ -32,7 +35,7 @@ def resolve_amp(amp: str, device: torch.device) -> str:
             return "bf16" if torch.cuda.is_bf16_supported() else "fp16"
         return "off"
     if amp == "fp16" and device.type != "cuda":
-        raise ValueError("--amp fp16 needs a CUDA device; use --amp bf16 or off on CPU")
+        raise errors.ConfigError("--amp fp16 needs a CUDA device; use --amp bf16 or off on CPU")
     return amp
 
 
@@ -141,14 +144,42 @@ def add_run_settings(p: argparse.ArgumentParser) -> None:
                    help="average each sequence with its reverse complement (default: the run's)")
 
 
+def run_folder(checkpoint: Path) -> Path:
+    """The run a checkpoint belongs to: RUN for RUN or RUN/checkpoints/X.pt, else the .pt's folder."""
+    if checkpoint.is_dir():
+        return checkpoint
+    return checkpoint.parent.parent if checkpoint.parent.name == "checkpoints" else checkpoint.parent
+
+
+def default_out(checkpoint: Path, data: str, split: str) -> Path:
+    """RUN/eval-STORE-SPLIT: beside the run's own report, never over it."""
+    return run_folder(checkpoint) / f"eval-{Path(data).name}-{split}"
+
+
+def positive_int(text: str) -> int:
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1, not {value}")
+    return value
+
+
+def count(text: str) -> int:
+    value = int(text)
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"must not be negative, not {value}")
+    return value
+
+
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(prog="python -m maize_ddp.evaluate", description=__doc__.split("\n\n")[0])
     p.add_argument("checkpoint", type=Path, help="a run folder (uses checkpoints/best.pt) or a .pt file")
     p.add_argument("--data", required=True, help="a .zarr or .wds store")
     p.add_argument("--split", default="test", help="default: test")
-    p.add_argument("--out", type=Path, default=None, help="report folder (default: the run folder)")
-    p.add_argument("--batch-size", type=int, default=128)
-    p.add_argument("--num-workers", type=int, default=0)
+    p.add_argument("--out", type=Path, default=None,
+                   help="report folder (default: RUN/eval-STORE-SPLIT, so the run's own test report, "
+                        "written by the trainer, is kept; give the run folder to replace it)")
+    p.add_argument("--batch-size", type=positive_int, default=128)
+    p.add_argument("--num-workers", type=count, default=0)
     p.add_argument("--device", default="auto", help="auto (cuda when available) | cpu | cuda")
     add_run_settings(p)
     a = p.parse_args(argv)
@@ -161,15 +192,18 @@ def main(argv=None) -> int:
         model = model_from_checkpoint(state, d.device)
         mc = state["config"]["model"]
         open_store(a.data).check(split=a.split, seq_len=mc["seq_len"], num_targets=mc["num_targets"])
-        out = a.out or (a.checkpoint if a.checkpoint.is_dir() else a.checkpoint.parent.parent)
+        out = a.out or default_out(a.checkpoint, a.data, a.split)
         out.mkdir(parents=True, exist_ok=True)
         loader = make_loader(a.data, a.split, batch_size=a.batch_size, rank=d.rank, world_size=d.world_size,
                              train=False, num_workers=a.num_workers, pin_memory=d.device.type == "cuda")
         amp, rc_average = run_settings(state, a.amp, a.rc_average, d.device)
         report = test_report(d, model, loader, out, amp, rc_average, split=a.split,
                              extra={"checkpoint": str(a.checkpoint), "data": str(a.data)})
-    except (StoreError, CheckpointError, ValueError, OSError, RuntimeError) as e:
-        print(f"error: {e}", file=sys.stderr)
+    except KeyboardInterrupt:
+        print("error: interrupted", file=sys.stderr)
+        return 130
+    except (errors.Error, StoreError, OSError, torch.distributed.DistError) as e:
+        print(f"error: {errors.describe(e)}", file=sys.stderr)
         return 1
     finally:
         if d is not None:

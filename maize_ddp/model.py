@@ -13,6 +13,8 @@ from dataclasses import asdict, dataclass, fields
 import torch
 from torch import nn
 
+from maize_ddp.errors import ConfigError
+
 
 @dataclass
 class ModelConfig:
@@ -52,8 +54,24 @@ class ModelConfig:
         known = {f.name for f in fields(cls)}
         unknown = set(d) - known
         if unknown:
-            raise ValueError(f"unknown model hyperparameters: {sorted(unknown)}")
+            raise ConfigError(f"unknown model hyperparameters: {sorted(unknown)}")
         return cls(**d)
+
+    def validate(self) -> None:
+        """Settings no layer can be built with, named by their flags. (Sizes too big for the
+        sequence are caught by flat_length, which knows the block they empty.)"""
+        for f in fields(self):
+            value, flag = getattr(self, f.name), "--" + f.name.replace("_", "-")
+            if f.name.startswith("pdrop"):
+                if not 0 <= value < 1:
+                    raise ConfigError(f"{flag} must be in [0, 1), not {value}")
+            elif f.name.endswith("pd") or f.name == "convdc":
+                if value < 0:
+                    raise ConfigError(f"{flag} must not be negative, not {value}")
+            elif value < 1:
+                raise ConfigError(f"{flag} must be at least 1, not {value}")
+        if self.convdks % 2 == 0:
+            raise ConfigError(f"--convdks must be odd, not {self.convdks} (a residual block must keep the length)")
 
 
 def truncated_normal_(w: torch.Tensor, std: float) -> torch.Tensor:
@@ -106,7 +124,7 @@ def flat_length(cfg: ModelConfig) -> int:
         pool = getattr(cfg, f"pool{i}ks")
         length = conv_out_len(length, ks, st, pd) // pool
         if length < 1:
-            raise ValueError(
+            raise ConfigError(
                 f"seq_len {cfg.seq_len} is too short for this model: nothing is left after conv block {i} "
                 f"(kernel {ks}, stride {st}, padding {pd}, pool {pool}); use a longer sequence or smaller pools")
     return length
@@ -116,6 +134,7 @@ class BasenjiModel(nn.Module):
     def __init__(self, num_targets: int = 1, n_channel: int = 4, seq_len: int = 3020, **hparams):
         super().__init__()
         cfg = ModelConfig.from_dict(dict(num_targets=num_targets, n_channel=n_channel, seq_len=seq_len, **hparams))
+        cfg.validate()
         self.config = cfg
         self.flat_len = flat_length(cfg)
         c = cfg

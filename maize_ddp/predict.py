@@ -4,6 +4,8 @@
     python -m maize_ddp.predict RUN_DIR|CKPT --data NPZ_FOLDER --out preds.tsv
 
 Npz shards are read one at a time (arr_0 one-hot as [N,4,L] or [N,L,4]); labels are not needed.
+--out is a new file: an existing one is replaced only with --overwrite, and only when it is a
+predictions table (never a checkpoint, a folder or any other file).
 """
 from __future__ import annotations
 
@@ -15,30 +17,57 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from maize_ddp import distributed
-from maize_ddp.checkpoint import CheckpointError, atomic_write_text, load
+from maize_ddp import distributed, errors
+from maize_ddp.checkpoint import atomic_write_text, load
 from maize_ddp.codes import OneHotError, onehot_to_codes
-from maize_ddp.evaluate import add_run_settings, forward, model_from_checkpoint, predict_batches, run_settings
+from maize_ddp.evaluate import (add_run_settings, forward, model_from_checkpoint, positive_int, predict_batches,
+                                run_settings)
+
+HEADERS = ("row\t", "file\trow\t")  # how a predictions table starts (this tool's and the trainer's)
+
+
+class PredictError(errors.Error, ValueError):
+    pass
+
+
+def check_out(out: Path, overwrite: bool) -> None:
+    """--out may be replaced only when asked and only when it is a predictions table: a typo
+    must not turn a checkpoint, or anything else, into a TSV."""
+    if out.is_dir():
+        raise PredictError(f"{out}: is a folder; --out is the predictions file to write")
+    if out.suffix == ".pt" or out.parent.name == "checkpoints":
+        raise PredictError(f"{out}: looks like a checkpoint (.pt, or inside checkpoints/); choose another --out")
+    if not out.exists():
+        return
+    if not overwrite:
+        raise PredictError(f"{out}: exists; pass --overwrite to replace it")
+    try:
+        with open(out, "rb") as fh:
+            head = fh.read(64).decode("utf-8", "replace")
+    except OSError as e:
+        raise errors.file_error(e, out, "cannot read") from None
+    if not head.startswith(HEADERS):
+        raise PredictError(f"{out}: is not a predictions table; not replacing it")
 
 
 def npz_batches(folder: Path, seq_len: int, batch_size: int):
     """Yield (file name, first row, codes [B, L]) from every .npz under `folder`, in sorted order."""
     files = sorted(folder.rglob("*.npz"))
     if not files:
-        raise ValueError(f"{folder}: no .npz files found")
+        raise PredictError(f"{folder}: no .npz files found")
     for f in files:
         try:
             with np.load(f) as z:
                 x = z["arr_0"]
         except Exception as e:
-            raise ValueError(f"{f}: cannot read arr_0 ({type(e).__name__}: {e})") from None
+            raise PredictError(f"{f}: cannot read arr_0 ({type(e).__name__}: {e})") from None
         layout = "N4L" if x.ndim == 3 and x.shape[1] == 4 else "NL4"
         try:
             codes = onehot_to_codes(x, layout)
         except OneHotError as e:
-            raise ValueError(f"{f}: {e}") from None
+            raise PredictError(f"{f}: {e}") from None
         if codes.shape[1] != seq_len:
-            raise ValueError(f"{f}: sequences are {codes.shape[1]} bp but the model was built for {seq_len}")
+            raise PredictError(f"{f}: sequences are {codes.shape[1]} bp but the model was built for {seq_len}")
         for start in range(0, len(codes), batch_size):
             yield f.relative_to(folder), start, torch.from_numpy(codes[start:start + batch_size])
 
@@ -77,14 +106,17 @@ def main(argv=None) -> int:
     p.add_argument("checkpoint", type=Path, help="a run folder (uses checkpoints/best.pt) or a .pt file")
     p.add_argument("--data", required=True, type=Path, help="a .zarr/.wds store or a folder of .npz shards")
     p.add_argument("--split", default="test", help="split of a store (default: test; ignored for npz folders)")
-    p.add_argument("--out", required=True, type=Path, help="predictions TSV")
-    p.add_argument("--batch-size", type=int, default=128)
+    p.add_argument("--out", required=True, type=Path, help="predictions TSV (a new file; see --overwrite)")
+    p.add_argument("--overwrite", action="store_true",
+                   help="replace --out if it exists and is a predictions table (never a checkpoint)")
+    p.add_argument("--batch-size", type=positive_int, default=128)
     p.add_argument("--device", default="auto", help="auto (cuda when available) | cpu | cuda")
     add_run_settings(p)
     a = p.parse_args(argv)
     from maize_ddp.data import StoreError
 
     try:
+        check_out(a.out, a.overwrite)
         device = distributed.pick_device(a.device, 0)
         state = load(a.checkpoint)
         model = model_from_checkpoint(state, device)
@@ -95,11 +127,14 @@ def main(argv=None) -> int:
         elif a.data.is_dir():
             text = predict_npz(model, a.data, device, a.batch_size, amp, rc_average)
         else:
-            raise ValueError(f"{a.data}: neither a store nor a folder of .npz shards")
+            raise PredictError(f"{a.data}: neither a store nor a folder of .npz shards")
         a.out.parent.mkdir(parents=True, exist_ok=True)
         atomic_write_text(a.out, text)
-    except (StoreError, CheckpointError, ValueError, OSError, RuntimeError) as e:
-        print(f"error: {e}", file=sys.stderr)
+    except KeyboardInterrupt:
+        print("error: interrupted", file=sys.stderr)
+        return 130
+    except (errors.Error, StoreError, OSError) as e:
+        print(f"error: {errors.describe(e)}", file=sys.stderr)
         return 1
     print(f"wrote {text.count(chr(10)) - 1} predictions to {a.out}")
     return 0

@@ -11,6 +11,7 @@ checkpoint and write the test report. Rank 0 alone prints and writes; every writ
 """
 from __future__ import annotations
 
+import hashlib
 import json
 import math
 import os
@@ -26,13 +27,18 @@ import torch.nn.functional as F
 from torch.nn.parallel import DistributedDataParallel as DDP
 from tqdm import tqdm
 
-from maize_ddp import checkpoint, config, distributed, plots
+from maize_ddp import checkpoint, config, distributed, errors, plots, runlock
 from maize_ddp.data import StoreError, make_loader, open_store
 from maize_ddp.evaluate import autocast, evaluate_split, resolve_amp, test_report
 from maize_ddp.model import build_model, recalibrate_batchnorm
 
 
-class TrainingError(RuntimeError):
+# What a run leaves in its folder: any of them means the folder holds a run.
+RUN_FILES = ("checkpoints/last.pt", "checkpoints/best.pt", "metrics.jsonl", "test_metrics.json",
+             "test_predictions.tsv", "scatter.png", "curves.png")
+
+
+class TrainingError(errors.Error, RuntimeError):
     pass
 
 
@@ -95,16 +101,6 @@ def peak_memory_mb(device: torch.device) -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
-def prepare_run_dir(out: Path) -> None:
-    try:
-        (out / "checkpoints").mkdir(parents=True, exist_ok=True)
-        probe = out / f".write-test-{os.getpid()}"
-        probe.write_text("")
-        probe.unlink()
-    except OSError as e:
-        raise TrainingError(f"{out}: run folder is not writable ({e.strerror or e})") from None
-
-
 def launch_id() -> str | None:
     """What identifies this launch across its restarts: the SLURM job (kept on requeue), else
     torchrun's run id (kept across --max-restarts; --standalone draws one, --rdzv-id sets it).
@@ -114,23 +110,70 @@ def launch_id() -> str | None:
     return os.environ.get("SLURM_JOB_ID") or (run_id if run_id != "none" else None)
 
 
-def should_resume(cfg, last: Path) -> bool:
-    """--resume continues any checkpoint; a restarted launch continues its own. A checkpoint left
-    by another launch is never taken over silently, not even by torchrun's automatic retry."""
-    if not last.exists():
+def store_identity(path) -> dict:
+    """The store a checkpoint was trained on: its resolved path and the sha256 of its root
+    metadata (zarr.json or manifest.json), which a re-conversion changes and a move does not."""
+    root = Path(path).resolve()
+    for name in ("zarr.json", "manifest.json"):
+        if (root / name).is_file():
+            return {"path": str(root), "sha256": hashlib.sha256((root / name).read_bytes()).hexdigest()}
+    return {"path": str(root), "sha256": None}
+
+
+def same_store(a: dict, b: dict) -> bool:
+    if a.get("sha256") and b.get("sha256"):
+        return a["sha256"] == b["sha256"]
+    return a.get("path") == b.get("path")
+
+
+def claim_run_dir(cfg, out: Path) -> tuple[runlock.RunLock, bool]:
+    """Rank 0, before anything is written: make the folder, take its lock, remove the temp files
+    killed writers left, and decide whether this start resumes. Returns (lock, resume)."""
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+        lock = runlock.RunLock(out, launch_id()).acquire()
+    except (PermissionError, FileNotFoundError, NotADirectoryError, FileExistsError) as e:
+        raise TrainingError(f"{out}: run folder is not writable ({e.strerror or e})") from None
+    try:
+        if lock.took_over:
+            h = lock.took_over
+            print(f"[maize_ddp] {lock.path}: took over the lock of pid {h.get('pid')} on {h.get('host')} "
+                  f"(launch {h.get('launch_id')}), which is no longer running", flush=True)
+        (out / "checkpoints").mkdir(exist_ok=True)
+        # Holding the lock, no other trainer writes here: a temp file is a killed writer's,
+        # save one that a process alive on this host may still be writing (evaluate --out RUN).
+        for folder in (out, out / "checkpoints"):
+            checkpoint.remove_stale_temps(folder, live=runlock.alive)
+        return lock, should_resume(cfg, out)
+    except BaseException:
+        lock.release()
+        raise
+
+
+def should_resume(cfg, out: Path) -> bool:
+    """--resume continues a checkpoint; a restarted launch continues its own. A run left by
+    another launch is never taken over or trained over silently, not even by torchrun's
+    automatic retry, whichever of its files are left."""
+    last, best = out / "checkpoints" / "last.pt", out / "checkpoints" / "best.pt"
+    restartable = launch_id() is not None
+    if last.exists():
+        if cfg.resume or (restartable and checkpoint.load(last).get("launch_id") == launch_id()):
+            return True
+        raise TrainingError(f"{out} already holds a run ({last}); pass --resume to continue it "
+                            "or choose another --out")
+    found = [name for name in RUN_FILES if (out / name).exists()]
+    if not found:
         return False
-    if cfg.resume:
-        return True
-    if launch_id() is not None and checkpoint.load(last).get("launch_id") == launch_id():
-        return True
-    raise TrainingError(f"{cfg.out} already holds a run ({last}); pass --resume to continue it "
-                        "or choose another --out")
+    if restartable and best.exists() and checkpoint.load(best).get("launch_id") == launch_id():
+        return False  # this launch's first epoch, cut short before last.pt: start it again
+    raise TrainingError(f"{out} already holds a run ({', '.join(found)}) but no checkpoints/last.pt to "
+                        "resume from; choose another --out")
 
 
 def main(argv=None) -> int:
     try:
         cfg = config.resolve(argv)
-    except ValueError as e:
+    except errors.ConfigError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
     d = None
@@ -140,22 +183,37 @@ def main(argv=None) -> int:
         sys.stdout.write(distributed.describe(d) + "\n")
         sys.stdout.flush()
         train(cfg, d)
+        distributed.barrier(d)  # every rank ends together, after rank 0's last file
         return 0
-    except (StoreError, checkpoint.CheckpointError, TrainingError, ValueError, RuntimeError) as e:
-        # Each rank says what it met: a rank's own failure (a broken tar among its rows, say)
-        # reaches the others only as a closed connection.
+    except KeyboardInterrupt:
+        print("error: interrupted", file=sys.stderr, flush=True)
+        return 130
+    except distributed.FailedOnRankZero:
+        return 1  # rank 0 printed why
+    except (errors.Error, StoreError, OSError, torch.distributed.DistError) as e:
+        # Errors a user can act on print as one line; anything else is a bug and keeps its
+        # traceback. Each rank says what it met: a rank's own failure (a broken tar among its
+        # rows, say) reaches the others only as a closed connection.
         who = f"rank {d.rank}/{d.world_size}: " if d is not None and d.world_size > 1 else ""
-        print(f"error: {who}{e}", file=sys.stderr, flush=True)
+        print(f"error: {who}{errors.describe(e)}", file=sys.stderr, flush=True)
         return 1
     finally:
         if d is not None:
             distributed.shutdown(d)
 
 
-def train(cfg: config.TrainConfig, d: distributed.Dist) -> None:
-    out = Path(cfg.out)
-    main_rank = d.is_main
+def loader(data, split: str, **settings):
+    """make_loader, whose ValueErrors are settings the split cannot serve (a batch larger than
+    the split): the user's to change, so they print as one line."""
+    try:
+        return make_loader(data, split, **settings)
+    except StoreError:
+        raise
+    except ValueError as e:
+        raise TrainingError(str(e)) from None
 
+
+def train(cfg: config.TrainConfig, d: distributed.Dist) -> None:
     # ---- data: the store decides seq_len and the number of targets ------------------------
     store = open_store(cfg.data)
     for split in ("train", "val", "test"):
@@ -163,19 +221,41 @@ def train(cfg: config.TrainConfig, d: distributed.Dist) -> None:
     cfg.model.seq_len, cfg.model.num_targets = store.seq_len, store.num_targets
     loader_args = dict(rank=d.rank, world_size=d.world_size, seed=cfg.seed, num_workers=cfg.num_workers,
                        pin_memory=d.device.type == "cuda")
-    train_loader = make_loader(cfg.data, "train", batch_size=cfg.batch_size, train=True,
-                               reverse_complement=cfg.reverse_complement, max_shift=cfg.max_shift, **loader_args)
-    val_loader = make_loader(cfg.data, "val", batch_size=cfg.batch_size * 4, train=False, **loader_args)
-    # A fixed sample of training batches for BatchNorm recalibration: same rows every epoch,
-    # drawn without touching the RNG that training uses.
-    bn_loader = make_loader(cfg.data, "train", batch_size=cfg.batch_size, train=True,
-                            **{**loader_args, "seed": cfg.seed + 1, "num_workers": 0})
+    loaders = []
+    try:
+        loaders.append(loader(cfg.data, "train", batch_size=cfg.batch_size, train=True,
+                              reverse_complement=cfg.reverse_complement, max_shift=cfg.max_shift, **loader_args))
+        loaders.append(loader(cfg.data, "val", batch_size=cfg.batch_size * 4, train=False, **loader_args))
+        # A fixed sample of training batches for BatchNorm recalibration: same rows every epoch,
+        # drawn without touching the RNG that training uses.
+        loaders.append(loader(cfg.data, "train", batch_size=cfg.batch_size, train=True,
+                              **{**loader_args, "seed": cfg.seed + 1, "num_workers": 0}))
+        # ---- the run folder: one live run at a time, its lock taken before anything is written
+        lock = None
+
+        def claim():
+            nonlocal lock
+            lock, resume = claim_run_dir(cfg, Path(cfg.out))
+            return resume
+
+        resume = distributed.on_main(d, claim)
+        try:
+            train_and_report(cfg, d, *loaders, resume)
+        finally:
+            if lock is not None:
+                lock.release()
+    finally:
+        for each in loaders:  # stop persistent workers now, not at interpreter exit
+            each.close()
+
+
+def train_and_report(cfg, d, train_loader, val_loader, bn_loader, resume: bool) -> None:
+    out = Path(cfg.out)
+    main_rank = d.is_main
     steps_per_epoch = len(train_loader)
+    data_identity = store_identity(cfg.data)
 
     # ---- model, optimizer, schedule, precision ---------------------------------------------
-    if main_rank:
-        prepare_run_dir(out)
-    distributed.barrier(d)
     torch.manual_seed(cfg.seed)
     model = build_model(cfg.model).to(d.device)
     if cfg.sync_bn and d.device.type != "cuda":
@@ -199,9 +279,17 @@ def train(cfg: config.TrainConfig, d: distributed.Dist) -> None:
     start_epoch, start_batch, global_step = 0, 0, 0
     history, best_pearson, stale_epochs = [], -math.inf, 0
     epoch_loss = [0.0, 0]  # this rank's sum of batch losses and batch count, this epoch
-    if should_resume(cfg, last):
+    if resume:
         state = checkpoint.load(last)
         checkpoint.check_model_config(last, state["config"]["model"], cfg.to_dict()["model"])
+        trained_on = state.get("store") or {"path": str(Path(state["config"]["data"]).resolve()), "sha256": None}
+        if not same_store(trained_on, data_identity):
+            if state["batch"]:
+                raise TrainingError(f"{last} was written mid-epoch on another store ({trained_on['path']}); its "
+                                    f"data position means nothing in {cfg.data}: resume it on that store")
+            if main_rank:
+                print(f"[maize_ddp] note: {last} was trained on {trained_on['path']}; continuing on {cfg.data}",
+                      flush=True)
         model.load_state_dict(state["model"])
         optimizer.load_state_dict(state["optimizer"])
         if scaler is not None and state.get("scaler"):
@@ -234,7 +322,8 @@ def train(cfg: config.TrainConfig, d: distributed.Dist) -> None:
                 "scaler": scaler.state_dict() if scaler else None,
                 "epoch": epoch, "batch": batch, "history": history,
                 "best_pearson": best_pearson, "stale_epochs": stale_epochs, "ranks": ranks,
-                "config": cfg.to_dict(), "world_size": d.world_size, "launch_id": launch_id()})
+                "config": cfg.to_dict(), "world_size": d.world_size, "launch_id": launch_id(),
+                "store": data_identity})
 
     # ---- the loop ------------------------------------------------------------------------------
     for epoch in range(start_epoch, cfg.epochs):
@@ -286,26 +375,29 @@ def train(cfg: config.TrainConfig, d: distributed.Dist) -> None:
             bar.set_postfix(loss=f"{row['train_loss']:.4f}", val_loss=f"{val['mse']:.4f}",
                             val_r=f"{val['pearson']:.4f}")
             bar.close()
+            # best.pt first, with the launch id: a launch killed before its first last.pt
+            # recognises its own files when restarted (should_resume)
+            if improved or not best.exists():
+                checkpoint.save(best, {"model": model.state_dict(), "config": cfg.to_dict(), "epoch": epoch + 1,
+                                       "val": val, "launch_id": launch_id()})
             checkpoint.atomic_write_text(out / "metrics.jsonl", "".join(json.dumps(h) + "\n" for h in history))
-        if main_rank and (improved or not best.exists()):
-            checkpoint.save(best, {"model": model.state_dict(), "config": cfg.to_dict(), "epoch": epoch + 1,
-                                   "val": val})
         save_checkpoint(epoch + 1, 0)
         if cfg.patience and stale_epochs >= cfg.patience:
             if main_rank:
                 print(f"[maize_ddp] early stop: no better val Pearson for {stale_epochs} epochs", flush=True)
             break
-    for loader in (train_loader, val_loader, bn_loader):
-        loader.close()
+    for each in (train_loader, val_loader, bn_loader):
+        each.close()
 
     # ---- test report from the best checkpoint ------------------------------------------------
     distributed.barrier(d)
     best_state = checkpoint.load(best)
     model.load_state_dict(best_state["model"])
-    test_loader = make_loader(cfg.data, "test", batch_size=cfg.batch_size * 4, train=False, **loader_args)
-    report = test_report(d, model, test_loader, out, amp, cfg.rc_average,
-                         extra={"best_epoch": best_state["epoch"], "data": str(cfg.data)})
-    test_loader.close()
+    loader_args = dict(rank=d.rank, world_size=d.world_size, seed=cfg.seed, num_workers=cfg.num_workers,
+                       pin_memory=d.device.type == "cuda")
+    with loader(cfg.data, "test", batch_size=cfg.batch_size * 4, train=False, **loader_args) as test_loader:
+        report = test_report(d, model, test_loader, out, amp, cfg.rc_average,
+                             extra={"best_epoch": best_state["epoch"], "data": str(cfg.data)})
     if main_rank:
         plots.curves(out / "curves.png", history)
         print(f"[maize_ddp] test: n {report['n']}  pearson {report['pearson']:.4f}  "

@@ -1,0 +1,49 @@
+"""Errors a user can act on, and how a command prints them: one line naming the file or flag.
+
+Anything else is a bug in maize_ddp and keeps its traceback; a command catches only these,
+OSError (retold to name its file) and the store's StoreError.
+"""
+from __future__ import annotations
+
+import errno
+import os
+
+
+class Error(Exception):
+    """Base of maize_ddp's own errors: the message names the file or flag and the cause."""
+
+
+class ConfigError(Error, ValueError):
+    """A setting that cannot work: the message names its flag."""
+
+
+def _lower(text: str) -> str:
+    return text[:1].lower() + text[1:]
+
+
+def describe(e: BaseException) -> str:
+    """The one line for an error. Python's OSError may name no file ("[Errno 28] No space
+    left on device"): this one names it whenever it is known."""
+    if isinstance(e, OSError):
+        cause = _lower(e.strerror or str(e))
+        return f"{e.filename}: {cause}" if e.filename else cause
+    return str(e)
+
+
+def file_error(e: BaseException, path, doing: str = "cannot write") -> OSError:
+    """`e` retold for `path`: OSError whose describe() is 'PATH: cannot write (no space left on
+    device)'. A write that failed with no OSError of its own (torch.save's C++ writer reports
+    a short write as 'unexpected pos') is put down to a full disk when the disk is full."""
+    code = getattr(e, "errno", None)
+    if code is None and disk_full(path):
+        code = errno.ENOSPC
+    cause = _lower(os.strerror(code)) if code else str(e)
+    return OSError(code, f"{doing} ({cause})", str(path))
+
+
+def disk_full(path) -> bool:
+    try:
+        st = os.statvfs(os.path.dirname(os.path.abspath(path)))
+    except OSError:
+        return False
+    return st.f_bavail * st.f_frsize < 1 << 20  # under 1 MiB left

@@ -3,7 +3,7 @@
     python -m convert.genome_to_npz --fasta G.fa.gz --gff A.gff3.gz --expression tpm.csv --out DIR
 
 writes DIR/{train,val,test}/{split}-00000.npz (arr_0 one-hot float32 [N, 4, L], arr_1 labels
-float32 [N, T]), DIR/genes.tsv (one line per written gene) and DIR/summary.json.
+float32 [N, T], ids: the gene ids, str [N]), DIR/genes.tsv (one line per written gene) and DIR/summary.json.
 
 Each gene's window, read 5'->3' on the gene's strand (defaults: Washburn et al. 2019, DeepCRE):
 
@@ -287,11 +287,13 @@ class ShardWriter:
         self.dtype, self.save = np.dtype(dtype), (np.savez_compressed if compress else np.savez)
         self.codes: list[np.ndarray] = []
         self.labels: list[np.ndarray] = []
+        self.ids: list[str] = []
         self.rows = self.shards = 0
 
-    def add(self, codes: np.ndarray, label: np.ndarray) -> int:
+    def add(self, codes: np.ndarray, label: np.ndarray, row_id: str) -> int:
         self.codes.append(codes)
         self.labels.append(label)
+        self.ids.append(row_id)
         self.rows += 1
         if len(self.codes) == self.shard_size:
             self.flush()
@@ -303,9 +305,10 @@ class ShardWriter:
         self.folder.mkdir(exist_ok=True)
         onehot = codes_to_onehot(np.stack(self.codes), "N4L", dtype=self.dtype)
         path = self.folder / f"{self.split}-{self.shards:05d}.npz"
-        self.save(path, onehot, np.stack(self.labels).astype(np.float32))
+        # ids: the gene ids, which the converters carry into the store and every output
+        self.save(path, onehot, np.stack(self.labels).astype(np.float32), ids=np.array(self.ids, dtype=str))
         self.shards += 1
-        self.codes, self.labels = [], []
+        self.codes, self.labels, self.ids = [], [], []
 
 
 @dataclass
@@ -524,7 +527,7 @@ def _write_chromosome(chrom, codes, genes, geometry, edge, fractions, val_set, t
             summary.dropped_at_block_seams += 1
             continue
         label = labels.by_gene[gene.gene_id]
-        row = writers[split].add(extract_window(codes, gene, geometry), label)
+        row = writers[split].add(extract_window(codes, gene, geometry), label, gene.gene_id)
         summary.padded += off > 0
         table.write("\t".join([split, str(row), gene.gene_id, chrom, str(gene.start), str(gene.end),
                                gene.strand, str(off), *(str(v) for v in label)]) + "\n")

@@ -21,7 +21,7 @@ from typing import Iterator
 
 import numpy as np
 
-from maize_ddp.data.store import StoreError, StoreInfo, open_source, open_store
+from maize_ddp.data.store import StoreError, StoreInfo, open_source, open_store, read_ids
 from maize_ddp.store_format import check_checksum
 
 from .output import dir_bytes
@@ -100,6 +100,10 @@ def describe(info: StoreInfo) -> str:
         onehot = n * (16 * info.seq_len + 4 * info.num_targets)  # float32 one-hot + labels
         stats = _stats_text(split.label_mean, split.label_std)
         lines.append(f"{name:<8}{n:>10}{_mb(disk):>12}{raw / max(disk, 1):>7.1f}x{onehot / max(disk, 1):>11.1f}x   {stats}")
+    for name, split in info.splits.items():
+        if split.n:
+            ids = read_ids(info, name)
+            lines.append(f"ids: {name}: {ids[0]}" + (f" ... {ids[-1]}" if split.n > 1 else ""))
     lines += ["codecs: " + c for c in codecs(info)]
     total = dir_bytes(info.path)
     line = f"total: {_mb(total)} on disk"
@@ -138,13 +142,16 @@ def verify(info: StoreInfo) -> list[str]:
             rows += len(labels)
         if rows != split.n:
             raise VerifyError(f"{info.path}: {name} holds {rows} rows, the metadata says {split.n}")
+        ids = read_ids(info, name)
+        if len(np.unique(ids)) != len(ids):
+            raise VerifyError(f"{info.path}: {name} has repeated row ids")
         for what, got, want in (("label_mean", moments.mean, split.label_mean),
                                 ("label_std", moments.std, split.label_std)):
             if not np.allclose(got, want, rtol=1e-6, atol=1e-9):
                 raise VerifyError(f"{info.path}: {name} {what} is {_floats(got)} over the rows, "
                                   f"the metadata says {_floats(want)}")
         report.append(f"verify: {name}: {rows} rows ok ({len(split.files)} files match their CRC-32, "
-                      "codes 0..4, labels finite, n and label stats match)")
+                      "codes 0..4, labels finite, ids unique, n and label stats match)")
     return report
 
 
@@ -186,6 +193,8 @@ def verify_sources(info: StoreInfo, src) -> str:
     if not sources:
         raise VerifyError(f"{info.path}: the store records no sources")
     streams = {name: RowStream(blocks(info, name)) for name in info.splits}
+    ids = {name: read_ids(info, name) for name in info.splits}
+    at = dict.fromkeys(info.splits, 0)
     for entry in sources:
         path = src / entry["file"]
         if not path.is_file():
@@ -197,7 +206,11 @@ def verify_sources(info: StoreInfo, src) -> str:
             raise VerifyError(f"{path}: {scan.rows} rows with finite labels, the store recorded {entry['rows']}")
         if not scan.rows_in:
             continue
-        codes, labels = read_shard(scan, drop_nonfinite=True)
+        codes, labels, want_ids = read_shard(scan, drop_nonfinite=True)
+        split = entry["split"]
+        if not np.array_equal(ids[split][at[split]:at[split] + len(want_ids)], want_ids):
+            raise VerifyError(f"{path}: ids differ from the store's {split} rows")
+        at[split] += len(want_ids)
         got_codes, got_labels = streams[entry["split"]].take(len(codes))
         if got_codes.shape != codes.shape or not np.array_equal(got_codes, codes):
             raise VerifyError(f"{path}: sequences differ from the store's {entry['split']} rows")
@@ -207,7 +220,7 @@ def verify_sources(info: StoreInfo, src) -> str:
         extra, _ = stream.take(1)
         if len(extra):
             raise VerifyError(f"{info.path}: {name} has rows beyond those of its sources")
-    return f"verify: {len(sources)} source files match (sha256, rows, sequences and labels)"
+    return f"verify: {len(sources)} source files match (sha256, rows, ids, sequences and labels)"
 
 
 def main(argv=None) -> int:

@@ -4,8 +4,9 @@
         [--shard-samples N] [--shard-bytes SIZE] [--overwrite] [--drop-nonfinite] [--quiet]
 
 Writes DST.wds/{split}/{split}-000000.tar, ... with members KEY.seq.npy (uint8 [L]) and
-KEY.y.npy (float32 [T]); KEY is the row index in the split, 10 digits. Inputs and errors are
-those of convert.npz_to_zarr (see docs/convert.md).
+KEY.y.npy (float32 [T]); KEY is the row index in the split, 10 digits. Row ids, which vary in
+length, go beside the tars, one a line in row order, in DST.wds/{split}/ids.txt. Inputs and
+errors are those of convert.npz_to_zarr (see docs/convert.md).
 
 Every sample of a split has the same two member sizes, so a sample's tar bytes are a fixed
 template with the key, the checksums and the payloads filled in. Workers build those bytes for
@@ -22,15 +23,14 @@ import re
 import sys
 import tarfile
 import time
-import zlib
 from pathlib import Path
 
 import numpy as np
 
-from maize_ddp.store_format import ALPHABET, FORMAT
+from maize_ddp.store_format import ALPHABET, FORMAT, RecordedFile
 
 from .output import Progress, atomic_output_dir, converter_parser, dir_bytes, refuse_existing, run_cli
-from .shards import ConvertError, find_sources, read_shard, scan_and_plan
+from .shards import ConvertError, SplitIds, find_sources, read_shard, scan_and_plan
 from .workers import WorkerPool
 
 KEY_DIGITS = 10
@@ -102,54 +102,53 @@ def _blank_checksum(header: np.ndarray) -> np.ndarray:
 
 
 class TarSequence:
-    """One split's tar files: sample bytes appended in row order, a new file every N rows.
-
-    Each file's size and CRC-32 are computed as it is written and recorded in the manifest.
-    """
+    """One split's tar files: sample bytes appended in row order, a new file every N rows,
+    and its ids, one a line in row order, in {split}/ids.txt. Each file's size and CRC-32 are
+    recorded in the manifest."""
 
     def __init__(self, root: Path, split: str, rows_per_tar: int):
         self.root, self.split, self.rows_per_tar = root, split, rows_per_tar
         (root / split).mkdir()
         self.shards: list[dict] = []
-        self.file = None
-        self.written = 0  # bytes in the current file
+        self.file: RecordedFile | None = None
         self.rows = 0  # rows of the split written so far
+        self.ids = RecordedFile(root, f"{split}/ids.txt")
 
-    def append(self, samples: np.ndarray) -> None:
+    def append(self, samples: np.ndarray, ids: np.ndarray) -> None:
+        self.ids.write("".join(f"{i}\n" for i in ids.tolist()).encode())
         done = 0
         while done < len(samples):
             if self.file is None:
                 path = f"{self.split}/{self.split}-{len(self.shards):06d}.tar"
-                self.file = open(self.root / path, "wb")
-                self.written = self.crc = 0
+                self.file = RecordedFile(self.root, path)
                 self.shards.append({"path": path, "n": 0, "first_row": self.rows})
             shard = self.shards[-1]
             take = min(self.rows_per_tar - shard["n"], len(samples) - done)
-            self._write(samples[done:done + take])
+            self.file.write(samples[done:done + take])
             shard["n"] += take
             self.rows += take
             done += take
             if shard["n"] == self.rows_per_tar:
-                self.close()
+                self._close_tar()
 
-    def _write(self, data) -> None:
-        self.file.write(data)
-        self.written += memoryview(data).nbytes
-        self.crc = zlib.crc32(data, self.crc)
-
-    def close(self) -> None:
+    def _close_tar(self) -> None:
         if self.file is not None:
             end = 2 * BLOCK  # end-of-archive marker, then pad to a whole record
-            self._write(bytes(end + -(self.written + end) % RECORD))
-            self.file.close()
+            self.file.write(bytes(end + -(self.file.bytes + end) % RECORD))
+            record = self.file.close()
             self.file = None
-            self.shards[-1].update(bytes=self.written, crc32=self.crc)
+            self.shards[-1].update(bytes=record.bytes, crc32=record.crc32)
+
+    def close(self) -> dict:
+        """The split's manifest entries: shards and ids."""
+        self._close_tar()
+        return {"shards": self.shards, "ids": self.ids.close().to_dict()}
 
 
-def pack_shard(scan, first_row: int, layout: SampleLayout, drop_nonfinite: bool) -> np.ndarray:
-    """Worker job: read one input shard and return its samples' tar bytes."""
-    codes, labels = read_shard(scan, drop_nonfinite)
-    return layout.pack(codes, labels, first_row)
+def pack_shard(scan, first_row: int, layout: SampleLayout, drop_nonfinite: bool):
+    """Worker job: read one input shard and return its samples' tar bytes and its ids."""
+    codes, labels, ids = read_shard(scan, drop_nonfinite)
+    return layout.pack(codes, labels, first_row), ids
 
 
 def rows_per_tar(layout: SampleLayout, shard_samples: int | None, shard_bytes: int | None) -> int:
@@ -179,21 +178,21 @@ def convert(src, dst, *, split=None, workers=1, shard_samples=None, shard_bytes=
         plan = scan_and_plan(sources, src, workers, drop_nonfinite, lambda scan: bar.update(1, 0))
     layout = SampleLayout(plan.seq_len, plan.num_targets)
     per_tar = rows_per_tar(layout, shard_samples, shard_bytes)
-    with WorkerPool(workers, plan.largest_shard_rows * layout.size) as pool:
+    split_ids = SplitIds()
+    result_bytes = max(s.rows_in * (layout.size + 4 * s.id_chars) for s in plan.scans)
+    with WorkerPool(workers, result_bytes) as pool:
         with atomic_output_dir(dst, overwrite, inputs=[src, *sources]) as tmp:
             tars = {name: TarSequence(tmp, name, per_tar) for name in plan.splits}
             jobs = ((s, first, layout, drop_nonfinite) for s, first in zip(plan.scans, plan.first_rows()))
             with Progress(plan.rows, "convert", quiet) as bar:
-                for scan, samples in zip(plan.scans, pool.ordered_map(pack_shard, jobs)):
-                    tars[scan.source.split].append(samples)
+                for scan, (samples, ids) in zip(plan.scans, pool.ordered_map(pack_shard, jobs)):
+                    split_ids.add(scan, ids)
+                    tars[scan.source.split].append(samples, ids)
                     bar.update(len(samples), scan.bytes)
-            for tar in tars.values():
-                tar.close()
             manifest = {
                 "format": FORMAT, "alphabet": ALPHABET, "seq_len": plan.seq_len,
                 "num_targets": plan.num_targets,
-                "splits": {name: {**plan.split_attrs(name), "shards": tars[name].shards}
-                           for name in plan.splits},
+                "splits": {name: {**plan.split_attrs(name), **tars[name].close()} for name in plan.splits},
                 "sources": plan.sources(),
             }
             (tmp / "manifest.json").write_text(json.dumps(manifest, indent=1) + "\n")

@@ -1,10 +1,10 @@
-"""npz shards -> one Zarr v3 group of uint8 base codes and float32 labels (format maize_ddp/2).
+"""npz shards -> one Zarr v3 group of uint8 base codes, float32 labels and row ids (format maize_ddp/2).
 
     python -m convert.npz_to_zarr SRC DST.zarr [--split NAME] [--workers N]
         [--chunk-rows C] [--shard-rows S] [--overwrite] [--drop-nonfinite] [--quiet]
 
-SRC holds train/ val/ test/ folders of .npz shards (arr_0 one-hot, arr_1 labels), or, with
---split NAME, the shards of one split. Shards are read one at a time (see convert.shards), so
+SRC holds train/ val/ test/ folders of .npz shards (arr_0 one-hot, arr_1 labels, optional
+ids), or, with --split NAME, the shards of one split. Shards are read one at a time (see convert.shards), so
 memory does not depend on the dataset's size. See docs/convert.md for flags, errors and choices.
 
 Worker processes decode input shards (convert.workers); this process alone writes, buffering rows up to
@@ -19,13 +19,13 @@ from pathlib import Path
 
 import numpy as np
 import zarr
-from zarr.codecs import BloscCodec, Crc32cCodec
+from zarr.codecs import BloscCodec, Crc32cCodec, ZstdCodec
 from zarr.storage import LocalStore
 
 from maize_ddp.store_format import ALPHABET, FORMAT, MISSING_CODE, record_file
 
 from .output import Progress, atomic_output_dir, converter_parser, dir_bytes, refuse_existing, run_cli
-from .shards import ConvertError, find_sources, read_shard, scan_and_plan
+from .shards import ConvertError, SplitIds, find_sources, read_shard, scan_and_plan
 from .workers import WorkerPool
 
 # ~512 KiB of codes per chunk: the reader's unit (a whole chunk per read, shuffled in
@@ -44,7 +44,8 @@ def codecs():
     A CRC-32C of each compressed chunk (4 bytes) makes a damaged chunk fail to decode."""
     seq = (BloscCodec(cname="zstd", clevel=1, shuffle="bitshuffle", typesize=1), Crc32cCodec())
     y = (BloscCodec(cname="zstd", clevel=1, shuffle="shuffle", typesize=4), Crc32cCodec())
-    return seq, y
+    ids = (ZstdCodec(level=1), Crc32cCodec())  # after the vlen-utf8 serializer
+    return seq, y, ids
 
 
 class ShardBuffer:
@@ -54,20 +55,22 @@ class ShardBuffer:
     final partial one) makes each shard one write, by one writer.
     """
 
-    def __init__(self, seq, y, shard_rows: int):
-        self.seq, self.y = seq, y
+    def __init__(self, seq, y, ids, shard_rows: int, id_chars: int):
+        self.seq, self.y, self.ids = seq, y, ids
         rows = min(shard_rows, seq.shape[0])
         self.codes_buf = np.empty((rows, seq.shape[1]), np.uint8)
         self.y_buf = np.empty((rows, y.shape[1]), np.float32)
+        self.ids_buf = np.empty(rows, f"<U{max(id_chars, 1)}")
         self.filled = 0
         self.start = 0  # first row of the buffer in the split
 
-    def append(self, codes: np.ndarray, labels: np.ndarray) -> None:
+    def append(self, codes: np.ndarray, labels: np.ndarray, ids: np.ndarray) -> None:
         done = 0
         while done < len(codes):
             take = min(len(self.codes_buf) - self.filled, len(codes) - done)
             self.codes_buf[self.filled:self.filled + take] = codes[done:done + take]
             self.y_buf[self.filled:self.filled + take] = labels[done:done + take]
+            self.ids_buf[self.filled:self.filled + take] = ids[done:done + take]
             self.filled += take
             done += take
             if self.filled == len(self.codes_buf):
@@ -78,6 +81,7 @@ class ShardBuffer:
             stop = self.start + self.filled
             self.seq[self.start:stop] = self.codes_buf[:self.filled]
             self.y[self.start:stop] = self.y_buf[:self.filled]
+            self.ids[self.start:stop] = self.ids_buf[:self.filled]
             self.start, self.filled = stop, 0
 
 
@@ -102,14 +106,15 @@ def convert(src, dst, *, split=None, workers=1, chunk_rows=None, shard_rows=None
     if shard % chunk:
         raise ConvertError(f"--shard-rows ({shard}) must be a multiple of the rows per chunk ({chunk}; "
                            "set it with --chunk-rows)")
-    decoded_bytes = plan.largest_shard_rows * (plan.seq_len + 4 * plan.num_targets)
-    with WorkerPool(workers, decoded_bytes) as pool:  # forked before zarr starts its thread
+    split_ids = SplitIds()
+    with WorkerPool(workers, plan.largest_decoded_bytes) as pool:  # forked before zarr starts its thread
         with atomic_output_dir(dst, overwrite, inputs=[src, *sources]) as tmp:
             buffers = _create_store(tmp, plan, chunk, shard)
             with Progress(plan.rows, "convert", quiet) as bar:
                 reads = pool.ordered_map(read_shard, ((s, drop_nonfinite) for s in plan.scans))
-                for scan, (codes, labels) in zip(plan.scans, reads):
-                    buffers[scan.source.split].append(codes, labels)
+                for scan, (codes, labels, ids) in zip(plan.scans, reads):
+                    split_ids.add(scan, ids)
+                    buffers[scan.source.split].append(codes, labels, ids)
                     bar.update(len(codes), scan.bytes)
             for buffer in buffers.values():
                 buffer.flush()
@@ -125,7 +130,7 @@ def convert(src, dst, *, split=None, workers=1, chunk_rows=None, shard_rows=None
 
 
 def _create_store(root_path, plan, chunk: int, shard: int) -> dict[str, ShardBuffer]:
-    seq_codec, y_codec = codecs()
+    seq_codec, y_codec, id_codec = codecs()
     root = zarr.open_group(LocalStore(root_path), mode="a", zarr_format=3, attributes={
         "format": FORMAT, "alphabet": ALPHABET, "seq_len": plan.seq_len,
         "num_targets": plan.num_targets, "splits": list(plan.splits), "sources": plan.sources(),
@@ -144,7 +149,10 @@ def _create_store(root_path, plan, chunk: int, shard: int) -> dict[str, ShardBuf
         y = group.create_array("y", shape=(n, plan.num_targets), dtype="float32",
                                chunks=(chunk, plan.num_targets), shards=(shard, plan.num_targets),
                                compressors=y_codec, fill_value=float("nan"), dimension_names=("row", "target"), config=config)
-        buffers[name] = ShardBuffer(seq, y, shard)
+        # "" cannot be an id (the converters refuse it): the fill value of a missing chunk
+        ids = group.create_array("id", shape=(n,), dtype=str, chunks=(chunk,), shards=(shard,),
+                                 compressors=id_codec, fill_value="", dimension_names=("row",), config=config)
+        buffers[name] = ShardBuffer(seq, y, ids, shard, plan.id_chars)
     return buffers
 
 
@@ -154,7 +162,7 @@ def record_data_files(root_path, splits) -> None:
     root_path = Path(root_path)
     root = zarr.open_group(LocalStore(root_path), mode="a", zarr_format=3)
     for name in splits:
-        files = sorted(str(p.relative_to(root_path)) for array in ("seq", "y")
+        files = sorted(str(p.relative_to(root_path)) for array in ("seq", "y", "id")
                        for p in (root_path / name / array).rglob("*") if p.is_file() and p.name != "zarr.json")
         root[name].attrs["files"] = [record_file(root_path, rel).to_dict() for rel in files]
 

@@ -3,10 +3,12 @@
 A conversion makes two passes over the sources, each touching one shard at a time:
 
 1. scan  (`scan_shard`): sha256 of the file, the shape of `arr_0` from its .npy header (no
-   decompression), and `arr_1` in full (labels are small). This validates every shard, counts
+   decompression), `arr_1` in full (labels are small) and the optional row `ids`. This validates every shard, counts
    the rows each one keeps (after `--drop-nonfinite`) and accumulates label statistics, so
    every output shard's global row range is known before anything is written.
-2. read  (`read_shard`): `arr_0` decompressed and turned into uint8 base codes.
+2. read  (`read_shard`): `arr_0` decompressed and turned into uint8 base codes, with each
+   kept row's id: the shard's `ids` entry (a gene id, say), else `<file>:<row>`, the file as
+   recorded in the store's `sources` and the row in that file.
 
 Both passes are plain functions of one shard, results taken in source order (which makes the
 output independent of the number of workers): the scan runs in threads (`scan_and_plan`), the
@@ -172,6 +174,13 @@ class ShardScan:
     layout: str = ""
     num_targets: int = 0
     moments: LabelMoments | None = field(default=None, repr=False)
+    has_ids: bool = False  # the shard carries an `ids` member
+    id_chars: int = 0  # the longest id, given or made
+
+    @property
+    def decoded_bytes(self) -> int:
+        """What read_shard returns for this shard: codes, labels and ids (UTF-32)."""
+        return self.rows_in * (self.seq_len + 4 * self.num_targets + 4 * self.id_chars)
 
     @property
     def path(self) -> Path:
@@ -206,6 +215,7 @@ def scan_shard(source: Source, drop_nonfinite: bool = False) -> ShardScan:
             shape, dtype = _member_header(z, "arr_0.npy")
             with z.open("arr_1.npy") as f:
                 y = np.lib.format.read_array(f, allow_pickle=False)
+            ids = _read_ids(z, path)
     if len(shape) != 3:
         raise ConvertError(f"{path}: arr_0 has shape {list(shape)}; expected one-hot [N, 4, L] or [N, L, 4]")
     if dtype.kind not in NUMERIC_KINDS:
@@ -215,7 +225,10 @@ def scan_shard(source: Source, drop_nonfinite: bool = False) -> ShardScan:
     rows = shape[0]
     if y.shape[0] != rows:
         raise ConvertError(f"{path}: arr_0 has {rows} rows but arr_1 has {y.shape[0]}")
-    scan = ShardScan(source, size, sha, rows, rows)
+    if ids is not None and len(ids) != rows:
+        raise ConvertError(f"{path}: ids has {len(ids)} entries for {rows} rows")
+    id_chars = int(np.char.str_len(ids).max(initial=0)) if ids is not None else len(f"{source.file}:{max(rows - 1, 0)}")
+    scan = ShardScan(source, size, sha, rows, rows, has_ids=ids is not None, id_chars=id_chars)
     if rows == 0:
         return scan  # skipped with a warning by plan_sources; its shapes do not matter
     # [N, 4, L] wins when both axes are 4 (L = 4): that is the seed's layout.
@@ -239,6 +252,33 @@ def scan_shard(source: Source, drop_nonfinite: bool = False) -> ShardScan:
     scan.seq_len, scan.layout, scan.num_targets = seq_len, layout, y.shape[1]
     scan.moments = LabelMoments.of(y[finite] if bad else y)
     return scan
+
+
+def _read_ids(z: zipfile.ZipFile, path: Path) -> np.ndarray | None:
+    """The shard's `ids` member, checked: strings, none empty or repeated, no tab or newline
+    (ids become the first column of tab-separated outputs)."""
+    if "ids.npy" not in z.namelist():
+        return None
+    with z.open("ids.npy") as f:
+        try:
+            ids = np.lib.format.read_array(f, allow_pickle=False)
+        except ValueError as e:
+            raise ConvertError(f"{path}: ids is not a plain string array ({e})") from None
+    if ids.ndim != 1 or ids.dtype.kind not in "US":
+        raise ConvertError(f"{path}: ids is {ids.dtype}{list(ids.shape)}; expected a 1-D string array")
+    ids = ids.astype(str)
+    bad = np.char.str_len(ids) == 0
+    for char in "\t\n\r":
+        bad |= np.char.find(ids, char) >= 0
+    if bad.any():
+        row = int(np.argmax(bad))
+        raise ConvertError(f"{path}: ids row {row} is {str(ids[row])!r}: ids must be non-empty, "
+                           "without tabs or line breaks")
+    unique, first, counts = np.unique(ids, return_index=True, return_counts=True)
+    if (counts > 1).any():
+        k = int(np.argmax(counts > 1))
+        raise ConvertError(f"{path}: id {str(unique[k])!r} appears {counts[k]} times (first at row {first[k]})")
+    return ids
 
 
 def labels_2d(y: np.ndarray) -> np.ndarray:
@@ -340,6 +380,14 @@ class Plan:
         return max(s.rows_in for s in self.scans)
 
     @property
+    def largest_decoded_bytes(self) -> int:
+        return max(s.decoded_bytes for s in self.scans)
+
+    @property
+    def id_chars(self) -> int:
+        return max(s.id_chars for s in self.scans)
+
+    @property
     def dropped(self) -> int:
         return sum(s.dropped for s in self.scans)
 
@@ -409,22 +457,51 @@ def plan_sources(scans: list[ShardScan], src, warnings: list[str] = ()) -> Plan:
 # ---------------------------------------------------------------- pass 2: read
 
 
-def read_shard(scan: ShardScan, drop_nonfinite: bool = False) -> tuple[np.ndarray, np.ndarray]:
-    """Codes uint8 [rows, L] and labels float32 [rows, T] of the rows this shard keeps."""
+def read_shard(scan: ShardScan, drop_nonfinite: bool = False) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Codes uint8 [rows, L], labels float32 [rows, T] and ids (str [rows]) of the rows this
+    shard keeps."""
     path = scan.path
     if scan.rows_in == 0:  # an empty shard: skipped
-        return np.empty((0, scan.seq_len), np.uint8), np.empty((0, scan.num_targets), np.float32)
+        return (np.empty((0, scan.seq_len), np.uint8), np.empty((0, scan.num_targets), np.float32),
+                np.empty(0, str))
     with _reading(path):
         with zipfile.ZipFile(path) as z:
             with z.open("arr_1.npy") as f:
                 y = labels_2d(np.lib.format.read_array(f, allow_pickle=False))
-            if y.shape != (scan.rows_in, scan.num_targets):
+            ids = _read_ids(z, path)
+            if y.shape != (scan.rows_in, scan.num_targets) or (ids is not None) != scan.has_ids:
                 raise ConvertError(f"{path}: changed while being converted")
             codes = _read_codes(z, scan)
+    if ids is None:
+        ids = default_ids(scan.source.file, scan.rows_in)
     if scan.dropped:
         keep = np.isfinite(y).all(axis=1)
-        codes, y = codes[keep], y[keep]
-    return codes, np.ascontiguousarray(y)
+        codes, y, ids = codes[keep], y[keep], ids[keep]
+    return codes, np.ascontiguousarray(y), ids
+
+
+class SplitIds:
+    """Refuses an id seen before in the same split. Holds a 64-bit hash per row (a Python set:
+    about 60 bytes a row), not the ids: a repeat is named from the shard where it recurs."""
+
+    def __init__(self):
+        self.seen: dict[str, set[int]] = {}
+
+    def add(self, scan: ShardScan, ids: np.ndarray) -> None:
+        seen = self.seen.setdefault(scan.source.split, set())
+        ids = ids.tolist()
+        hashes = [hash(i) for i in ids]
+        repeats = seen.intersection(hashes)  # ids inside one shard are unique already
+        if repeats:
+            repeat = next(i for i, h in zip(ids, hashes) if h in repeats)
+            raise ConvertError(f"{scan.path}: id {repeat!r} is also the id of a row in an earlier "
+                               f"shard of split {scan.source.split!r}; ids must be unique")
+        seen.update(hashes)
+
+
+def default_ids(file: str, rows: int) -> np.ndarray:
+    """`<file>:<row>` for a shard without ids: unique, and it leads back to the input row."""
+    return np.array([f"{file}:{row}" for row in range(rows)], dtype=str)  # no wider than the longest
 
 
 def _read_codes(z: zipfile.ZipFile, scan: ShardScan) -> np.ndarray:

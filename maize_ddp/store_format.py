@@ -66,6 +66,23 @@ def record_file(root, rel: str) -> FileRecord:
     return FileRecord(rel, path.stat().st_size, crc32_file(path))
 
 
+class RecordedFile:
+    """A data file written front to back, its size and CRC-32 counted as it goes."""
+
+    def __init__(self, root, rel: str):
+        self.rel, self.bytes, self.crc = rel, 0, 0
+        self.fh = open(Path(root) / rel, "wb")
+
+    def write(self, data) -> None:
+        self.fh.write(data)
+        self.bytes += memoryview(data).nbytes
+        self.crc = zlib.crc32(data, self.crc)
+
+    def close(self) -> FileRecord:
+        self.fh.close()
+        return FileRecord(self.rel, self.bytes, self.crc)
+
+
 def check_present(root, records) -> None:
     """Each recorded file exists with its recorded size: cheap enough for every open."""
     for r in records:

@@ -78,6 +78,8 @@ def write_wds_with_webdataset(path, splits: dict, *, shard_samples: int = 16, no
                         sample["txt"] = f"row {row}"
                     tar.write(sample)
             shards.append({"path": rel, "n": len(rows), "first_row": first, **record_file(path, rel).to_dict()})
-        manifest["splits"][name] = {**_stats(y), "shards": shards}
+        (path / name / "ids.txt").write_text("".join(f"{name}-row-{row}\n" for row in range(len(codes))))
+        ids = record_file(path, f"{name}/ids.txt").to_dict()
+        manifest["splits"][name] = {**_stats(y), "shards": shards, "ids": ids}
     (path / "manifest.json").write_text(json.dumps(manifest))
     return path

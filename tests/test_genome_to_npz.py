@@ -196,6 +196,7 @@ def test_end_to_end_hand_checked_gzip(tmp_path):
     rows = read_genes_tsv(out)
     assert [(r["split"], r["row"], r["gene_id"], r["strand"], r["start"], r["end"]) for r in rows] == [
         ("train", "0", "P", "+", "11", "20"), ("train", "1", "M", "-", "11", "20")]
+    assert np.load(out / "train" / "train-00000.npz")["ids"].tolist() == ["P", "M"]  # into the store
     assert json.loads((out / "summary.json").read_text())["seq_len"] == 14
     assert not (out / "val").exists()  # an empty split gets no folder
     assert not list(tmp_path.glob("out.tmp-*"))

@@ -8,9 +8,9 @@
 
 See docs/data.md for the sharding, shuffle and resume rules.
 """
-from .store import Shard, SplitInfo, StoreError, StoreInfo, open_source, open_store
+from .store import Shard, SplitInfo, StoreError, StoreInfo, open_source, open_store, read_ids
 
-__all__ = ["open_store", "open_source", "StoreInfo", "SplitInfo", "Shard", "StoreError", "make_loader",
+__all__ = ["open_store", "open_source", "read_ids", "StoreInfo", "SplitInfo", "Shard", "StoreError", "make_loader",
            "BatchLoader"]
 
 

@@ -10,7 +10,9 @@ import json
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from maize_ddp.store_format import ALPHABET, FORMAT, FileRecord, StoreError, check_present
+import numpy as np
+
+from maize_ddp.store_format import ALPHABET, FORMAT, FileRecord, StoreError, check_checksum, check_present
 
 
 @dataclass(frozen=True)
@@ -83,6 +85,32 @@ def open_source(info: StoreInfo, split: str):
     return WdsSource(info, split)
 
 
+def read_ids(info: StoreInfo, split: str) -> np.ndarray:
+    """The split's row ids (str [n]) in row order, checked like any other read."""
+    meta = info.splits[split]
+    if info.kind == "zarr":
+        import zarr
+
+        array = zarr.open_group(info.path, mode="r")[split]["id"]
+        try:
+            ids = np.array(array[:].tolist(), dtype=str)  # zarr gives numpy StringDType
+        except Exception as e:  # a chunk that fails its CRC or does not decode
+            raise StoreError(f"{info.path}/{split}/id: unreadable ({type(e).__name__}: {e})") from None
+        empty = np.char.str_len(ids) == 0
+        if empty.any():  # "" is the fill value: no id is empty
+            row = int(np.argmax(empty))
+            k = row // int((array.shards or array.chunks)[0])
+            raise StoreError(f"{info.path}/{split}/id/{array.metadata.encode_chunk_key((k,))}: a missing "
+                             f"chunk at row {row} (the store is damaged: restore it or convert the data again)")
+        return ids
+    record = meta.files[-1]
+    check_checksum(info.path, record)
+    lines = (info.path / record.path).read_bytes().decode().split("\n")[:-1]
+    if len(lines) != meta.n:
+        raise StoreError(f"{info.path / record.path}: {len(lines)} ids for {meta.n} rows")
+    return np.array(lines, dtype=str)
+
+
 def _require(meta: dict, key: str, where: str, path: Path):
     if not isinstance(meta, dict) or key not in meta:
         raise StoreError(f"{path}: missing metadata {key!r} in {where}")
@@ -137,7 +165,13 @@ def _open_zarr(path: Path) -> StoreInfo:
                              f"{list(y.shape)} do not match n={n}, seq_len={seq_len}, "
                              f"num_targets={num_targets}")
         files = tuple(FileRecord.from_dict(f, f"{path}: {where}") for f in _require(meta, "files", where, path))
-        for array in (seq, y):
+        try:
+            ids = group["id"]
+        except KeyError:
+            raise StoreError(f"{path}: split {name!r} has no {name}/id (row ids)") from None
+        if ids.shape != (n,):
+            raise StoreError(f"{path}: {name}/id has shape {list(ids.shape)}, expected [{n}]")
+        for array in (seq, y, ids):
             # one file per shard (or per chunk when unsharded), every one written
             rows = int((array.shards or array.chunks)[0])
             expected = -(-n // rows)
@@ -173,6 +207,9 @@ def _open_wds(path: Path) -> StoreInfo:
                              int(_require(s, "first_row", f"{where} {name} shards", path)))
                        for s in entries)
         files = tuple(FileRecord.from_dict(s, f"{path}: {where} {name} shards") for s in entries)
+        # the ids file last: the tars' records keep the shards' indices
+        files += (FileRecord.from_dict(_require(meta, "ids", f"{where} split {name!r}", path),
+                                       f"{path}: {where} {name} ids"),)
         _check_shards(path, name, n, shards)
         splits[name] = SplitInfo(n, mean, std, shards=shards, files=files)
     return _checked(StoreInfo("wds", path, seq_len, num_targets, splits, manifest))

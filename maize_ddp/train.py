@@ -170,6 +170,12 @@ def should_resume(cfg, out: Path) -> bool:
                         "resume from; choose another --out")
 
 
+def close_progress_bars() -> None:
+    """End an interrupted epoch's bar on its own line, so that the error line comes last."""
+    for bar in list(getattr(tqdm, "_instances", ())):
+        bar.close()
+
+
 def main(argv=None) -> int:
     try:
         cfg = config.resolve(argv)
@@ -186,6 +192,7 @@ def main(argv=None) -> int:
         distributed.barrier(d)  # every rank ends together, after rank 0's last file
         return 0
     except KeyboardInterrupt:
+        close_progress_bars()
         print("error: interrupted", file=sys.stderr, flush=True)
         return 130
     except distributed.FailedOnRankZero:
@@ -194,6 +201,7 @@ def main(argv=None) -> int:
         # Errors a user can act on print as one line; anything else is a bug and keeps its
         # traceback. Each rank says what it met: a rank's own failure (a broken tar among its
         # rows, say) reaches the others only as a closed connection.
+        close_progress_bars()
         who = f"rank {d.rank}/{d.world_size}: " if d is not None and d.world_size > 1 else ""
         print(f"error: {who}{errors.describe(e)}", file=sys.stderr, flush=True)
         return 1

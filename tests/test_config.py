@@ -33,7 +33,7 @@ def test_bad_values(tmp_path):
         config.resolve([])
     with pytest.raises(ValueError, match="--amp"):
         config.resolve(["--data", "x", "--amp", "fp8"])
-    for flag in ("--patience", "--bn-recalibration-batches", "--max-shift", "--grad-clip"):
+    for flag in ("--patience", "--bn-recalibration-batches", "--max-shift", "--grad-clip", "--seed"):
         with pytest.raises(ValueError, match=f"{flag} must not be negative"):
             config.resolve(["--data", "x", flag, "-1"])
     with pytest.raises(ValueError, match="--lr-min-ratio must be between 0 and 1"):
@@ -86,3 +86,18 @@ def test_an_integer_is_a_fine_float_in_a_file(tmp_path):
     f.write_text('data = "x.zarr"\nlr = 1\n[model]\npdrop1 = 0\n')
     cfg = config.resolve(["--config", str(f)])
     assert cfg.lr == 1.0 and isinstance(cfg.lr, float) and cfg.model.pdrop1 == 0.0
+
+
+@pytest.mark.parametrize("flag,value,message", [
+    ("--conv1kc", "0", "--conv1kc must be at least 1"),
+    ("--conv1st", "0", "--conv1st must be at least 1"),
+    ("--pool1ks", "0", "--pool1ks must be at least 1"),
+    ("--conv2pd", "-1", "--conv2pd must not be negative"),
+    ("--convdks", "4", "--convdks must be odd"),
+    ("--pdrop1", "1.0", r"--pdrop1 must be in \[0, 1\)"),
+])
+def test_model_settings_are_checked_with_their_flags(flag, value, message):
+    from maize_ddp.errors import ConfigError
+
+    with pytest.raises(ConfigError, match=message):
+        config.resolve(["--data", "x", flag, value])

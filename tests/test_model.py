@@ -85,3 +85,12 @@ def test_wrong_input_length_is_a_clear_error():
 def test_unknown_hyperparameter_is_rejected():
     with pytest.raises(ValueError, match="unknown model hyperparameters"):
         BasenjiModel(seq_len=200, conv9kc=3)
+
+
+def test_a_layer_that_cannot_be_built_is_named():
+    from maize_ddp.errors import ConfigError
+
+    for hparams, flag in [({"conv1kc": 0}, "--conv1kc"), ({"pool1ks": 0}, "--pool1ks"), ({"convdc": -1}, "--convdc")]:
+        with pytest.raises(ConfigError, match=flag):
+            BasenjiModel(seq_len=200, **hparams)
+    assert len(BasenjiModel(seq_len=200, convdc=0).dilated_tower) == 0  # no tower is a valid model

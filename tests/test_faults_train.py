@@ -1,0 +1,317 @@
+"""Bad inputs and faults through the real trainer, evaluate and predict commands on tiny stores.
+
+Each scenario asserts the exit code, one `error:` line naming the file or flag, no traceback, and
+that nothing of the run's was replaced. Disk-full faults use RLIMIT_FSIZE (EFBIG, with SIGXFSZ
+ignored), which works for any user; one test uses a real full tmpfs where it can be mounted.
+"""
+import hashlib
+import json
+import os
+import resource
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import torch
+
+from convert import synth
+
+ENV = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONUNBUFFERED": "1", "TORCH_DISABLE_SHARE_RDZV_TCP_STORE": "1"}
+FAST = ["--epochs", "1", "--warmup-steps", "2", "--bn-recalibration-batches", "2"]
+RUN_FILES = ["config.json", "metrics.jsonl", "test_metrics.json", "test_predictions.tsv", "scatter.png",
+             "curves.png", "checkpoints/last.pt", "checkpoints/best.pt"]
+
+
+@pytest.fixture(scope="module")
+def world(tmp_path_factory):
+    """Two stores of the same rows and one finished single-process run on the Zarr one."""
+    from convert import npz_to_wds, npz_to_zarr
+
+    root = tmp_path_factory.mktemp("faults")
+    synth.generate(root / "npz", train=256, val=40, test=40, seq_len=200, shard_size=128)
+    npz_to_zarr.convert(root / "npz", root / "data.zarr")
+    npz_to_wds.convert(root / "npz", root / "data.wds", shard_samples=64)
+    run = root / "run"
+    res = cli("train", "--data", root / "data.zarr", "--out", run, *FAST)
+    assert res.returncode == 0, res.stderr[-3000:]
+    return {"root": root, "zarr": root / "data.zarr", "wds": root / "data.wds", "npz": root / "npz", "run": run}
+
+
+def cli(tool, *args, limit_bytes=None, **kw):
+    def preexec():  # a disk that takes no file larger than limit_bytes
+        signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
+        resource.setrlimit(resource.RLIMIT_FSIZE, (limit_bytes, limit_bytes))
+
+    return subprocess.run([sys.executable, "-m", f"maize_ddp.{tool}", *map(str, args)], env=ENV,
+                          capture_output=True, text=True, timeout=180,
+                          preexec_fn=preexec if limit_bytes else None, **kw)
+
+
+def fingerprint(run: Path) -> dict:
+    return {name: hashlib.sha256((run / name).read_bytes()).hexdigest() for name in RUN_FILES if (run / name).exists()}
+
+
+def temps(folder: Path) -> list:
+    return sorted(p.name for p in folder.rglob(".*.tmp-*"))
+
+
+def one_error_line(res, *needles) -> str:
+    assert "Traceback" not in res.stderr, res.stderr[-3000:]
+    errors = [line for line in res.stderr.splitlines() if line.startswith("error:")]
+    assert len(errors) == 1, res.stderr[-3000:]
+    for needle in needles:
+        assert str(needle) in errors[0], errors[0]
+    return errors[0]
+
+
+def copy_run(world, tmp_path) -> Path:
+    run = tmp_path / "run"
+    shutil.copytree(world["run"], run)
+    return run
+
+
+def dead_pid() -> int:
+    proc = subprocess.Popen([sys.executable, "-c", "pass"])
+    proc.wait()
+    return proc.pid
+
+
+def lock_of(host, pid, launch=None) -> str:
+    return json.dumps({"host": host, "pid": pid, "start": None, "launch_id": launch, "since": "2025-01-01 00:00:00"})
+
+
+# ---- the table: (scenario, set-up of a copy of the finished run -> command, rc, needles) --------------------
+
+def _bad_flag(flag, value):
+    return lambda w, run: (["train", "--data", w["zarr"], "--out", run / "new", flag, value], 2, [flag])
+
+
+def _busy(w, run):  # a live process on this host holds the folder (this test's own process)
+    (run / "run.lock").write_text(lock_of(socket.gethostname(), os.getpid()))
+    return ["train", "--data", w["zarr"], "--out", run, "--resume", *FAST], 1, [run, "in use by another run",
+                                                                                f"pid {os.getpid()}"]
+
+
+def _other_host(w, run):
+    (run / "run.lock").write_text(lock_of("node-elsewhere", 4242, "812"))
+    return ["train", "--data", w["zarr"], "--out", run, "--resume", *FAST], 1, ["node-elsewhere", "remove",
+                                                                                run / "run.lock"]
+
+
+def _best_without_last(w, run):
+    (run / "checkpoints" / "last.pt").unlink()
+    return ["train", "--data", w["zarr"], "--out", run, *FAST], 1, [run, "already holds a run", "checkpoints/best.pt"]
+
+
+def _best_without_last_resume(w, run):
+    (run / "checkpoints" / "last.pt").unlink()
+    return ["train", "--data", w["zarr"], "--out", run, "--resume", *FAST], 1, ["no checkpoints/last.pt"]
+
+
+def _truncated_last(w, run):
+    last = run / "checkpoints" / "last.pt"
+    os.truncate(last, last.stat().st_size // 3)
+    return ["train", "--data", w["zarr"], "--out", run, "--resume", *FAST], 1, [last, "not a readable checkpoint"]
+
+
+def _mid_epoch_other_store(w, run):
+    last = run / "checkpoints" / "last.pt"
+    state = torch.load(last, weights_only=False)
+    state["batch"] = 2  # as a mid-epoch checkpoint: its data position is the store's
+    torch.save(state, last)
+    return ["train", "--data", w["wds"], "--out", run, "--resume", *FAST], 1, [last, "mid-epoch on another store"]
+
+
+def _predict_over_checkpoint(w, run):
+    return ["predict", run, "--data", w["zarr"], "--out", run / "checkpoints" / "best.pt"], 1, ["best.pt",
+                                                                                                "checkpoint"]
+
+
+def _predict_over_a_file(w, run):
+    return ["predict", run, "--data", w["zarr"], "--out", run / "config.json"], 1, ["config.json", "--overwrite"]
+
+
+def _predict_overwrite_not_a_table(w, run):
+    return ["predict", run, "--data", w["zarr"], "--out", run / "metrics.jsonl", "--overwrite"], 1, [
+        "metrics.jsonl", "not a predictions table"]
+
+
+def _predict_disk_full(w, run):
+    return ["predict", run, "--data", w["zarr"], "--out", run / "p" / "preds.tsv", "--limit", 600], 1, [
+        run / "p" / "preds.tsv", "cannot write", "file too large"]
+
+
+def _evaluate_disk_full(w, run):
+    return ["evaluate", run, "--data", w["wds"], "--limit", 1500], 1, [run / "eval-data.wds-test", "cannot write",
+                                                                       "file too large"]
+
+
+def _train_disk_full(w, run):  # config and metrics fit, a checkpoint does not
+    return ["train", "--data", w["zarr"], "--out", run / "new", *FAST, "--limit", 100_000], 1, [
+        run / "new" / "checkpoints", ".pt: cannot write", "file too large"]
+
+
+SCENARIOS = {
+    "--conv1kc 0": _bad_flag("--conv1kc", "0"),
+    "--conv1st 0": _bad_flag("--conv1st", "0"),
+    "--pool1ks 0": _bad_flag("--pool1ks", "0"),
+    "--seed -1": _bad_flag("--seed", "-1"),
+    "folder in use on this host": _busy,
+    "folder locked from another host": _other_host,
+    "best.pt and report, no last.pt": _best_without_last,
+    "--resume with no last.pt": _best_without_last_resume,
+    "--resume of a truncated last.pt": _truncated_last,
+    "mid-epoch --resume on another store": _mid_epoch_other_store,
+    "predict --out a checkpoint": _predict_over_checkpoint,
+    "predict --out an existing file": _predict_over_a_file,
+    "predict --overwrite a non-table": _predict_overwrite_not_a_table,
+    "predict on a full disk": _predict_disk_full,
+    "evaluate on a full disk": _evaluate_disk_full,
+    "train on a full disk": _train_disk_full,
+}
+
+
+@pytest.mark.parametrize("scenario", list(SCENARIOS))
+def test_fault(world, tmp_path, scenario):
+    run = copy_run(world, tmp_path)
+    command, rc, needles = SCENARIOS[scenario](world, run)
+    limit = None
+    if "--limit" in command:
+        at = command.index("--limit")
+        limit = command[at + 1]
+        command = command[:at] + command[at + 2:]
+    lock_before = (run / "run.lock").read_text() if (run / "run.lock").exists() else None
+    before = fingerprint(run)
+    res = cli(*command, limit_bytes=limit)
+    assert res.returncode == rc, res.stderr[-3000:]
+    one_error_line(res, *needles)
+    assert fingerprint(run) == before  # nothing of the run's replaced
+    assert temps(run) == []  # no temp file left behind
+    lock_after = (run / "run.lock").read_text() if (run / "run.lock").exists() else None
+    assert lock_after == lock_before  # another's lock is left alone; ours is gone
+
+
+# ---- faults that need a run going on, or leave something to clean up ---------------------------------------
+
+def test_a_second_trainer_and_a_torchrun_resume_are_refused_then_ctrl_c_stops_the_first(world, tmp_path):
+    out = tmp_path / "run"
+    first = subprocess.Popen([sys.executable, "-m", "maize_ddp.train", "--data", str(world["zarr"]), "--out", str(out),
+                              "--epochs", "50", "--warmup-steps", "2"], env=ENV, stdout=subprocess.PIPE,
+                             stderr=subprocess.PIPE, text=True)
+    try:
+        t0 = time.time()
+        while not (out / "config.json").exists():
+            assert first.poll() is None, first.communicate()[1][-3000:]
+            assert time.time() - t0 < 60
+            time.sleep(0.05)
+        holder = json.loads((out / "run.lock").read_text())
+        assert holder["pid"] == first.pid and holder["host"] == socket.gethostname()
+        second = cli("train", "--data", world["zarr"], "--out", out, *FAST)
+        assert second.returncode == 1
+        one_error_line(second, out, "in use by another run", f"pid {first.pid}")
+        resume = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node=2",
+                                 "-m", "maize_ddp.train", "--data", str(world["zarr"]), "--out", str(out), "--resume",
+                                 *FAST], env=ENV, capture_output=True, text=True, timeout=120)
+        assert resume.returncode != 0
+        errors = [line for line in resume.stderr.splitlines() if line.startswith("error:")]
+        assert len(errors) == 1 and "in use by another run" in errors[0], resume.stderr[-3000:]  # rank 0 alone
+        first.send_signal(signal.SIGINT)
+        _, err = first.communicate(timeout=60)
+    finally:
+        if first.poll() is None:
+            first.kill()
+    assert first.returncode == 130, err[-3000:]
+    assert "Traceback" not in err and "error: interrupted" in err.splitlines(), err[-3000:]
+    assert not (out / "run.lock").exists() and temps(out) == []
+    assert json.loads((out / "config.json").read_text())["epochs"] == 50  # the first run's, not the refused ones'
+
+
+def test_stale_lock_and_temp_files_are_cleaned_on_the_next_start(world, tmp_path):
+    run = copy_run(world, tmp_path)
+    pid = dead_pid()
+    (run / "run.lock").write_text(lock_of(socket.gethostname(), pid))
+    for name in ("checkpoints/.last.pt.tmp-999999", "checkpoints/.best.pt.tmp-999998", ".metrics.jsonl.tmp-999997"):
+        (run / name).write_bytes(b"x" * 1000)  # as a kill during a checkpoint write leaves them
+    before = fingerprint(run)
+    # an end-of-epoch checkpoint may continue on another store (with a note); this one is
+    # finished, so the resume goes straight to the test report
+    res = cli("train", "--data", world["wds"], "--out", run, "--resume", *FAST)
+    assert res.returncode == 0, res.stderr[-3000:]
+    assert f"took over the lock of pid {pid}" in res.stdout
+    assert "note:" in res.stdout and "data.zarr" in res.stdout
+    assert temps(run) == [] and not (run / "run.lock").exists()
+    after = fingerprint(run)
+    assert after["checkpoints/last.pt"] == before["checkpoints/last.pt"]  # no epoch was trained
+
+
+def test_evaluate_on_other_data_keeps_the_runs_report(world, tmp_path):
+    run = copy_run(world, tmp_path)
+    before = fingerprint(run)
+    res = cli("evaluate", run, "--data", world["wds"])
+    assert res.returncode == 0, res.stderr[-3000:]
+    assert fingerprint(run) == before
+    report = json.loads((run / "eval-data.wds-test" / "test_metrics.json").read_text())
+    assert report["n"] == 40 and report["data"] == str(world["wds"])
+    assert (run / "eval-data.wds-test" / "scatter.png").exists()
+
+
+def test_predict_overwrites_its_own_table_when_asked(world, tmp_path):
+    out = tmp_path / "preds.tsv"
+    assert cli("predict", world["run"], "--data", world["zarr"], "--out", out).returncode == 0
+    assert cli("predict", world["run"], "--data", world["zarr"], "--out", out).returncode == 1
+    again = cli("predict", world["run"], "--data", world["zarr"], "--out", out, "--overwrite")
+    assert again.returncode == 0, again.stderr
+    assert len(out.read_text().splitlines()) == 41
+
+
+def test_training_on_a_really_full_disk(world, tmp_path):
+    """ENOSPC itself, on a 1 MiB tmpfs: root only, skipped where mounting is not allowed."""
+    mount = tmp_path / "small"
+    mount.mkdir()
+    if os.geteuid() != 0 or subprocess.run(["mount", "-t", "tmpfs", "-o", "size=1m", "tmpfs", str(mount)],
+                                           capture_output=True).returncode != 0:
+        pytest.skip("cannot mount a small tmpfs here")
+    try:
+        res = cli("train", "--data", world["zarr"], "--out", mount / "run", *FAST)
+        assert res.returncode == 1
+        one_error_line(res, mount / "run" / "checkpoints", "cannot write (no space left on device)")
+        assert temps(mount) == [] and not (mount / "run" / "run.lock").exists()
+        again = cli("train", "--data", world["zarr"], "--out", mount / "run", "--resume", *FAST)
+        one_error_line(again, "no checkpoints/last.pt")  # what is left is named, never trained over
+    finally:
+        subprocess.run(["umount", str(mount)], capture_output=True)
+
+
+# ---- the run lock's rules, in process ------------------------------------------------------------------------
+
+def test_run_lock_rules(tmp_path, monkeypatch):
+    from maize_ddp.runlock import RunLock, RunLockError
+
+    host = socket.gethostname()
+    lock = tmp_path / "run.lock"
+    cases = [  # (holder, our launch id, taken?)
+        (lock_of(host, dead_pid()), None, True),  # its process is gone
+        (lock_of(host, os.getpid()), None, False),  # alive
+        (json.dumps({"host": host, "pid": os.getpid(), "start": "1", "launch_id": None}), None, True),  # pid reused
+        (lock_of("elsewhere", 1), None, False),  # cannot tell: refused
+        (lock_of("elsewhere", 1, launch="812"), "812", True),  # SLURM requeued this job onto another node
+        (lock_of(host, os.getpid(), launch="abc"), "abc", True),  # torchrun restarted this launch
+        (lock_of(host, os.getpid(), launch="abc"), "xyz", False),  # another launch, alive
+    ]
+    for holder, launch, taken in cases:
+        lock.write_text(holder)
+        mine = RunLock(tmp_path, launch)
+        if taken:
+            mine.acquire()
+            assert json.loads(lock.read_text())["pid"] == os.getpid()
+            mine.release()
+            assert not lock.exists()
+        else:
+            with pytest.raises(RunLockError, match=str(tmp_path)):
+                mine.acquire()
+            assert lock.read_text() == holder

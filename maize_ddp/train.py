@@ -8,6 +8,10 @@ for the store's sequence length and target count; Adam(W) with warm-up + cosine;
 epoch stream the rank's share of the shuffled training rows, validate on every row exactly once
 with exact all-reduced Pearson/R²/MSE, write metrics and checkpoints; finally reload the best
 checkpoint and write the test report. Rank 0 alone prints and writes; every write is atomic.
+
+A run folder belongs to one live run: rank 0 takes its lock (runlock.py) before writing anything,
+and a folder that holds another run's files is never trained over without --resume. Errors a
+user can act on end the run with one line naming the file or flag; a bug keeps its traceback.
 """
 from __future__ import annotations
 

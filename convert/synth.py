@@ -177,7 +177,9 @@ def _write(tmp: Path, train, val, test, seq_len, num_targets, shard_size, noise_
             rows = min(shard_size, n - start)
             codes, y, signal = make_shard(rows, seq_len, weights, mean, sd, noise_sd, [seed, split_id, shard_id])
             labels = y[:, 0] if num_targets == 1 else y
-            np.savez_compressed(tmp / split / f"{split}_{shard_id:04d}.npz", encode(codes, layout, dtype), labels)
+            ids = np.array([f"synth_{split}_{row:07d}" for row in range(start, start + rows)])  # as gene ids are
+            np.savez_compressed(tmp / split / f"{split}_{shard_id:04d}.npz", encode(codes, layout, dtype), labels,
+                                ids=ids)
             sig_y.append((signal, y))
         if n:
             signal = np.concatenate([s for s, _ in sig_y])

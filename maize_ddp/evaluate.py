@@ -24,6 +24,7 @@ from scipy import stats
 from maize_ddp import distributed, errors, plots
 from maize_ddp.checkpoint import atomic_write_text, load
 from maize_ddp.codes import reverse_complement
+from maize_ddp.data.store import read_ids
 from maize_ddp.metrics import RegressionMoments, merge_all
 
 
@@ -93,7 +94,8 @@ def evaluate_split(d, model, loader, amp="off") -> dict:
 
 def test_report(d, model, loader, out_dir: Path, amp="off", rc_average=False, split="test",
                 extra: dict | None = None) -> dict | None:
-    """Metrics, predictions in source order and the scatter plot; files written by rank 0."""
+    """Metrics, predictions in source order with each row's id, and the scatter plot; files
+    written by rank 0."""
     local, (rows, y, pred) = predict_batches(model, loader, d.device, amp, rc_average, keep=True)
     parts = distributed.all_gather_objects(d, (local.to_array(), rows, y, pred))
     if not d.is_main:
@@ -112,21 +114,21 @@ def test_report(d, model, loader, out_dir: Path, amp="off", rc_average=False, sp
     out_dir = Path(out_dir)
     prefix = "test" if split == "test" else split
     atomic_write_text(out_dir / f"{prefix}_metrics.json", json.dumps(report, indent=2) + "\n")
-    write_predictions(out_dir / f"{prefix}_predictions.tsv", rows, y, pred)
+    ids = read_ids(loader.info, split)[rows]  # rows run 0..n-1: the table joins to genes by id
+    atomic_write_text(out_dir / f"{prefix}_predictions.tsv", predictions_table(ids, rows, y, pred))
     plots.scatter(out_dir / ("scatter.png" if split == "test" else f"scatter_{split}.png"),
                   y[:, 0], pred[:, 0], summary["per_target"]["pearson"][0], summary["per_target"]["r2"][0], split)
     return report
 
 
-def write_predictions(path: Path, rows, y, pred) -> None:
+def predictions_table(ids, rows, y, pred) -> str:
+    """TSV: id, row in the split, then true and predicted value(s) per target."""
     t = y.shape[1]
-    if t == 1:
-        header = "row\ttrue\tpredicted"
-    else:
-        header = "row\t" + "\t".join(f"true_{i}" for i in range(t)) + "\t" + "\t".join(f"predicted_{i}" for i in range(t))
-    lines = [header] + ["\t".join([str(r)] + [f"{v:.9g}" for v in yt] + [f"{v:.9g}" for v in pt])
-                        for r, yt, pt in zip(rows, y, pred)]
-    atomic_write_text(path, "\n".join(lines) + "\n")
+    cols = ["true", "predicted"] if t == 1 else [f"true_{i}" for i in range(t)] + [f"predicted_{i}" for i in range(t)]
+    lines = ["id\trow\t" + "\t".join(cols)]
+    lines += ["\t".join([i, str(r)] + [f"{v:.9g}" for v in yt] + [f"{v:.9g}" for v in pt])
+              for i, r, yt, pt in zip(ids.tolist(), rows.tolist(), y, pred)]
+    return "\n".join(lines) + "\n"
 
 
 def model_from_checkpoint(state: dict, device):

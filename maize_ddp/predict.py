@@ -21,9 +21,9 @@ from maize_ddp import distributed, errors
 from maize_ddp.checkpoint import atomic_write_text, load
 from maize_ddp.codes import OneHotError, onehot_to_codes
 from maize_ddp.evaluate import (add_run_settings, forward, model_from_checkpoint, positive_int, predict_batches,
-                                run_settings)
+                                predictions_table, run_settings)
 
-HEADERS = ("row\t", "file\trow\t")  # how a predictions table starts (this tool's and the trainer's)
+HEADERS = ("id\t", "row\t", "file\trow\t")  # how a predictions table starts (now, and before row ids)
 
 
 class PredictError(errors.Error, ValueError):
@@ -51,7 +51,8 @@ def check_out(out: Path, overwrite: bool) -> None:
 
 
 def npz_batches(folder: Path, seq_len: int, batch_size: int):
-    """Yield (file name, first row, codes [B, L]) from every .npz under `folder`, in sorted order."""
+    """Yield (file name, first row, ids [B], codes [B, L]) from every .npz under `folder`, in
+    sorted order; a shard's ids are its `ids` member, else `<file>:<row>` as the converters name them."""
     files = sorted(folder.rglob("*.npz"))
     if not files:
         raise PredictError(f"{folder}: no .npz files found")
@@ -59,6 +60,7 @@ def npz_batches(folder: Path, seq_len: int, batch_size: int):
         try:
             with np.load(f) as z:
                 x = z["arr_0"]
+                ids = z["ids"].astype(str) if "ids" in z.files else None
         except Exception as e:
             raise PredictError(f"{f}: cannot read arr_0 ({type(e).__name__}: {e})") from None
         layout = "N4L" if x.ndim == 3 and x.shape[1] == 4 else "NL4"
@@ -68,37 +70,41 @@ def npz_batches(folder: Path, seq_len: int, batch_size: int):
             raise PredictError(f"{f}: {e}") from None
         if codes.shape[1] != seq_len:
             raise PredictError(f"{f}: sequences are {codes.shape[1]} bp but the model was built for {seq_len}")
+        name = f.relative_to(folder)
+        if ids is None:
+            ids = np.array([f"{name}:{row}" for row in range(len(codes))])
+        if ids.shape != (len(codes),):
+            raise PredictError(f"{f}: ids has shape {list(ids.shape)} for {len(codes)} rows")
         for start in range(0, len(codes), batch_size):
-            yield f.relative_to(folder), start, torch.from_numpy(codes[start:start + batch_size])
+            yield name, start, ids[start:start + batch_size], torch.from_numpy(codes[start:start + batch_size])
 
 
 @torch.no_grad()
 def predict_npz(model, folder: Path, device, batch_size: int, amp: str, rc_average: bool) -> str:
     model.eval()
     t = model.config.num_targets
-    header = "file\trow\t" + ("predicted" if t == 1 else "\t".join(f"predicted_{i}" for i in range(t)))
+    header = "id\tfile\trow\t" + ("predicted" if t == 1 else "\t".join(f"predicted_{i}" for i in range(t)))
     buf = io.StringIO()
     buf.write(header + "\n")
-    for name, start, codes in npz_batches(folder, model.config.seq_len, batch_size):
+    for name, start, ids, codes in npz_batches(folder, model.config.seq_len, batch_size):
         pred = forward(model, codes.to(device), amp, rc_average).cpu().numpy()
-        for i, p in enumerate(pred):
-            buf.write(f"{name}\t{start + i}\t" + "\t".join(f"{v:.9g}" for v in p) + "\n")
+        for i, (row_id, p) in enumerate(zip(ids.tolist(), pred)):
+            buf.write(f"{row_id}\t{name}\t{start + i}\t" + "\t".join(f"{v:.9g}" for v in p) + "\n")
     return buf.getvalue()
 
 
 def predict_store(model, data: str, split: str, device, batch_size: int, amp: str, rc_average: bool) -> str:
-    from maize_ddp.data import make_loader, open_store
+    from maize_ddp.data import make_loader, open_store, read_ids
 
     mc = model.config
-    open_store(data).check(split=split, seq_len=mc.seq_len, num_targets=mc.num_targets)
+    info = open_store(data)
+    info.check(split=split, seq_len=mc.seq_len, num_targets=mc.num_targets)
     loader = make_loader(data, split, batch_size=batch_size, train=False)
     _, (rows, y, pred) = predict_batches(model, loader, device, amp, rc_average, keep=True)
+    loader.close()
     order = np.argsort(rows)
-    t = mc.num_targets
-    cols = ["true", "predicted"] if t == 1 else [f"true_{i}" for i in range(t)] + [f"predicted_{i}" for i in range(t)]
-    lines = ["row\t" + "\t".join(cols)]
-    lines += ["\t".join([str(rows[i])] + [f"{v:.9g}" for v in y[i]] + [f"{v:.9g}" for v in pred[i]]) for i in order]
-    return "\n".join(lines) + "\n"
+    rows, y, pred = rows[order], y[order], pred[order]
+    return predictions_table(read_ids(info, split)[rows], rows, y, pred)
 
 
 def main(argv=None) -> int:

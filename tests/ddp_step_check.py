@@ -7,8 +7,8 @@ DDP's gradient averaging, which must make the two steps equal.
 import sys
 
 import torch
-import torch.distributed as dist
 
+from maize_ddp import distributed
 from maize_ddp.model import BasenjiModel
 from maize_ddp.train import train_step
 
@@ -41,12 +41,12 @@ def step(model, codes, y):
 
 if __name__ == "__main__":
     out, per_rank = sys.argv[1], int(sys.argv[2])
-    dist.init_process_group("gloo")
-    rank, world = dist.get_rank(), dist.get_world_size()
+    d = distributed.init("cpu")
+    rank, world = d.rank, d.world_size
     codes, y = rows(per_rank * world)
     model = make()
     ddp = torch.nn.parallel.DistributedDataParallel(model)
     step(ddp, codes[rank * per_rank:(rank + 1) * per_rank], y[rank * per_rank:(rank + 1) * per_rank])
     if rank == 0:
         torch.save(model.state_dict(), out)
-    dist.destroy_process_group()
+    distributed.shutdown(d)  # joins gloo's threads before Python finalizes (see its docstring)

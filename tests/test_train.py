@@ -42,8 +42,15 @@ def train_single(args, **kw):
 
 
 def read_predictions(path):
-    table = np.loadtxt(path, skiprows=1, ndmin=2)
+    """(rows, true, predicted) of a one-target predictions table; its id column is checked apart."""
+    table = np.loadtxt(path, skiprows=1, ndmin=2, usecols=(1, 2, 3), delimiter="\t")
     return table[:, 0].astype(int), table[:, 1], table[:, 2]
+
+
+def read_id_column(path):
+    lines = Path(path).read_text().splitlines()
+    assert lines[0].startswith("id\t")
+    return [line.split("\t", 1)[0] for line in lines[1:]]
 
 
 @pytest.mark.parametrize("kind", ["zarr", "wds"])
@@ -65,6 +72,9 @@ def test_two_process_run_end_to_end(stores, tmp_path, kind):
     assert report["n"] == 101
     rows, y, pred = read_predictions(out / "test_predictions.tsv")
     assert list(rows) == list(range(101))
+    from maize_ddp.data import open_store, read_ids
+
+    assert read_id_column(out / "test_predictions.tsv") == read_ids(open_store(stores[kind]), "test").tolist()
     # learning happened: a good part of the way to the best achievable r on this small set
     assert report["pearson"] > 0.5 * stores["truth"]["ceiling_pearson"][0]
 
@@ -292,7 +302,8 @@ def test_predict_and_evaluate_reproduce_the_runs_test_report(stores, tmp_path):
     res = subprocess.run([sys.executable, "-m", "maize_ddp.predict", str(out), "--data", str(npz_dir),
                           "--out", str(tmp_path / "p.tsv")], env=ENV, capture_output=True, text=True)
     assert res.returncode == 0, res.stderr
-    from_npz = np.loadtxt(tmp_path / "p.tsv", skiprows=1, usecols=2)
+    from_npz = np.loadtxt(tmp_path / "p.tsv", skiprows=1, usecols=3, delimiter="\t")
+    assert read_id_column(tmp_path / "p.tsv") == read_id_column(out / "test_predictions.tsv")
     _, _, from_store = read_predictions(out / "test_predictions.tsv")
     np.testing.assert_allclose(from_npz, from_store, rtol=1e-4, atol=1e-5)
 

@@ -21,7 +21,8 @@ from typing import Iterator
 
 import numpy as np
 
-from maize_ddp.data.store import StoreError, StoreInfo, open_source, open_store, read_ids
+from maize_ddp.data.store import StoreInfo, open_source, open_store, read_ids
+from maize_ddp.errors import Error
 from maize_ddp.store_format import check_checksum
 
 from .output import dir_bytes
@@ -238,7 +239,7 @@ def main(argv=None) -> int:
                 print(line)
             if a.sources:
                 print(verify_sources(info, a.sources))
-    except (ConvertError, StoreError) as e:
+    except Error as e:  # ConvertError and StoreError alike: one line
         print(f"error: {e}", file=sys.stderr)
         return 1
     return 0

@@ -31,6 +31,7 @@ from typing import Callable, Iterator
 import numpy as np
 
 from maize_ddp.codes import OneHotError, onehot_to_codes
+from maize_ddp.errors import Error
 
 SPLIT_ORDER = ("train", "val", "test")  # other split folder names follow, sorted
 SPLIT_NAME = re.compile(r"^[A-Za-z0-9_-]+$")  # becomes a Zarr node name and a tar file name
@@ -39,7 +40,7 @@ HASH_BLOCK = 1 << 20
 DECODE_BLOCK = 1 << 20  # bytes of one-hot decoded at a time: fits in a core's L2 cache
 
 
-class ConvertError(Exception):
+class ConvertError(Error):
     """Bad input or an unwritable output; the message names the file and the problem."""
 
 

@@ -22,6 +22,8 @@ from pathlib import Path
 
 import numpy as np
 
+from maize_ddp.errors import Error
+
 FORMAT = "maize_ddp/2"
 ALPHABET = "ACGTN"
 MAX_CODE = len(ALPHABET) - 1  # N
@@ -29,7 +31,7 @@ MISSING_CODE = 255  # Zarr fill value of seq: no written base has it
 CRC_BLOCK = 1 << 20
 
 
-class StoreError(ValueError):
+class StoreError(Error, ValueError):
     """The path is not a readable maize_ddp store, is damaged, or does not fit what was asked."""
 
 

@@ -29,6 +29,8 @@ import threading
 import time
 from pathlib import Path
 
+from _npz import drop_ids_apart
+
 
 
 # ---------------------------------------------------------------- cases (run in a subprocess)
@@ -179,6 +181,7 @@ def make_data(work: Path, rows: int, seq_len: int, base_shards: int, scale: int)
         subprocess.run([sys.executable, "-m", "convert.synth", str(base), "--train", str(rows * base_shards),
                         "--val", "0", "--test", "0", "--seq-len", str(seq_len), "--shard-size", str(rows)],
                        check=True, cwd=Path(__file__).resolve().parents[1], stdout=subprocess.DEVNULL)
+        drop_ids_apart(base)
     if not big.exists():
         (big / "train").mkdir(parents=True)
         shards = sorted((base / "train").glob("*.npz"))

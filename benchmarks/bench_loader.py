@@ -29,6 +29,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from _npz import drop_ids_apart
+
 
 def build_stores(work: Path, rows: int, seq_len: int) -> dict:
     from convert import npz_to_wds, npz_to_zarr, synth
@@ -36,6 +38,7 @@ def build_stores(work: Path, rows: int, seq_len: int) -> dict:
     src = work / "src"
     if not src.exists():
         synth.generate(src, train=rows, val=0, test=0, seq_len=seq_len, shard_size=1024, dtype="uint8")
+        drop_ids_apart(src)
     x8 = work / "src_x8" / "train"  # the same shards 8 times over, for the memory test
     if not x8.exists():
         x8.mkdir(parents=True)

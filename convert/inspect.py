@@ -101,10 +101,8 @@ def describe(info: StoreInfo) -> str:
         onehot = n * (16 * info.seq_len + 4 * info.num_targets)  # float32 one-hot + labels
         stats = _stats_text(split.label_mean, split.label_std)
         lines.append(f"{name:<8}{n:>10}{_mb(disk):>12}{raw / max(disk, 1):>7.1f}x{onehot / max(disk, 1):>11.1f}x   {stats}")
-    for name, split in info.splits.items():
-        if split.n:
-            ids = read_ids(info, name)
-            lines.append(f"ids: {name}: {ids[0]}" + (f" ... {ids[-1]}" if split.n > 1 else ""))
+    firsts = [f"{name} {read_ids(info, name, stop=1)[0]}" for name, split in info.splits.items() if split.n]
+    lines.append("first ids: " + ", ".join(firsts))
     lines += ["codecs: " + c for c in codecs(info)]
     total = dir_bytes(info.path)
     line = f"total: {_mb(total)} on disk"
@@ -128,12 +126,16 @@ def _stats_text(mean, std, most=4) -> str:
 # ---------------------------------------------------------------- verify
 
 
-def verify(info: StoreInfo) -> list[str]:
-    """Check every data file's CRC-32, then re-read every row through the readers (codes
-    0..N, finite labels); return one line per split, raise on the first problem."""
+def verify_files(info: StoreInfo) -> None:
+    """Every data file's CRC-32 against the store's record: the first bad file is named."""
     for split in info.splits.values():
         for record in split.files:
             check_checksum(info.path, record)
+
+
+def verify(info: StoreInfo) -> list[str]:
+    """Re-read every row through the readers (codes 0..N, finite labels) and every id; return
+    one line per split, raise on the first problem. verify_files comes first."""
     report = []
     for name, split in info.splits.items():
         moments = LabelMoments.empty(info.num_targets)
@@ -233,6 +235,8 @@ def main(argv=None) -> int:
     a = p.parse_args(argv)
     try:
         info = open_store(a.path)
+        if a.verify or a.sources:
+            verify_files(info)  # before anything reads the files, so the first bad one is named
         print(describe(info))
         if a.verify or a.sources:
             for line in verify(info):

@@ -32,6 +32,7 @@ import numpy as np
 
 from maize_ddp.codes import OneHotError, onehot_to_codes
 from maize_ddp.errors import Error
+from maize_ddp.store_format import StoreError, check_ids
 
 SPLIT_ORDER = ("train", "val", "test")  # other split folder names follow, sorted
 SPLIT_NAME = re.compile(r"^[A-Za-z0-9_-]+$")  # becomes a Zarr node name and a tar file name
@@ -256,8 +257,7 @@ def scan_shard(source: Source, drop_nonfinite: bool = False) -> ShardScan:
 
 
 def _read_ids(z: zipfile.ZipFile, path: Path) -> np.ndarray | None:
-    """The shard's `ids` member, checked: strings, none empty or repeated, no tab or newline
-    (ids become the first column of tab-separated outputs)."""
+    """The shard's `ids` member, checked (maize_ddp.store_format.check_ids), or None."""
     if "ids.npy" not in z.namelist():
         return None
     with z.open("ids.npy") as f:
@@ -265,21 +265,10 @@ def _read_ids(z: zipfile.ZipFile, path: Path) -> np.ndarray | None:
             ids = np.lib.format.read_array(f, allow_pickle=False)
         except ValueError as e:
             raise ConvertError(f"{path}: ids is not a plain string array ({e})") from None
-    if ids.ndim != 1 or ids.dtype.kind not in "US":
-        raise ConvertError(f"{path}: ids is {ids.dtype}{list(ids.shape)}; expected a 1-D string array")
-    ids = ids.astype(str)
-    bad = np.char.str_len(ids) == 0
-    for char in "\t\n\r":
-        bad |= np.char.find(ids, char) >= 0
-    if bad.any():
-        row = int(np.argmax(bad))
-        raise ConvertError(f"{path}: ids row {row} is {str(ids[row])!r}: ids must be non-empty, "
-                           "without tabs or line breaks")
-    unique, first, counts = np.unique(ids, return_index=True, return_counts=True)
-    if (counts > 1).any():
-        k = int(np.argmax(counts > 1))
-        raise ConvertError(f"{path}: id {str(unique[k])!r} appears {counts[k]} times (first at row {first[k]})")
-    return ids
+    try:
+        return check_ids(ids, path)
+    except StoreError as e:
+        raise ConvertError(str(e)) from None
 
 
 def labels_2d(y: np.ndarray) -> np.ndarray:
@@ -482,22 +471,21 @@ def read_shard(scan: ShardScan, drop_nonfinite: bool = False) -> tuple[np.ndarra
 
 
 class SplitIds:
-    """Refuses an id seen before in the same split. Holds a 64-bit hash per row (a Python set:
-    about 60 bytes a row), not the ids: a repeat is named from the shard where it recurs."""
+    """Refuses an id seen before in the same split. Holds a sorted 64-bit hash per row (8 bytes
+    a row), not the ids: a repeat is named from the shard where it recurs."""
 
     def __init__(self):
-        self.seen: dict[str, set[int]] = {}
+        self.seen: dict[str, np.ndarray] = {}
 
     def add(self, scan: ShardScan, ids: np.ndarray) -> None:
-        seen = self.seen.setdefault(scan.source.split, set())
-        ids = ids.tolist()
-        hashes = [hash(i) for i in ids]
-        repeats = seen.intersection(hashes)  # ids inside one shard are unique already
-        if repeats:
-            repeat = next(i for i, h in zip(ids, hashes) if h in repeats)
-            raise ConvertError(f"{scan.path}: id {repeat!r} is also the id of a row in an earlier "
-                               f"shard of split {scan.source.split!r}; ids must be unique")
-        seen.update(hashes)
+        seen = self.seen.get(scan.source.split, np.empty(0, np.int64))
+        hashes = np.fromiter((hash(i) for i in ids.tolist()), np.int64, len(ids))
+        at = np.searchsorted(seen, hashes).clip(max=max(len(seen) - 1, 0))
+        repeats = (seen[at] == hashes) if len(seen) else np.zeros(len(ids), bool)
+        if repeats.any():  # ids inside one shard are unique already
+            raise ConvertError(f"{scan.path}: id {str(ids[np.argmax(repeats)])!r} is also the id of a row in "
+                               f"an earlier shard of split {scan.source.split!r}; ids must be unique")
+        self.seen[scan.source.split] = np.union1d(seen, hashes)
 
 
 def default_ids(file: str, rows: int) -> np.ndarray:

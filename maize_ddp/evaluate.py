@@ -104,8 +104,9 @@ def test_report(d, model, loader, out_dir: Path, amp="off", rc_average=False, sp
     rows = np.concatenate([p[1] for p in parts])
     order = np.argsort(rows, kind="stable")
     rows, y, pred = rows[order], np.concatenate([p[2] for p in parts])[order], np.concatenate([p[3] for p in parts])[order]
-    if not np.array_equal(rows, np.arange(len(rows))):
+    if not np.array_equal(rows, np.arange(loader.info.splits[split].n)):
         raise RuntimeError(f"evaluation did not cover every {split} row exactly once")
+    ids = read_ids(loader.info, split)  # first: a damaged id file must fail before any file is written
     summary = moments.summary()
     spearman = [float(stats.spearmanr(y[:, t], pred[:, t])[0]) for t in range(y.shape[1])]
     report = {"split": split, "n": summary["n"], "pearson": summary["pearson"], "spearman": float(np.mean(spearman)),
@@ -113,11 +114,12 @@ def test_report(d, model, loader, out_dir: Path, amp="off", rc_average=False, sp
               "per_target": {**summary["per_target"], "spearman": spearman}, **(extra or {})}
     out_dir = Path(out_dir)
     prefix = "test" if split == "test" else split
-    atomic_write_text(out_dir / f"{prefix}_metrics.json", json.dumps(report, indent=2) + "\n")
-    ids = read_ids(loader.info, split)[rows]  # rows run 0..n-1: the table joins to genes by id
-    atomic_write_text(out_dir / f"{prefix}_predictions.tsv", predictions_table(ids, rows, y, pred))
+    # rows run 0..n-1, so ids[rows] is ids: the table joins to genes by id. The metrics file, which
+    # says the report is complete, is written last.
+    atomic_write_text(out_dir / f"{prefix}_predictions.tsv", predictions_table(ids[rows], rows, y, pred))
     plots.scatter(out_dir / ("scatter.png" if split == "test" else f"scatter_{split}.png"),
                   y[:, 0], pred[:, 0], summary["per_target"]["pearson"][0], summary["per_target"]["r2"][0], split)
+    atomic_write_text(out_dir / f"{prefix}_metrics.json", json.dumps(report, indent=2) + "\n")
     return report
 
 

@@ -20,6 +20,7 @@ import torch
 from maize_ddp import distributed, errors
 from maize_ddp.checkpoint import atomic_write_text, load
 from maize_ddp.codes import OneHotError, onehot_to_codes
+from maize_ddp.store_format import StoreError, check_ids
 from maize_ddp.evaluate import (add_run_settings, forward, model_from_checkpoint, positive_int, predict_batches,
                                 predictions_table, run_settings)
 
@@ -53,16 +54,18 @@ def check_out(out: Path, overwrite: bool) -> None:
 def npz_batches(folder: Path, seq_len: int, batch_size: int):
     """Yield (file name, first row, ids [B], codes [B, L]) from every .npz under `folder`, in
     sorted order; a shard's ids are its `ids` member, else `<file>:<row>` as the converters name them."""
-    files = sorted(folder.rglob("*.npz"))
+    files = sorted(f for f in folder.rglob("*.npz") if not f.name.startswith("._"))  # not macOS metadata
     if not files:
         raise PredictError(f"{folder}: no .npz files found")
     for f in files:
         try:
             with np.load(f) as z:
                 x = z["arr_0"]
-                ids = z["ids"].astype(str) if "ids" in z.files else None
+                ids = check_ids(z["ids"], f) if "ids" in z.files else None
+        except StoreError as e:
+            raise PredictError(str(e)) from None
         except Exception as e:
-            raise PredictError(f"{f}: cannot read arr_0 ({type(e).__name__}: {e})") from None
+            raise PredictError(f"{f}: cannot read arr_0 or ids ({type(e).__name__}: {e})") from None
         layout = "N4L" if x.ndim == 3 and x.shape[1] == 4 else "NL4"
         try:
             codes = onehot_to_codes(x, layout)
@@ -142,7 +145,7 @@ def main(argv=None) -> int:
     except (errors.Error, StoreError, OSError) as e:
         print(f"error: {errors.describe(e)}", file=sys.stderr)
         return 1
-    print(f"wrote {text.count(chr(10)) - 1} predictions to {a.out}")
+    print(f"wrote {len(text.splitlines()) - 1} predictions to {a.out}")
     return 0
 
 

@@ -28,6 +28,7 @@ FORMAT = "maize_ddp/2"
 ALPHABET = "ACGTN"
 MAX_CODE = len(ALPHABET) - 1  # N
 MISSING_CODE = 255  # Zarr fill value of seq: no written base has it
+MAX_ID_CHARS = 200  # ids travel as fixed-width strings: one huge id would widen every row
 CRC_BLOCK = 1 << 20
 
 
@@ -110,6 +111,28 @@ def check_checksum(root, record: FileRecord) -> None:
     if crc != record.crc32:
         raise StoreError(f"{path}: CRC-32 {crc:08x}, the store recorded {record.crc32:08x} "
                          "(the file is damaged: restore it or convert the data again)")
+
+
+def check_ids(ids: np.ndarray, where) -> np.ndarray:
+    """A shard's row ids as str [N], checked: non-empty, at most MAX_ID_CHARS, no tab or line
+    break (ids are the first column of tab-separated outputs), none repeated."""
+    if ids.ndim != 1 or ids.dtype.kind not in "US":
+        raise StoreError(f"{where}: ids is {ids.dtype}{list(ids.shape)}; expected a 1-D string array")
+    ids = ids.astype(str)
+    length = np.char.str_len(ids)
+    bad = (length == 0) | (length > MAX_ID_CHARS)
+    for char in "\t\n\r":
+        bad |= np.char.find(ids, char) >= 0
+    if bad.any():
+        row = int(np.argmax(bad))
+        shown = str(ids[row]) if length[row] <= 40 else str(ids[row])[:40] + "..."
+        raise StoreError(f"{where}: ids row {row} is {shown!r}: ids must be 1 to {MAX_ID_CHARS} characters, "
+                         "without tabs or line breaks")
+    unique, first, counts = np.unique(ids, return_index=True, return_counts=True)
+    if (counts > 1).any():
+        k = int(np.argmax(counts > 1))
+        raise StoreError(f"{where}: id {str(unique[k])!r} appears {counts[k]} times (first at row {first[k]})")
+    return ids.astype(f"<U{max(int(length.max(initial=0)), 1)}")  # no wider than the longest
 
 
 def check_codes(codes: np.ndarray, where, first_row: int = 0) -> None:

@@ -32,7 +32,7 @@ from torch.nn.parallel import DistributedDataParallel as DDP
 from tqdm import tqdm
 
 from maize_ddp import checkpoint, config, distributed, errors, plots, runlock
-from maize_ddp.data import StoreError, make_loader, open_store
+from maize_ddp.data import StoreError, make_loader, open_store, read_ids
 from maize_ddp.evaluate import autocast, evaluate_split, resolve_amp, test_report
 from maize_ddp.model import build_model, recalibrate_batchnorm
 
@@ -230,6 +230,7 @@ def train(cfg: config.TrainConfig, d: distributed.Dist) -> None:
     store = open_store(cfg.data)
     for split in ("train", "val", "test"):
         store.check(split=split)
+    read_ids(store, "test")  # the test report's ids: a damaged id file fails now, not after training
     cfg.model.seq_len, cfg.model.num_targets = store.seq_len, store.num_targets
     loader_args = dict(rank=d.rank, world_size=d.world_size, seed=cfg.seed, num_workers=cfg.num_workers,
                        pin_memory=d.device.type == "cuda")

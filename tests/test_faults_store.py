@@ -2,7 +2,8 @@
 
 Where the damage is caught: on opening (a recorded file missing or of another size), on reading
 (a chunk that fails to decode, a missing chunk read as its fill value, a bad value, a damaged
-tar header), and by `inspect --verify` (every CRC-32). A missing chunk must never read back as
+tar header), and by `inspect --verify` (every CRC-32, which alone sees a changed tar payload
+byte that still decodes to a valid value). A missing chunk must never read back as
 rows of As and zero labels.
 """
 import json
@@ -15,7 +16,7 @@ import pytest
 
 from _stores import build_wds, build_zarr, make_rows, write_npz_source
 from convert import inspect
-from maize_ddp.data import StoreError, make_loader, open_source, open_store
+from maize_ddp.data import StoreError, make_loader, open_source, open_store, read_ids
 from maize_ddp.data.wds_source import tar_members
 from maize_ddp.store_format import record_file
 
@@ -100,10 +101,16 @@ SCENARIOS = [
      "train/y/c/1/0", "a non-finite label at row 16"),
     ("zarr store without file records", "zarr", drop_file_records, "before", "open",
      "", "missing metadata 'files'"),
+    ("zarr id chunk damaged", "zarr", lambda s: flip_middle(s / "test/id/c/1"), "before", "ids",
+     "test/id/c/1", "unreadable chunk"),
+    ("zarr id chunk gone while running", "zarr", lambda s: (s / "test/id/c/1").unlink(), "after", "ids",
+     "test/id/c/1", "a missing chunk at row 16"),
+    ("ids.txt damaged", "wds", lambda s: flip_middle(s / "test/ids.txt"), "before", "ids", "test/ids.txt",
+     "CRC-32"),
     ("tar deleted", "wds", lambda s: (s / WDS_TRAIN_1).unlink(), "before", "open", WDS_TRAIN_1, "missing"),
     ("tar truncated", "wds", lambda s: truncate(s / WDS_TRAIN_1), "before", "open", WDS_TRAIN_1,
      "the store recorded"),
-    ("tar bytes damaged", "wds", lambda s: flip_middle(s / WDS_TRAIN_1), "before", "read", WDS_TRAIN_1,
+    ("tar bytes damaged", "wds", lambda s: flip_middle(s / WDS_TRAIN_1), "before", "verify", WDS_TRAIN_1,
      "CRC-32"),
     ("tar NaN label", "wds", lambda s: poke_tar(s, WDS_TRAIN_1, 20, "y.npy", np.float32([np.nan, 0])),
      "before", "read", WDS_TRAIN_1, "a non-finite label at row 20"),
@@ -134,9 +141,17 @@ def read_everything(store, split, **loader_options):
 
 def test_damage_is_one_line_naming_the_file(damaged):
     store, late_damage, caught, named, message, split = damaged
+    if caught == "verify":
+        pytest.skip("a payload byte that still decodes to a valid value is found by inspect --verify's CRC")
     if caught == "open":
         with pytest.raises(StoreError) as e:
             open_store(store)
+    elif caught == "ids":
+        info = open_store(store)
+        if late_damage is not None:
+            late_damage(store)
+        with pytest.raises(StoreError) as e:
+            read_ids(info, split)
     elif late_damage is None:
         open_store(store)  # opening is cheap: it sees no damage that keeps the file's size
         with pytest.raises(StoreError) as e:
@@ -197,3 +212,17 @@ def test_trainer_stops_on_a_damaged_chunk_in_one_line(pristine, tmp_path):
     assert any("error: " in line and "train/seq/c/1/0: unreadable chunk" in line for line in errors), res.stderr
     assert "Traceback" not in res.stderr and "Task was destroyed" not in res.stderr, res.stderr
     assert not (tmp_path / "run" / "test_metrics.json").exists()
+
+
+@pytest.mark.parametrize("array, fill", [("seq", 0), ("y", 0.0), ("id", "x")])
+def test_a_fill_value_that_rows_can_hold_is_refused(pristine, tmp_path, array, fill):
+    """Another tool's store (zarr's default fill 0) would read a missing chunk back as data."""
+    store = tmp_path / "d.zarr"
+    shutil.copytree(pristine["zarr"], store)
+    meta_path = store / "test" / array / "zarr.json"
+    meta = json.loads(meta_path.read_text())
+    meta["fill_value"] = fill
+    meta_path.write_text(json.dumps(meta))
+    with pytest.raises(StoreError, match=f"{meta_path}: fill value") as e:
+        open_store(store)
+    assert "\n" not in str(e.value)

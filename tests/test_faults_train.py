@@ -16,6 +16,7 @@ import sys
 import time
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 
@@ -146,6 +147,17 @@ def _predict_disk_full(w, run):
         run / "p" / "preds.tsv", "cannot write", "file too large"]
 
 
+def _predict_npz_bad_id(w, run):
+    """A shard's ids would break the predictions table (a tab) or its joins (a repeat)."""
+    shard = run.parent / "npz_in" / "a.npz"
+    shard.parent.mkdir()
+    with np.load(sorted((w["npz"] / "test").glob("*.npz"))[0]) as z:
+        np.savez(shard, z["arr_0"][:3], z["arr_1"][:3], ids=np.array(["g1", "g\t2", "g3"]))
+    (shard.parent / "._a.npz").write_bytes(b"\0\5\26\7 macOS metadata")  # skipped, not an error
+    return ["predict", run, "--data", shard.parent, "--out", run.parent / "p.tsv"], 1, [
+        shard, "ids row 1", "without tabs or line breaks"]
+
+
 def _evaluate_disk_full(w, run):
     return ["evaluate", run, "--data", w["wds"], "--limit", 1500], 1, [run / "eval-data.wds-test", "cannot write",
                                                                        "file too large"]
@@ -171,6 +183,7 @@ SCENARIOS = {
     "predict --out an existing file": _predict_over_a_file,
     "predict --overwrite a non-table": _predict_overwrite_not_a_table,
     "predict on a full disk": _predict_disk_full,
+    "predict on npz with a tab in an id": _predict_npz_bad_id,
     "evaluate on a full disk": _evaluate_disk_full,
     "train on a full disk": _train_disk_full,
 }

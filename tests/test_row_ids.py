@@ -56,7 +56,8 @@ def test_default_ids_name_the_file_and_row_even_after_drops(tmp_path, kind):
 
 
 @pytest.mark.parametrize("ids, message", [
-    (["a", "", "c"], "ids row 1 is '': ids must be non-empty"),
+    (["a", "", "c"], "ids row 1 is '': ids must be 1 to 200 characters"),
+    (["a", "b", "x" * 201], "ids row 2 is 'xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx...'"),
     (["a", "b\tc", "d"], "ids row 1 is 'b\\tc'"),
     (["a", "b\nc", "d"], "ids row 1"),
     (["a", "b", "a"], "id 'a' appears 2 times (first at row 0)"),

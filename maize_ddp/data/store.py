@@ -12,7 +12,8 @@ from pathlib import Path
 
 import numpy as np
 
-from maize_ddp.store_format import ALPHABET, FORMAT, FileRecord, StoreError, check_checksum, check_present
+from maize_ddp.store_format import (ALPHABET, FORMAT, MISSING_CODE, FileRecord, StoreError, check_checksum,
+                                    check_present)
 
 
 @dataclass(frozen=True)
@@ -85,35 +86,30 @@ def open_source(info: StoreInfo, split: str):
     return WdsSource(info, split)
 
 
-def read_ids(info: StoreInfo, split: str) -> np.ndarray:
-    """The split's row ids (str [n]) in row order, checked like any other read."""
-    meta = info.splits[split]
+def read_ids(info: StoreInfo, split: str, stop: int | None = None) -> np.ndarray:
+    """The split's row ids (str) in row order, all of them or the first `stop`, checked like
+    any other read (WebDataset: the whole ids.txt against its CRC-32)."""
     if info.kind == "zarr":
-        import zarr
+        from .zarr_source import ZarrSource
 
-        array = zarr.open_group(info.path, mode="r")[split]["id"]
-        try:
-            ids = np.array(array[:].tolist(), dtype=str)  # zarr gives numpy StringDType
-        except Exception as e:  # a chunk that fails its CRC or does not decode
-            raise StoreError(f"{info.path}/{split}/id: unreadable ({type(e).__name__}: {e})") from None
-        empty = np.char.str_len(ids) == 0
-        if empty.any():  # "" is the fill value: no id is empty
-            row = int(np.argmax(empty))
-            k = row // int((array.shards or array.chunks)[0])
-            raise StoreError(f"{info.path}/{split}/id/{array.metadata.encode_chunk_key((k,))}: a missing "
-                             f"chunk at row {row} (the store is damaged: restore it or convert the data again)")
-        return ids
+        return ZarrSource(info, split).ids(stop)
+    meta = info.splits[split]
     record = meta.files[-1]
+    path = info.path / record.path
+    if stop is not None:  # a glimpse (inspect): the first lines only
+        with open(path, "rb") as fh:
+            return np.array([fh.readline().decode().rstrip("\n") for _ in range(min(stop, meta.n))], dtype=str)
     check_checksum(info.path, record)
-    lines = (info.path / record.path).read_bytes().decode().split("\n")[:-1]
+    lines = path.read_bytes().decode().split("\n")[:-1]
     if len(lines) != meta.n:
-        raise StoreError(f"{info.path / record.path}: {len(lines)} ids for {meta.n} rows")
+        raise StoreError(f"{path}: {len(lines)} ids for {meta.n} rows")
     return np.array(lines, dtype=str)
 
 
 def _require(meta: dict, key: str, where: str, path: Path):
     if not isinstance(meta, dict) or key not in meta:
-        raise StoreError(f"{path}: missing metadata {key!r} in {where}")
+        raise StoreError(f"{path}: missing metadata {key!r} in {where} (written by an older converter or "
+                         "another tool? convert the data again)")
     return meta[key]
 
 
@@ -168,9 +164,11 @@ def _open_zarr(path: Path) -> StoreInfo:
         try:
             ids = group["id"]
         except KeyError:
-            raise StoreError(f"{path}: split {name!r} has no {name}/id (row ids)") from None
+            raise StoreError(f"{path}: split {name!r} has no {name}/id (row ids; written by an older "
+                             "converter? convert the data again)") from None
         if ids.shape != (n,):
             raise StoreError(f"{path}: {name}/id has shape {list(ids.shape)}, expected [{n}]")
+        _check_fill_values(path, name, seq, y, ids)
         for array in (seq, y, ids):
             # one file per shard (or per chunk when unsharded), every one written
             rows = int((array.shards or array.chunks)[0])
@@ -181,6 +179,18 @@ def _open_zarr(path: Path) -> StoreInfo:
                                  f"its shape needs {expected}")
         splits[name] = SplitInfo(n, mean, std, chunk_rows=int(seq.chunks[0]), files=files)
     return _checked(StoreInfo("zarr", path, seq_len, num_targets, splits, attrs))
+
+
+def _check_fill_values(path: Path, split: str, seq, y, ids) -> None:
+    """A missing chunk reads as its array's fill value: only values no row can hold make that
+    an error on read rather than rows of As, zero labels and blank ids."""
+    fills = {"seq": (seq, MISSING_CODE), "y": (y, "NaN"), "id": (ids, "")}
+    for name, (array, want) in fills.items():
+        got = array.fill_value
+        ok = np.isnan(got) if want == "NaN" else got == want
+        if not ok:
+            raise StoreError(f"{path}/{split}/{name}/zarr.json: fill value {got!r}, the format needs {want!r} "
+                             "(a missing chunk would read back as data; convert the data again)")
 
 
 def _checked(info: StoreInfo) -> StoreInfo:

@@ -7,9 +7,10 @@ member's payload starts. The payloads are then sliced out of one contiguous read
 without a generic decoder. Equally spaced members (the normal case: same-size members written
 in order) shrink to (first, step), so the index does not grow with the data.
 
-Integrity: before a shard is indexed its CRC-32 is checked against the manifest (the reader
-goes on to read the whole file anyway, so this costs one pass over bytes already cached),
-every tar header's own checksum is checked, and every read checks codes <= N and finite labels.
+Integrity: opening the store checked each tar's size; here every tar header's own checksum
+and `.npy` headers are checked, and every read checks codes <= N and finite labels. The tar's
+CRC-32 is left to `inspect --verify`: a training reader reads a few blocks of most tars, and
+checking whole tars there would read the dataset once more per worker and rank.
 """
 from __future__ import annotations
 
@@ -20,7 +21,7 @@ from pathlib import Path
 import numpy as np
 from numpy.lib.stride_tricks import sliding_window_view
 
-from maize_ddp.store_format import FileRecord, check_checksum, check_codes, check_labels
+from maize_ddp.store_format import check_codes, check_labels
 
 from .store import Shard, StoreError, StoreInfo
 
@@ -184,13 +185,11 @@ class WdsSource:
         self._root = Path(info.path)
         self._seq_len, self._num_targets = info.seq_len, info.num_targets
         self._shards = info.splits[split].shards
-        self._files: tuple[FileRecord, ...] = info.splits[split].files
         self._first_rows = np.array([s.first_row for s in self._shards], dtype=np.int64)
         self._index: dict[int, ShardIndex] = {}
 
     def _shard(self, k: int) -> ShardIndex:
         if k not in self._index:
-            check_checksum(self._root, self._files[k])
             self._index[k] = ShardIndex(self._root / self._shards[k].path, self._shards[k],
                                         self._seq_len, self._num_targets)
         return self._index[k]

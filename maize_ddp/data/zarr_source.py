@@ -72,9 +72,36 @@ class ZarrSource:
             check_codes(piece, where, first_row=a)
         return pieces, np.concatenate([self._labels(a, b) for a, b in ranges])
 
+    def ids(self, stop: int | None = None) -> np.ndarray:
+        """Row ids 0 .. stop-1 (all by default) as str, read shard by shard: a shard that fails
+        its CRC, or is missing (read as "", which no id is), is named."""
+        import zarr.api.asynchronous as zarr_async
+
+        group = self._run(zarr_async.open_group(self._root, mode="r"))
+        array = self._run(group.getitem(f"{self._split}/id"))
+        F = int((array.shards or array.chunks)[0])
+        n = array.shape[0] if stop is None else min(stop, array.shape[0])
+        parts = [(a, min(a + F, n)) for a in range(0, n, F)]
+
+        async def all_ids():
+            return await asyncio.gather(*(array.getitem(slice(a, b)) for a, b in parts), return_exceptions=True)
+        pieces = []
+        for (a, _), piece in zip(parts, self._run(all_ids())):
+            where = self._file(array, a // F)
+            if isinstance(piece, BaseException):
+                raise StoreError(f"{where}: unreadable chunk ({type(piece).__name__}: {piece})")
+            piece = np.array(piece.tolist(), dtype=str)  # zarr gives numpy's StringDType
+            empty = np.char.str_len(piece) == 0
+            if empty.any():
+                raise StoreError(f"{where}: a missing chunk at row {a + int(np.argmax(empty))} (the store is "
+                                 "damaged: restore it or convert the data again)")
+            pieces.append(piece)
+        return np.concatenate(pieces) if pieces else np.empty(0, str)
+
     def _file(self, array, k: int) -> str:
         """The file that holds shard (or chunk) k of an array."""
-        return f"{self._root}/{self._split}/{array.basename}/{array.metadata.encode_chunk_key((k, 0))}"
+        key = (k, 0) if len(array.shape) == 2 else (k,)
+        return f"{self._root}/{self._split}/{array.basename}/{array.metadata.encode_chunk_key(key)}"
 
     def _read_label_piece(self, k: int) -> np.ndarray:
         first = k * self._piece_rows

@@ -110,6 +110,8 @@ SCENARIOS = [
     ("tar deleted", "wds", lambda s: (s / WDS_TRAIN_1).unlink(), "before", "open", WDS_TRAIN_1, "missing"),
     ("tar truncated", "wds", lambda s: truncate(s / WDS_TRAIN_1), "before", "open", WDS_TRAIN_1,
      "the store recorded"),
+    ("tar truncated while running", "wds", lambda s: truncate(s / WDS_TRAIN_1), "after", "read", WDS_TRAIN_1,
+     "row"),
     ("tar bytes damaged", "wds", lambda s: flip_middle(s / WDS_TRAIN_1), "before", "verify", WDS_TRAIN_1,
      "CRC-32"),
     ("tar NaN label", "wds", lambda s: poke_tar(s, WDS_TRAIN_1, 20, "y.npy", np.float32([np.nan, 0])),

@@ -152,11 +152,17 @@ class ShardIndex:
         seq_at, y_at = _lookup(self._seq_at, lo, hi), _lookup(self._y_at, lo, hi)
         begin = int(min(seq_at.min(), y_at.min()))
         end = int(max(seq_at.max() + self.seq_bytes, y_at.max() + self.y_bytes))
-        fd = os.open(self.path, os.O_RDONLY)
         try:
-            buf = np.frombuffer(os.pread(fd, end - begin, begin), dtype=np.uint8)
-        finally:
-            os.close(fd)
+            fd = os.open(self.path, os.O_RDONLY)
+            try:
+                buf = np.frombuffer(os.pread(fd, end - begin, begin), dtype=np.uint8)
+            finally:
+                os.close(fd)
+        except OSError as e:
+            raise StoreError(f"{self.path}: cannot read ({e.strerror or e})") from None
+        if len(buf) != end - begin:
+            raise StoreError(f"{self.path}: ends at byte {begin + len(buf)}, before row {self.first_row + hi - 1} "
+                             "(truncated while in use?)")
         codes = sliding_window_view(buf, self.seq_bytes)[seq_at - begin]
         y = sliding_window_view(buf, self.y_bytes)[y_at - begin].view(self.y_dtype)
         check_codes(codes, self.path, first_row=self.first_row + lo)
@@ -190,9 +196,17 @@ class WdsSource:
 
     def _shard(self, k: int) -> ShardIndex:
         if k not in self._index:
-            self._index[k] = ShardIndex(self._root / self._shards[k].path, self._shards[k],
-                                        self._seq_len, self._num_targets)
+            self._index[k] = self._indexed(k)
         return self._index[k]
+
+    def _indexed(self, k: int) -> ShardIndex:
+        path = self._root / self._shards[k].path
+        try:
+            return ShardIndex(path, self._shards[k], self._seq_len, self._num_targets)
+        except StoreError:
+            raise
+        except (OSError, ValueError, UnicodeDecodeError) as e:  # a pax record or name that does not parse
+            raise StoreError(f"{path}: unreadable tar ({type(e).__name__}: {e})") from None
 
     def read(self, ranges) -> tuple[list[np.ndarray], np.ndarray]:
         """Rows [start, stop) of each range, in order: codes as uint8 [rows, L] pieces, labels

@@ -46,6 +46,10 @@ def truncate(path):
     path.write_bytes(path.read_bytes()[:-100])
 
 
+def halve(path):
+    path.write_bytes(path.read_bytes()[:path.stat().st_size // 2])
+
+
 def rerecord(store, rel):
     """Re-record a tar's size and CRC, as a tool that wrote bad values in good faith would."""
     manifest = json.loads((store / "manifest.json").read_text())
@@ -110,7 +114,7 @@ SCENARIOS = [
     ("tar deleted", "wds", lambda s: (s / WDS_TRAIN_1).unlink(), "before", "open", WDS_TRAIN_1, "missing"),
     ("tar truncated", "wds", lambda s: truncate(s / WDS_TRAIN_1), "before", "open", WDS_TRAIN_1,
      "the store recorded"),
-    ("tar truncated while running", "wds", lambda s: truncate(s / WDS_TRAIN_1), "after", "read", WDS_TRAIN_1,
+    ("tar cut in half while running", "wds", lambda s: halve(s / WDS_TRAIN_1), "after", "read", WDS_TRAIN_1,
      "row"),
     ("tar bytes damaged", "wds", lambda s: flip_middle(s / WDS_TRAIN_1), "before", "verify", WDS_TRAIN_1,
      "CRC-32"),

@@ -121,4 +121,4 @@ def ascii_to_codes(seq: bytes | str) -> np.ndarray:
 
 
 def codes_to_ascii(codes: np.ndarray) -> str:
-    return np.frombuffer(b"ACGTN", dtype=np.uint8)[codes].tobytes().decode("ascii")
+    return np.frombuffer(ALPHABET.encode(), dtype=np.uint8)[codes].tobytes().decode("ascii")

@@ -22,10 +22,10 @@ from pathlib import Path
 
 import numpy as np
 
+from maize_ddp.codes import ALPHABET
 from maize_ddp.errors import Error
 
 FORMAT = "maize_ddp/2"
-ALPHABET = "ACGTN"
 MAX_CODE = len(ALPHABET) - 1  # N
 MISSING_CODE = 255  # Zarr fill value of seq: no written base has it
 MAX_ID_CHARS = 200  # ids travel as fixed-width strings: one huge id would widen every row

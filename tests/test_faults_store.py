@@ -232,3 +232,13 @@ def test_a_fill_value_that_rows_can_hold_is_refused(pristine, tmp_path, array, f
     with pytest.raises(StoreError, match=f"{meta_path}: fill value") as e:
         open_store(store)
     assert "\n" not in str(e.value)
+
+
+@pytest.mark.parametrize("meta", ["zarr.json", "test/zarr.json", "test/seq/zarr.json"])
+def test_damaged_zarr_metadata_is_named(pristine, tmp_path, meta):
+    store = tmp_path / "d.zarr"
+    shutil.copytree(pristine["zarr"], store)
+    (store / meta).write_text('{"shape": [20, 24], "data_ty')
+    with pytest.raises(StoreError) as e:
+        open_store(store)
+    assert str(e.value).startswith(f"{store / meta}: ") and "\n" not in str(e.value)

@@ -139,7 +139,7 @@ def _open_zarr(path: Path) -> StoreInfo:
     try:
         root = zarr.open_group(path, mode="r")
     except Exception as e:  # zarr raises several types for a broken group
-        raise StoreError(f"{path}: cannot open as a Zarr v3 group ({e})") from None
+        raise StoreError(f"{_bad_metadata(path, path)}: cannot open as a Zarr v3 group ({e})") from None
     attrs = dict(root.attrs)
     _check_format(attrs, "the group attributes", path)
     seq_len = int(_require(attrs, "seq_len", "the group attributes", path))
@@ -152,7 +152,7 @@ def _open_zarr(path: Path) -> StoreInfo:
         except KeyError:
             raise StoreError(f"{path}: split {name!r} is listed but has no {name}/seq and {name}/y") from None
         except Exception as e:  # a damaged zarr.json below the root
-            raise StoreError(f"{path}/{name}: unreadable Zarr metadata ({e})") from None
+            raise StoreError(f"{_bad_metadata(path / name, path)}: unreadable Zarr metadata ({e})") from None
         where = f"{name}/ attributes"
         meta = dict(group.attrs)
         n, mean, std = _split_stats(meta, where, path, num_targets)
@@ -179,6 +179,16 @@ def _open_zarr(path: Path) -> StoreInfo:
                                  f"its shape needs {expected}")
         splits[name] = SplitInfo(n, mean, std, chunk_rows=int(seq.chunks[0]), files=files)
     return _checked(StoreInfo("zarr", path, seq_len, num_targets, splits, attrs))
+
+
+def _bad_metadata(folder: Path, fallback: Path) -> Path:
+    """The first zarr.json under folder that is not JSON, to name in the error (else fallback)."""
+    for meta in sorted(folder.rglob("zarr.json")):
+        try:
+            json.loads(meta.read_text())
+        except (OSError, ValueError):
+            return meta
+    return fallback
 
 
 def _check_fill_values(path: Path, split: str, seq, y, ids) -> None:

@@ -22,16 +22,16 @@ import json
 import re
 import sys
 import tarfile
-import time
 from pathlib import Path
 
 import numpy as np
 
 from maize_ddp.store_format import ALPHABET, FORMAT, RecordedFile
 
-from .output import Progress, atomic_output_dir, converter_parser, dir_bytes, refuse_existing, run_cli
-from .shards import ConvertError, SplitIds, find_sources, read_shard, scan_and_plan
-from .workers import WorkerPool
+from . import driver
+from .driver import at_least_one
+from .output import converter_parser, run_cli
+from .shards import ConvertError, read_shard
 
 KEY_DIGITS = 10
 BLOCK = 512
@@ -162,48 +162,52 @@ def rows_per_tar(layout: SampleLayout, shard_samples: int | None, shard_bytes: i
     return max(1, min(limits))
 
 
+class WdsWriter:
+    """The WebDataset format for convert.driver: workers pack whole shards into tar bytes (and
+    return their ids); this process appends them to the split's tars (TarSequence)."""
+
+    kind = "wds"
+    worker = staticmethod(pack_shard)
+
+    def __init__(self, shard_samples: int | None = None, shard_bytes: int | None = None):
+        at_least_one("--shard-samples", shard_samples)
+        at_least_one("--shard-bytes", shard_bytes)
+        self.shard_samples, self.shard_bytes = shard_samples, shard_bytes
+
+    def layout(self, plan) -> None:
+        self.sample = SampleLayout(plan.seq_len, plan.num_targets)
+        self.per_tar = rows_per_tar(self.sample, self.shard_samples, self.shard_bytes)
+
+    def result_bytes(self, plan) -> int:
+        return max(s.rows_in * (self.sample.size + 4 * s.id_chars) for s in plan.scans)
+
+    def job(self, scan, first_row: int, drop_nonfinite: bool) -> tuple:
+        return scan, first_row, self.sample, drop_nonfinite
+
+    def open(self, tmp, plan) -> None:
+        self.root, self.plan = tmp, plan
+        self.tars = {name: TarSequence(tmp, name, self.per_tar) for name in plan.splits}
+
+    def append(self, scan, payload: tuple, ids) -> None:
+        (samples,) = payload
+        self.tars[scan.source.split].append(samples, ids)
+
+    def close(self) -> dict:
+        plan = self.plan
+        manifest = {
+            "format": FORMAT, "alphabet": ALPHABET, "seq_len": plan.seq_len, "num_targets": plan.num_targets,
+            "splits": {name: {**plan.split_attrs(name), **self.tars[name].close()} for name in plan.splits},
+            "sources": plan.sources(),
+        }
+        (self.root / "manifest.json").write_text(json.dumps(manifest, indent=1) + "\n")
+        return {"rows_per_tar": self.per_tar}
+
+
 def convert(src, dst, *, split=None, workers=1, shard_samples=None, shard_bytes=None, overwrite=False,
             drop_nonfinite=False, quiet=True) -> dict:
     """Convert SRC's npz shards into the WebDataset store DST; return a summary dict."""
-    if workers < 1:
-        raise ConvertError(f"--workers must be at least 1, not {workers}")
-    if shard_samples is not None and shard_samples < 1:
-        raise ConvertError(f"--shard-samples must be at least 1, not {shard_samples}")
-    if shard_bytes is not None and shard_bytes < 1:
-        raise ConvertError(f"--shard-bytes must be at least 1, not {shard_bytes}")
-    started = time.perf_counter()
-    sources = find_sources(src, split)
-    refuse_existing(dst, overwrite, inputs=[src, *sources])
-    with Progress(len(sources), "scan", quiet, unit="files") as bar:
-        plan = scan_and_plan(sources, src, workers, drop_nonfinite, lambda scan: bar.update(1, 0))
-    layout = SampleLayout(plan.seq_len, plan.num_targets)
-    per_tar = rows_per_tar(layout, shard_samples, shard_bytes)
-    split_ids = SplitIds()
-    result_bytes = max(s.rows_in * (layout.size + 4 * s.id_chars) for s in plan.scans)
-    with WorkerPool(workers, result_bytes) as pool:
-        with atomic_output_dir(dst, overwrite, inputs=[src, *sources]) as tmp:
-            tars = {name: TarSequence(tmp, name, per_tar) for name in plan.splits}
-            jobs = ((s, first, layout, drop_nonfinite) for s, first in zip(plan.scans, plan.first_rows()))
-            with Progress(plan.rows, "convert", quiet) as bar:
-                for scan, (samples, ids) in zip(plan.scans, pool.ordered_map(pack_shard, jobs)):
-                    split_ids.add(scan, ids)
-                    tars[scan.source.split].append(samples, ids)
-                    bar.update(len(samples), scan.bytes)
-            manifest = {
-                "format": FORMAT, "alphabet": ALPHABET, "seq_len": plan.seq_len,
-                "num_targets": plan.num_targets,
-                "splits": {name: {**plan.split_attrs(name), **tars[name].close()} for name in plan.splits},
-                "sources": plan.sources(),
-            }
-            (tmp / "manifest.json").write_text(json.dumps(manifest, indent=1) + "\n")
-    return {
-        "dst": str(dst), "format": FORMAT, "kind": "wds", "seq_len": plan.seq_len,
-        "num_targets": plan.num_targets, "rows_per_tar": per_tar,
-        "splits": {name: plan.split_attrs(name) for name in plan.splits},
-        "rows": plan.rows, "dropped_nonfinite": plan.dropped, "source_bytes": plan.source_bytes,
-        "store_bytes": dir_bytes(dst), "seconds": time.perf_counter() - started,
-        "warnings": plan.all_warnings(),
-    }
+    return driver.convert(WdsWriter(shard_samples, shard_bytes), src, dst, split=split, workers=workers,
+                          overwrite=overwrite, drop_nonfinite=drop_nonfinite, quiet=quiet)
 
 
 def parse_size(text: str) -> int:

@@ -14,7 +14,6 @@ is therefore the same bytes whatever the number of workers.
 from __future__ import annotations
 
 import sys
-import time
 from pathlib import Path
 
 import numpy as np
@@ -24,9 +23,10 @@ from zarr.storage import LocalStore
 
 from maize_ddp.store_format import ALPHABET, FORMAT, MISSING_CODE, record_file
 
-from .output import Progress, atomic_output_dir, converter_parser, dir_bytes, refuse_existing, run_cli
-from .shards import ConvertError, SplitIds, find_sources, read_shard, scan_and_plan
-from .workers import WorkerPool
+from . import driver
+from .driver import at_least_one
+from .output import converter_parser, run_cli
+from .shards import ConvertError, read_shard
 
 # ~512 KiB of codes per chunk: the reader's unit (a whole chunk per read, shuffled in
 # memory); blosc-zstd decodes such a chunk at > 1 GB/s and compresses it as well as larger ones.
@@ -85,48 +85,53 @@ class ShardBuffer:
             self.start, self.filled = stop, 0
 
 
+class ZarrWriter:
+    """The Zarr format for convert.driver: workers decode shards to codes, labels and ids;
+    this process buffers them to shard boundaries (ShardBuffer)."""
+
+    kind = "zarr"
+    worker = staticmethod(read_shard)
+
+    def __init__(self, chunk_rows: int | None = None, shard_rows: int | None = None):
+        at_least_one("--chunk-rows", chunk_rows)
+        at_least_one("--shard-rows", shard_rows)
+        if chunk_rows and shard_rows and shard_rows % chunk_rows:
+            raise ConvertError(f"--shard-rows ({shard_rows}) must be a multiple of --chunk-rows ({chunk_rows})")
+        self.chunk_rows, self.shard_rows = chunk_rows, shard_rows
+
+    def layout(self, plan) -> None:
+        self.chunk = self.chunk_rows or default_chunk_rows(plan.seq_len)
+        self.shard = self.shard_rows or self.chunk * CHUNKS_PER_SHARD
+        if self.shard % self.chunk:
+            raise ConvertError(f"--shard-rows ({self.shard}) must be a multiple of the rows per chunk "
+                               f"({self.chunk}; set it with --chunk-rows)")
+
+    def result_bytes(self, plan) -> int:
+        return plan.largest_decoded_bytes
+
+    def job(self, scan, first_row: int, drop_nonfinite: bool) -> tuple:
+        return scan, drop_nonfinite
+
+    def open(self, tmp, plan) -> None:
+        self.root, self.splits = tmp, list(plan.splits)
+        self.buffers = _create_store(tmp, plan, self.chunk, self.shard)
+
+    def append(self, scan, payload: tuple, ids) -> None:
+        codes, labels = payload
+        self.buffers[scan.source.split].append(codes, labels, ids)
+
+    def close(self) -> dict:
+        for buffer in self.buffers.values():
+            buffer.flush()
+        record_data_files(self.root, self.splits)
+        return {"chunk_rows": self.chunk, "shard_rows": self.shard}
+
+
 def convert(src, dst, *, split=None, workers=1, chunk_rows=None, shard_rows=None, overwrite=False,
             drop_nonfinite=False, quiet=True) -> dict:
     """Convert SRC's npz shards into the Zarr v3 store DST; return a summary dict."""
-    if workers < 1:
-        raise ConvertError(f"--workers must be at least 1, not {workers}")
-    if chunk_rows is not None and chunk_rows < 1:
-        raise ConvertError(f"--chunk-rows must be at least 1, not {chunk_rows}")
-    if shard_rows is not None and shard_rows < 1:
-        raise ConvertError(f"--shard-rows must be at least 1, not {shard_rows}")
-    if chunk_rows and shard_rows and shard_rows % chunk_rows:
-        raise ConvertError(f"--shard-rows ({shard_rows}) must be a multiple of --chunk-rows ({chunk_rows})")
-    started = time.perf_counter()
-    sources = find_sources(src, split)
-    refuse_existing(dst, overwrite, inputs=[src, *sources])
-    with Progress(len(sources), "scan", quiet, unit="files") as bar:
-        plan = scan_and_plan(sources, src, workers, drop_nonfinite, lambda scan: bar.update(1, 0))
-    chunk = chunk_rows or default_chunk_rows(plan.seq_len)
-    shard = shard_rows or chunk * CHUNKS_PER_SHARD
-    if shard % chunk:
-        raise ConvertError(f"--shard-rows ({shard}) must be a multiple of the rows per chunk ({chunk}; "
-                           "set it with --chunk-rows)")
-    split_ids = SplitIds()
-    with WorkerPool(workers, plan.largest_decoded_bytes) as pool:  # forked before zarr starts its thread
-        with atomic_output_dir(dst, overwrite, inputs=[src, *sources]) as tmp:
-            buffers = _create_store(tmp, plan, chunk, shard)
-            with Progress(plan.rows, "convert", quiet) as bar:
-                reads = pool.ordered_map(read_shard, ((s, drop_nonfinite) for s in plan.scans))
-                for scan, (codes, labels, ids) in zip(plan.scans, reads):
-                    split_ids.add(scan, ids)
-                    buffers[scan.source.split].append(codes, labels, ids)
-                    bar.update(len(codes), scan.bytes)
-            for buffer in buffers.values():
-                buffer.flush()
-            record_data_files(tmp, plan.splits)
-    return {
-        "dst": str(dst), "format": FORMAT, "kind": "zarr", "seq_len": plan.seq_len,
-        "num_targets": plan.num_targets, "chunk_rows": chunk, "shard_rows": shard,
-        "splits": {name: plan.split_attrs(name) for name in plan.splits},
-        "rows": plan.rows, "dropped_nonfinite": plan.dropped, "source_bytes": plan.source_bytes,
-        "store_bytes": dir_bytes(dst), "seconds": time.perf_counter() - started,
-        "warnings": plan.all_warnings(),
-    }
+    return driver.convert(ZarrWriter(chunk_rows, shard_rows), src, dst, split=split, workers=workers,
+                          overwrite=overwrite, drop_nonfinite=drop_nonfinite, quiet=quiet)
 
 
 def _create_store(root_path, plan, chunk: int, shard: int) -> dict[str, ShardBuffer]:

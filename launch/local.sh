@@ -6,7 +6,7 @@
 #   NPROC_PER_NODE=1 launch/local.sh --data ...       # choose the number of processes
 #
 # Every argument goes to `python -m maize_ddp.train` unchanged. Environment knobs:
-#   NPROC_PER_NODE=N      processes (default: the GPUs torch sees; 2 CPU processes without GPUs)
+#   NPROC_PER_NODE=N      processes (default: the GPUs launch/gpus.sh counts; 2 CPU processes without GPUs)
 #   VENV=/path/to/venv    activate this virtualenv first
 #   MAIZE_DDP_PYTHON=...  use this interpreter (default: the project's .venv if present, else python3)
 #   MAX_RESTARTS=N        torchrun restarts after a failure (default 0)
@@ -27,24 +27,12 @@ else PY=$(command -v python3 || command -v python || true); fi
 { [ -n "$PY" ] && [ -x "$PY" ]; } || die "no python found; set VENV=/path/to/venv or MAIZE_DDP_PYTHON=/path/to/python"
 [ $# -gt 0 ] || die "usage: launch/local.sh --data STORE --out RUN_DIR [trainer flags]  (python -m maize_ddp.train --help lists them)"
 
-count_gpus() {
-    # Cheap answers first; import torch only where a GPU driver is present.
-    if [ "${CUDA_VISIBLE_DEVICES-unset}" = "" ] || [ "${CUDA_VISIBLE_DEVICES:-}" = NoDevFiles ]; then
-        echo 0
-    elif command -v nvidia-smi >/dev/null || [ -e /dev/nvidiactl ] || [ -e /dev/kfd ]; then
-        "$PY" -c 'import torch; print(torch.cuda.device_count())' 2>/dev/null || echo 0
-    else
-        echo 0
-    fi
-}
-
-if [ -n "${NPROC_PER_NODE:-}" ]; then
-    nproc=$NPROC_PER_NODE
-    gpus=$(count_gpus)
-else
-    gpus=$(count_gpus)
-    if [ "$gpus" -gt 0 ]; then nproc=$gpus; else nproc=2; fi
-fi
+# shellcheck source=launch/gpus.sh
+source "$root/launch/gpus.sh"
+gpus=$(count_gpus "$PY")
+if [ -n "${NPROC_PER_NODE:-}" ]; then nproc=$NPROC_PER_NODE
+elif [ "$gpus" -gt 0 ]; then nproc=$gpus
+else nproc=2; fi
 case "$nproc" in '' | *[!0-9]* | 0) die "NPROC_PER_NODE must be a positive integer, got '$nproc'" ;; esac
 cores=$(nproc 2>/dev/null || echo 1)
 export OMP_NUM_THREADS=${OMP_NUM_THREADS:-$(( cores / nproc > 0 ? cores / nproc : 1 ))}

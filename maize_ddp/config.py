@@ -1,4 +1,4 @@
-"""Training configuration: dataclass defaults < TOML file (--config) < command-line flags.
+"""Training configuration: dataclass defaults (--default-out) < TOML file (--config) < command-line flags.
 
 Every field of `TrainConfig` and of `ModelConfig` is a flag (`--batch-size`, `--conv1kc`, ...).
 A TOML file holds training keys at the top level and model keys in a `[model]` table.
@@ -51,6 +51,8 @@ class TrainConfig:
     checkpoint_every: int = option(0, "steps between mid-epoch checkpoints; 0 = end of epoch only")
     patience: int = option(0, "early stopping after this many epochs without a better val r; 0 = off")
     resume: bool = option(False, "continue from OUT/checkpoints/last.pt when it exists")
+    check: bool = option(False, "resolve the config, open the store and take the resume decision as a run "
+                                "would, print one line (check: ok resume=yes|no out=PATH) and exit")
     model: ModelConfig = field(default_factory=ModelConfig)
 
     def validate(self) -> None:
@@ -119,10 +121,18 @@ def _block(tag: str) -> str:
     return {"d": "each residual dilated block", "_head": "the output layer"}.get(tag, f"conv block {tag}")
 
 
+class Parser(argparse.ArgumentParser):
+    def error(self, message):
+        """A flag argparse refuses is one line, as every other mistake (--help shows the usage)."""
+        raise ConfigError(f"{message} (see {self.prog} --help)")
+
+
 def make_parser(prog: str = "python -m maize_ddp.train") -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog=prog, description="Train BasenjiModel with DDP (run under torchrun for "
-                                "several processes). Flags override --config, which overrides the defaults.")
+    p = Parser(prog=prog, description="Train BasenjiModel with DDP (run under torchrun for several processes). "
+               "Flags override --config, which overrides the defaults.")
     p.add_argument("--config", type=Path, default=None, help="TOML file; model keys in a [model] table")
+    p.add_argument("--default-out", default=None, metavar="OUT",
+                   help="run folder when neither --out nor the config file names one (a launcher's per-job folder)")
     _add_fields(p, TrainConfig, skip=("model",))
     model = p.add_argument_group("model hyperparameters (BasenjiModel)")
     _add_fields(model, ModelConfig, skip=("num_targets", "seq_len"))  # these come from the data
@@ -142,6 +152,7 @@ def load_toml(path: Path) -> dict:
 def resolve(argv=None) -> TrainConfig:
     args = vars(make_parser().parse_args(argv))
     config_path = args.pop("config")
+    default_out = args.pop("default_out")
     file = load_toml(config_path) if config_path else {}
     model_file = file.pop("model", {})
     train_keys = {f.name for f in fields(TrainConfig)} - {"model"}
@@ -151,7 +162,8 @@ def resolve(argv=None) -> TrainConfig:
         raise ConfigError(f"{config_path}: unknown keys {sorted(unknown)}")
     file = _typed(file, TrainConfig, config_path, "")
     model_file = _typed(model_file, ModelConfig, config_path, "model.")
-    train = {**file, **{k: v for k, v in args.items() if k in train_keys}}
+    defaults = {"out": default_out} if default_out else {}
+    train = {**defaults, **file, **{k: v for k, v in args.items() if k in train_keys}}
     model = {**model_file, **{k: v for k, v in args.items() if k in model_keys}}
     cfg = TrainConfig(**train, model=ModelConfig(**model))
     cfg.validate()

@@ -2,6 +2,7 @@
 
     python -m maize_ddp.train --data DATA.zarr --out runs/r1                  # one process
     torchrun --nproc-per-node 4 -m maize_ddp.train --data DATA.zarr --out runs/r1
+    python -m maize_ddp.train --check --data DATA.zarr --out runs/r1          # decide, start nothing
 
 The story, top to bottom: set up the process group from torchrun's environment; build the model
 for the store's sequence length and target count; Adam(W) with warm-up + cosine; wrap in DDP; every
@@ -34,7 +35,7 @@ from tqdm import tqdm
 from maize_ddp import checkpoint, config, distributed, errors, plots, runlock
 from maize_ddp.data import StoreError, make_loader, open_store, read_ids
 from maize_ddp.evaluate import autocast, evaluate_split, resolve_amp, test_report
-from maize_ddp.model import build_model, recalibrate_batchnorm
+from maize_ddp.model import build_model, flat_length, recalibrate_batchnorm
 
 
 # What a run leaves in its folder: any of them means the folder holds a run.
@@ -174,6 +175,24 @@ def should_resume(cfg, out: Path) -> bool:
                         "resume from; choose another --out")
 
 
+def open_data(cfg) -> None:
+    """The store, checked as training needs it; it decides the model's seq_len and targets."""
+    store = open_store(cfg.data)
+    for split in ("train", "val", "test"):
+        store.check(split=split)
+    read_ids(store, "test")  # the test report's ids: a damaged id file fails now, not after training
+    cfg.model.seq_len, cfg.model.num_targets = store.seq_len, store.num_targets
+    flat_length(cfg.model)  # a model too deep for these sequences fails now, naming the block
+
+
+def check(cfg) -> None:
+    """--check, for launchers: the decisions a run takes before its first step (config, store,
+    resume), printed on one line. Creates no folder, takes no lock, starts no process group."""
+    open_data(cfg)
+    resume = should_resume(cfg, Path(cfg.out))
+    print(f"check: ok resume={'yes' if resume else 'no'} out={cfg.out}", flush=True)
+
+
 def close_progress_bars() -> None:
     """End an interrupted epoch's bar on its own line, so that the error line comes last."""
     for bar in list(getattr(tqdm, "_instances", ())):
@@ -188,6 +207,9 @@ def main(argv=None) -> int:
         return 2
     d = None
     try:
+        if cfg.check:
+            check(cfg)
+            return 0
         d = distributed.init(cfg.device)
         # one write call, so the ranks' start-up lines do not interleave in a shared log
         sys.stdout.write(distributed.describe(d) + "\n")
@@ -227,11 +249,7 @@ def loader(data, split: str, **settings):
 
 def train(cfg: config.TrainConfig, d: distributed.Dist) -> None:
     # ---- data: the store decides seq_len and the number of targets ------------------------
-    store = open_store(cfg.data)
-    for split in ("train", "val", "test"):
-        store.check(split=split)
-    read_ids(store, "test")  # the test report's ids: a damaged id file fails now, not after training
-    cfg.model.seq_len, cfg.model.num_targets = store.seq_len, store.num_targets
+    open_data(cfg)
     loader_args = dict(rank=d.rank, world_size=d.world_size, seed=cfg.seed, num_workers=cfg.num_workers,
                        pin_memory=d.device.type == "cuda")
     loaders = []

@@ -43,6 +43,24 @@ def test_nproc_override_and_restarts(tmp_path):
     assert "--nproc-per-node=3 --max-restarts=2" in res.stdout
 
 
+@pytest.mark.parametrize("env,expected", [
+    ({"SLURM_GPUS_ON_NODE": "3", "CUDA_VISIBLE_DEVICES": "0"}, 3),  # what the SLURM job got
+    ({"SLURM_GPUS_ON_NODE": "0", "CUDA_VISIBLE_DEVICES": "0,2"}, 2),
+    ({"CUDA_VISIBLE_DEVICES": "GPU-6f1a,GPU-77b0,GPU-9c3e"}, 3),
+    ({"CUDA_VISIBLE_DEVICES": ""}, 0),
+    ({"CUDA_VISIBLE_DEVICES": "NoDevFiles"}, 0),
+])
+def test_one_helper_counts_gpus_for_both_launchers(env, expected):
+    """launch/gpus.sh, sourced by local.sh and by each node of train.sbatch."""
+    full = {k: v for k, v in os.environ.items() if not k.startswith(("SLURM_", "CUDA_VISIBLE_DEVICES"))}
+    res = subprocess.run(["bash", "-c", f"source {ROOT / 'launch' / 'gpus.sh'} && count_gpus"],
+                         env={**full, **env}, capture_output=True, text=True, timeout=30)
+    assert (res.returncode, res.stdout) == (0, f"{expected}\n"), res
+    for script in (LOCAL, ROOT / "launch" / "slurm" / "train.sbatch"):
+        text = script.read_text()
+        assert "gpus.sh" in text and "count_gpus() {" not in text, f"{script} counts GPUs itself"
+
+
 @pytest.mark.parametrize("args,env,message", [
     ([], {}, "error: usage: launch/local.sh --data STORE --out RUN_DIR"),
     (["--data", "x"], {"NPROC_PER_NODE": "two"}, "error: NPROC_PER_NODE must be a positive integer, got 'two'"),

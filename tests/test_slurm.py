@@ -191,7 +191,10 @@ def test_convert_job(slurm, store, work, fmt):
 BAD = {
     "unknown flag": (["--bogus-flag", "1"], {}, "error: unrecognized arguments: --bogus-flag"),
     "bad value": (["--epochs", "0"], {}, "error: --epochs must be at least 1"),
-    "missing store": (["--data", "missing.zarr"], {}, "error: --data missing.zarr does not exist"),
+    "missing store": (["--data", "missing.zarr"], {}, "error: missing.zarr: no such file or directory"),
+    # the trainer's own rule: any run file without last.pt is another run (here: old/checkpoints/best.pt)
+    "run folder": (["--out", "old"], {}, "error: old already holds a run (checkpoints/best.pt) but no "
+                                         "checkpoints/last.pt to resume from; choose another --out"),
     "rendezvous host": ([], {"RDZV_HOST": "no-such-host.invalid"},
                         "error: rendezvous host 'no-such-host.invalid' (first node node"),
 }
@@ -199,6 +202,11 @@ BAD = {
 
 @pytest.mark.slurm
 def test_bad_input_fails_the_job_with_a_readable_error(slurm, store, work):
+    """The batch script asks the trainer (--check) before any node starts; its error line ends the log."""
+    import torch
+
+    (work / "old" / "checkpoints").mkdir(parents=True)
+    torch.save({"model": {}, "config": {}, "launch_id": "1"}, work / "old" / "checkpoints" / "best.pt")
     jobs = {}
     for case, (extra, env, _) in BAD.items():
         args = ["--data", store, *TINY, *extra] if "--data" not in extra else [*extra, *TINY]
@@ -207,6 +215,7 @@ def test_bad_input_fails_the_job_with_a_readable_error(slurm, store, work):
         expected = BAD[case][2]
         log = finish(slurm, job, expect="FAILED", timeout=120)
         assert expected in log, f"{case}: expected {expected!r} in the log of job {job}\n{log}"
+        assert log.rstrip().splitlines()[-1].startswith("error: "), f"{case}: the error should end the log\n{log}"
         assert slurm.job(job).get("ExitCode") == "2:0", f"{case}\n{slurm.describe(job)}"
         assert not ranks_in(log), f"{case}: no training process should have started\n{log}"
 

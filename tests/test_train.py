@@ -380,3 +380,63 @@ def test_finished_runs_exit_cleanly_every_time(tmp_path):
         assert res.returncode == 0, f"launch {i}: " + res.stderr[-3000:]
         assert "terminate called" not in res.stderr
         assert (out / "curves.png").stat().st_size > 0 and not (out / "run.lock").exists()
+
+
+# ---- --check: the decisions a run takes, for launchers; nothing is created ---------------------
+def check(args, **env):
+    full = {k: v for k, v in ENV.items() if k not in ("SLURM_JOB_ID", "TORCHELASTIC_RUN_ID")}
+    return subprocess.run([sys.executable, "-m", "maize_ddp.train", "--check", *map(str, args)],
+                          env={**full, **env}, capture_output=True, text=True, timeout=120)
+
+
+def fake_checkpoint(path, launch_id):
+    path.parent.mkdir(parents=True, exist_ok=True)
+    torch.save({"model": {}, "config": {}, "launch_id": launch_id}, path)
+
+
+def test_check_takes_the_runs_decisions_and_creates_nothing(stores, tmp_path):
+    data = ["--data", stores["zarr"]]
+    res = check([*data, "--out", tmp_path / "fresh"])
+    assert res.returncode == 0 and res.stdout == f"check: ok resume=no out={tmp_path / 'fresh'}\n", res
+    assert not (tmp_path / "fresh").exists()  # no folder, no lock
+
+    best_only = tmp_path / "best only"
+    fake_checkpoint(best_only / "checkpoints" / "best.pt", "812")
+    res = check([*data, "--out", best_only])
+    assert res.returncode == 1 and res.stdout == ""
+    assert res.stderr == (f"error: {best_only} already holds a run (checkpoints/best.pt) but no "
+                          "checkpoints/last.pt to resume from; choose another --out\n")
+    assert not (best_only / "run.lock").exists()
+    # the same launch, restarted before its first last.pt, starts its run again
+    assert check([*data, "--out", best_only], SLURM_JOB_ID="812").stdout.startswith("check: ok resume=no ")
+
+    run = tmp_path / "run"
+    fake_checkpoint(run / "checkpoints" / "last.pt", "812")
+    res = check([*data, "--out", run])
+    assert res.returncode == 1 and "already holds a run" in res.stderr and "pass --resume" in res.stderr
+    assert check([*data, "--out", run, "--resume"]).stdout == f"check: ok resume=yes out={run}\n"
+    assert check([*data, "--out", run], SLURM_JOB_ID="812").stdout == f"check: ok resume=yes out={run}\n"
+    assert sorted(p.name for p in tmp_path.rglob("*")) == ["best only", "best.pt", "checkpoints", "checkpoints",
+                                                           "last.pt", "run"]
+
+
+def test_check_refuses_bad_input_in_one_line(stores, tmp_path):
+    cases = [(["--data", stores["zarr"], "--bogus-flag"], 2, "error: unrecognized arguments: --bogus-flag"),
+             (["--data", stores["zarr"], "--epochs", "0"], 2, "error: --epochs must be at least 1"),
+             (["--data", tmp_path / "missing.zarr"], 1, f"error: {tmp_path / 'missing.zarr'}: no such file")]
+    for args, rc, message in cases:
+        res = check([*args, "--out", tmp_path / "run"])
+        assert res.returncode == rc and res.stdout == "", res
+        lines = res.stderr.splitlines()
+        assert len(lines) == 1 and lines[0].startswith(message), res.stderr
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_default_out_yields_to_the_config_file_and_the_flag(stores, tmp_path):
+    """A launcher's per-job folder (--default-out) replaces the default only."""
+    toml = tmp_path / "c.toml"
+    toml.write_text(f'out = "{tmp_path / "from toml"}"\n')
+    base = ["--data", stores["zarr"], "--default-out", tmp_path / "job-7"]
+    assert check(base).stdout.endswith(f"out={tmp_path / 'job-7'}\n")
+    assert check([*base, "--config", toml]).stdout.endswith(f"out={tmp_path / 'from toml'}\n")
+    assert check([*base, "--config", toml, "--out", tmp_path / "flag"]).stdout.endswith(f"out={tmp_path / 'flag'}\n")

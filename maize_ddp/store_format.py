@@ -128,10 +128,12 @@ def check_ids(ids: np.ndarray, where) -> np.ndarray:
         shown = str(ids[row]) if length[row] <= 40 else str(ids[row])[:40] + "..."
         raise StoreError(f"{where}: ids row {row} is {shown!r}: ids must be 1 to {MAX_ID_CHARS} characters, "
                          "without tabs or line breaks")
-    unique, first, counts = np.unique(ids, return_index=True, return_counts=True)
+    unique, counts = np.unique(ids, return_counts=True)
     if (counts > 1).any():
         k = int(np.argmax(counts > 1))
-        raise StoreError(f"{where}: id {str(unique[k])!r} appears {counts[k]} times (first at row {first[k]})")
+        rows = np.flatnonzero(ids == unique[k])
+        raise StoreError(f"{where}: id {str(unique[k])!r} is on rows {rows[0]} and {rows[1]}"
+                         + (f" (and {len(rows) - 2} more)" if len(rows) > 2 else ""))
     return ids.astype(f"<U{max(int(length.max(initial=0)), 1)}")  # no wider than the longest
 
 

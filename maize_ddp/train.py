@@ -142,8 +142,9 @@ def claim_run_dir(cfg, out: Path) -> tuple[runlock.RunLock, bool]:
     try:
         if lock.took_over:
             h = lock.took_over
-            print(f"[maize_ddp] {lock.path}: took over the lock of pid {h.get('pid')} on {h.get('host')} "
-                  f"(launch {h.get('launch_id')}), which is no longer running", flush=True)
+            launch = f" (launch {h['launch_id']})" if h.get("launch_id") else ""
+            print(f"[maize_ddp] {lock.path}: took over the lock of pid {h.get('pid')} on {h.get('host')}"
+                  f"{launch}, which is no longer running", flush=True)
         (out / "checkpoints").mkdir(exist_ok=True)
         # Holding the lock, no other trainer writes here: a temp file is a killed writer's,
         # save one that a process alive on this host may still be writing (evaluate --out RUN).

@@ -60,7 +60,7 @@ def test_default_ids_name_the_file_and_row_even_after_drops(tmp_path, kind):
     (["a", "b", "x" * 201], "ids row 2 is 'xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx...'"),
     (["a", "b\tc", "d"], "ids row 1 is 'b\\tc'"),
     (["a", "b\nc", "d"], "ids row 1"),
-    (["a", "b", "a"], "id 'a' appears 2 times (first at row 0)"),
+    (["a", "b", "a"], "id 'a' is on rows 0 and 2"),
     (["a", "b"], "ids has 2 entries for 3 rows"),
 ])
 def test_bad_ids_are_one_line_naming_the_file(tmp_path, ids, message):

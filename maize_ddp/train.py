@@ -8,7 +8,9 @@ The story, top to bottom: set up the process group from torchrun's environment; 
 for the store's sequence length and target count; Adam(W) with warm-up + cosine; wrap in DDP; every
 epoch stream the rank's share of the shuffled training rows, validate on every row exactly once
 with exact all-reduced Pearson/R²/MSE, write metrics and checkpoints; finally reload the best
-checkpoint and write the test report. Rank 0 alone prints and writes; every write is atomic.
+checkpoint and write the test report (train_and_report reads in that order). What a checkpoint
+saves and restores is one TrainingState (training_state.py). Rank 0 alone prints and writes;
+every write is atomic.
 
 A run folder belongs to one live run: rank 0 takes its lock (runlock.py) before writing anything,
 and a folder that holds another run's files is never trained over without --resume. Errors a
@@ -20,13 +22,11 @@ import hashlib
 import json
 import math
 import os
-import random
 import resource
 import sys
 import time
 from pathlib import Path
 
-import numpy as np
 import torch
 import torch.nn.functional as F
 from torch.nn.parallel import DistributedDataParallel as DDP
@@ -36,15 +36,12 @@ from maize_ddp import checkpoint, config, distributed, errors, plots, runlock
 from maize_ddp.data import StoreError, make_loader, open_store, read_ids
 from maize_ddp.evaluate import autocast, evaluate_split, resolve_amp, test_report
 from maize_ddp.model import build_model, flat_length, recalibrate_batchnorm
+from maize_ddp.training_state import TrainingError, TrainingState, seed_rank
 
 
 # What a run leaves in its folder: any of them means the folder holds a run.
 RUN_FILES = ("checkpoints/last.pt", "checkpoints/best.pt", "metrics.jsonl", "test_metrics.json",
              "test_predictions.tsv", "scatter.png", "curves.png")
-
-
-class TrainingError(errors.Error, RuntimeError):
-    pass
 
 
 def lr_lambda(warmup_steps: int, total_steps: int, min_ratio: float):
@@ -85,19 +82,6 @@ def bn_batches(loader, count: int, device):
         if i == count:
             break
         yield codes.to(device, non_blocking=True)
-
-
-def rng_state() -> dict:
-    return {"torch": torch.get_rng_state(), "numpy": np.random.get_state(), "python": random.getstate(),
-            "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else None}
-
-
-def set_rng_state(s: dict) -> None:
-    torch.set_rng_state(s["torch"])
-    np.random.set_state(s["numpy"])
-    random.setstate(s["python"])
-    if s["cuda"] is not None and torch.cuda.is_available():
-        torch.cuda.set_rng_state_all(s["cuda"])
 
 
 def peak_memory_mb(device: torch.device) -> float:
@@ -282,12 +266,53 @@ def train(cfg: config.TrainConfig, d: distributed.Dist) -> None:
 
 
 def train_and_report(cfg, d, train_loader, val_loader, bn_loader, resume: bool) -> None:
+    """The run, top to bottom: build, resume, for each epoch (train, validate, save), report."""
     out = Path(cfg.out)
-    main_rank = d.is_main
-    steps_per_epoch = len(train_loader)
-    data_identity = store_identity(cfg.data)
+    last, best = out / "checkpoints" / "last.pt", out / "checkpoints" / "best.pt"
+    store = store_identity(cfg.data)
+    state, amp, lr_factor = build(cfg, d, steps_per_epoch=len(train_loader))
+    if resume:
+        resume_from(state, last, cfg, d, store)
+    if d.is_main:
+        checkpoint.atomic_write_text(out / "config.json", config.dumps(cfg))
+    ddp = DDP(state.model, device_ids=[d.device.index] if d.device.type == "cuda" else None) if d.enabled \
+        else state.model
 
-    # ---- model, optimizer, schedule, precision ---------------------------------------------
+    def save_last() -> None:
+        saved = state.to_checkpoint(d, config=cfg.to_dict(), world_size=d.world_size, launch_id=launch_id(),
+                                    store=store)
+        if saved is not None:
+            checkpoint.save(last, saved)
+
+    while state.epoch < cfg.epochs and not state.stopped_early(cfg.patience):
+        bar = progress_bar(cfg, d, state)
+        seconds, samples = train_epoch(cfg, d, state, ddp, train_loader, amp, lr_factor, bar, save_last)
+        val = validate(cfg, d, state.model, val_loader, bn_loader, amp)
+        loss_sum, loss_count = distributed.all_reduce_sum(d, state.epoch_loss)
+        row = {"epoch": state.epoch + 1, "step": state.step, "train_loss": loss_sum / max(loss_count, 1),
+               "val_loss": val["mse"], "val_pearson": val["pearson"], "val_r2": val["r2"],
+               "val_per_target": val["per_target"], "lr": state.optimizer.param_groups[0]["lr"],
+               "samples_per_s": samples / seconds, "seconds": seconds, "peak_memory_mb": peak_memory_mb(d.device)}
+        improved = state.end_epoch(row, val["pearson"])
+        if d.is_main:
+            bar.set_postfix(loss=f"{row['train_loss']:.4f}", val_loss=f"{val['mse']:.4f}", val_r=f"{val['pearson']:.4f}")
+            bar.close()
+            # best.pt first, with the launch id: a launch killed before its first last.pt
+            # recognises its own files when restarted (should_resume)
+            if improved or not best.exists():
+                checkpoint.save(best, {"model": state.model.state_dict(), "config": cfg.to_dict(),
+                                       "epoch": state.epoch, "val": val, "launch_id": launch_id()})
+            checkpoint.atomic_write_text(out / "metrics.jsonl", "".join(json.dumps(h) + "\n" for h in state.history))
+        save_last()
+        if state.stopped_early(cfg.patience) and d.is_main:
+            print(f"[maize_ddp] early stop: no better val Pearson for {state.stale_epochs} epochs", flush=True)
+    for each in (train_loader, val_loader, bn_loader):
+        each.close()
+    report(cfg, d, state, best, amp)
+
+
+def build(cfg, d, steps_per_epoch: int) -> tuple[TrainingState, str, object]:
+    """Model, Adam(W), precision and the learning-rate schedule, seeded like every run."""
     torch.manual_seed(cfg.seed)
     model = build_model(cfg.model).to(d.device)
     if cfg.sync_bn and d.device.type != "cuda":
@@ -296,144 +321,86 @@ def train_and_report(cfg, d, train_loader, val_loader, bn_loader, resume: bool) 
         model = torch.nn.SyncBatchNorm.convert_sync_batchnorm(model)
     amp = resolve_amp(cfg.amp, d.device)
     optimizer = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
+    scaler = torch.amp.GradScaler("cuda") if amp == "fp16" else None
     total_steps = cfg.epochs * steps_per_epoch
     # The learning rate is a function of the position in this run's schedule, not state: a run
     # resumed with another world size (other steps per epoch) carries on from where it was.
     lr_factor = lr_lambda(min(cfg.warmup_steps, total_steps // 10 + 1), total_steps, cfg.lr_min_ratio)
-    scaler = torch.amp.GradScaler("cuda") if amp == "fp16" else None
-    # Dropout streams differ by rank; data order comes from (seed, epoch), not from this RNG.
-    torch.manual_seed(cfg.seed * 100_003 + d.rank + 1)
-    np.random.seed((cfg.seed * 100_003 + d.rank + 1) % 2**32)
-    random.seed(cfg.seed * 100_003 + d.rank + 1)
+    seed_rank(cfg.seed, d.rank)
+    return TrainingState(model, optimizer, scaler, steps_per_epoch), amp, lr_factor
 
-    # ---- resume --------------------------------------------------------------------------------
-    last, best = out / "checkpoints" / "last.pt", out / "checkpoints" / "best.pt"
-    start_epoch, start_batch, global_step = 0, 0, 0
-    history, best_pearson, stale_epochs = [], -math.inf, 0
-    epoch_loss = [0.0, 0]  # this rank's sum of batch losses and batch count, this epoch
-    if resume:
-        state = checkpoint.load(last)
-        checkpoint.check_model_config(last, state["config"]["model"], cfg.to_dict()["model"])
-        trained_on = state.get("store") or {"path": str(Path(state["config"]["data"]).resolve()), "sha256": None}
-        if not same_store(trained_on, data_identity):
-            if state["batch"]:
-                raise TrainingError(f"{last} was written mid-epoch on another store ({trained_on['path']}); its "
-                                    f"data position means nothing in {cfg.data}: resume it on that store")
-            if main_rank:
-                print(f"[maize_ddp] note: {last} was trained on {trained_on['path']}; continuing on {cfg.data}",
-                      flush=True)
-        model.load_state_dict(state["model"])
-        optimizer.load_state_dict(state["optimizer"])
-        if scaler is not None and state.get("scaler"):
-            scaler.load_state_dict(state["scaler"])
-        start_epoch, start_batch = state["epoch"], state["batch"]
-        global_step = start_epoch * steps_per_epoch + start_batch
-        history, best_pearson, stale_epochs = state["history"], state["best_pearson"], state["stale_epochs"]
-        if len(state["ranks"]) == d.world_size:
-            set_rng_state(state["ranks"][d.rank]["rng"])
-            epoch_loss = list(state["ranks"][d.rank]["epoch_loss"])
-        elif start_batch:
-            raise TrainingError(f"{last} was written mid-epoch by {len(state['ranks'])} ranks; resume it with "
-                                f"the same world size (now {d.world_size}), or from an end-of-epoch checkpoint")
-        if cfg.patience and stale_epochs >= cfg.patience:
-            start_epoch = cfg.epochs  # it had stopped early: straight to the test report
-        if main_rank:
-            print(f"[maize_ddp] resumed from {last} at epoch {start_epoch + 1} batch {start_batch} "
-                  f"(step {global_step})", flush=True)
-    if main_rank:
-        checkpoint.atomic_write_text(out / "config.json", config.dumps(cfg))
 
-    ddp = DDP(model, device_ids=[d.device.index] if d.device.type == "cuda" else None) if d.enabled else model
+def resume_from(state: TrainingState, last: Path, cfg, d, store: dict) -> None:
+    saved = checkpoint.load(last)
+    checkpoint.check_model_config(last, saved["config"]["model"], cfg.to_dict()["model"])
+    trained_on = saved.get("store") or {"path": str(Path(saved["config"]["data"]).resolve()), "sha256": None}
+    if not same_store(trained_on, store):
+        if saved["batch"]:
+            raise TrainingError(f"{last} was written mid-epoch on another store ({trained_on['path']}); its "
+                                f"data position means nothing in {cfg.data}: resume it on that store")
+        if d.is_main:
+            print(f"[maize_ddp] note: {last} was trained on {trained_on['path']}; continuing on {cfg.data}",
+                  flush=True)
+    state.restore(saved, d, last)
+    if d.is_main:
+        print(f"[maize_ddp] resumed from {last} at epoch {state.epoch + 1} batch {state.batch} "
+              f"(step {state.step})", flush=True)
 
-    def save_checkpoint(epoch: int, batch: int) -> None:
-        # Every rank contributes its RNG and loss state; rank 0 writes the file.
-        ranks = distributed.all_gather_objects(d, {"rng": rng_state(), "epoch_loss": list(epoch_loss)})
-        if main_rank:
-            checkpoint.save(last, {
-                "model": model.state_dict(), "optimizer": optimizer.state_dict(),
-                "scaler": scaler.state_dict() if scaler else None,
-                "epoch": epoch, "batch": batch, "history": history,
-                "best_pearson": best_pearson, "stale_epochs": stale_epochs, "ranks": ranks,
-                "config": cfg.to_dict(), "world_size": d.world_size, "launch_id": launch_id(),
-                "store": data_identity})
 
-    # ---- the loop ------------------------------------------------------------------------------
-    for epoch in range(start_epoch, cfg.epochs):
-        ddp.train()
-        train_loader.set_epoch(epoch, start_batch=start_batch)
-        bar = tqdm(total=steps_per_epoch, initial=start_batch, desc=f"epoch {epoch + 1}/{cfg.epochs}",
-                   disable=not main_rank, dynamic_ncols=True, file=sys.stderr,
-                   mininterval=0.2 if sys.stderr.isatty() else 30)  # a log file gets a line per 30 s
-        t0, samples = time.perf_counter(), 0
-        for batch_index, (codes, y) in enumerate(train_loader, start=start_batch):
-            codes = codes.to(d.device, non_blocking=True)
-            y = y.to(d.device, non_blocking=True)
-            for group in optimizer.param_groups:
-                group["lr"] = cfg.lr * lr_factor(global_step)
-            loss, _ = train_step(ddp, codes, y, optimizer, scaler, amp, cfg.grad_clip)
-            global_step += 1
-            samples += len(codes) * d.world_size
-            epoch_loss[0] += loss.item()
-            epoch_loss[1] += 1
-            if main_rank:
-                bar.update(1)
-                bar.set_postfix(loss=f"{loss.item():.4f}", samples_s=f"{samples / (time.perf_counter() - t0):.0f}",
-                                refresh=False)  # drawn at the bar's own interval, not every step
-            if cfg.checkpoint_every and global_step % cfg.checkpoint_every == 0 and batch_index + 1 < steps_per_epoch:
-                save_checkpoint(epoch, batch_index + 1)
-        seconds = time.perf_counter() - t0
-        start_batch = 0
+def progress_bar(cfg, d, state: TrainingState):
+    return tqdm(total=state.steps_per_epoch, initial=state.batch, desc=f"epoch {state.epoch + 1}/{cfg.epochs}",
+                disable=not d.is_main, dynamic_ncols=True, file=sys.stderr,
+                mininterval=0.2 if sys.stderr.isatty() else 30)  # a log file gets a line per 30 s
 
-        # ---- validation: every row exactly once, exact moments merged across ranks --------------
-        if cfg.bn_recalibration_batches:
-            recalibrate_batchnorm(model, bn_batches(bn_loader, cfg.bn_recalibration_batches, d.device))
-            distributed.average_buffers(d, model)
-        else:
-            distributed.broadcast_buffers(d, model)
-        val = evaluate_split(d, model, val_loader, amp)
-        loss_sum, loss_count = distributed.all_reduce_sum(d, epoch_loss)
-        row = {"epoch": epoch + 1, "step": global_step, "train_loss": loss_sum / max(loss_count, 1),
-               "val_loss": val["mse"], "val_pearson": val["pearson"], "val_r2": val["r2"],
-               "val_per_target": val["per_target"], "lr": optimizer.param_groups[0]["lr"],
-               "samples_per_s": samples / seconds, "seconds": seconds, "peak_memory_mb": peak_memory_mb(d.device)}
-        history.append(row)
-        epoch_loss = [0.0, 0]
-        improved = not math.isnan(val["pearson"]) and val["pearson"] > best_pearson
-        if improved:
-            best_pearson, stale_epochs = val["pearson"], 0
-        else:
-            stale_epochs += 1
-        if main_rank:
-            bar.set_postfix(loss=f"{row['train_loss']:.4f}", val_loss=f"{val['mse']:.4f}",
-                            val_r=f"{val['pearson']:.4f}")
-            bar.close()
-            # best.pt first, with the launch id: a launch killed before its first last.pt
-            # recognises its own files when restarted (should_resume)
-            if improved or not best.exists():
-                checkpoint.save(best, {"model": model.state_dict(), "config": cfg.to_dict(), "epoch": epoch + 1,
-                                       "val": val, "launch_id": launch_id()})
-            checkpoint.atomic_write_text(out / "metrics.jsonl", "".join(json.dumps(h) + "\n" for h in history))
-        save_checkpoint(epoch + 1, 0)
-        if cfg.patience and stale_epochs >= cfg.patience:
-            if main_rank:
-                print(f"[maize_ddp] early stop: no better val Pearson for {stale_epochs} epochs", flush=True)
-            break
-    for each in (train_loader, val_loader, bn_loader):
-        each.close()
 
-    # ---- test report from the best checkpoint ------------------------------------------------
+def train_epoch(cfg, d, state: TrainingState, ddp, loader, amp: str, lr_factor, bar, save_last) -> tuple[float, int]:
+    """The rest of the current epoch (all of it, unless resumed mid-way); returns its seconds
+    and the samples all ranks took."""
+    ddp.train()
+    loader.set_epoch(state.epoch, start_batch=state.batch)
+    t0, samples = time.perf_counter(), 0
+    for codes, y in loader:
+        codes, y = codes.to(d.device, non_blocking=True), y.to(d.device, non_blocking=True)
+        for group in state.optimizer.param_groups:
+            group["lr"] = cfg.lr * lr_factor(state.step)
+        loss, _ = train_step(ddp, codes, y, state.optimizer, state.scaler, amp, cfg.grad_clip)
+        state.took_step(loss.item())
+        samples += len(codes) * d.world_size
+        if d.is_main:
+            bar.update(1)
+            bar.set_postfix(loss=f"{loss.item():.4f}", samples_s=f"{samples / (time.perf_counter() - t0):.0f}",
+                            refresh=False)  # drawn at the bar's own interval, not every step
+        if cfg.checkpoint_every and state.step % cfg.checkpoint_every == 0 and state.batch < state.steps_per_epoch:
+            save_last()  # mid-epoch: it records the batch reached
+    return time.perf_counter() - t0, samples
+
+
+def validate(cfg, d, model, val_loader, bn_loader, amp: str) -> dict:
+    """Every validation row exactly once, exact moments merged across ranks. BatchNorm statistics
+    are recomputed first on a fixed sample of training batches, with dropout off."""
+    if cfg.bn_recalibration_batches:
+        recalibrate_batchnorm(model, bn_batches(bn_loader, cfg.bn_recalibration_batches, d.device))
+        distributed.average_buffers(d, model)
+    else:
+        distributed.broadcast_buffers(d, model)
+    return evaluate_split(d, model, val_loader, amp)
+
+
+def report(cfg, d, state: TrainingState, best: Path, amp: str) -> None:
+    """The test report from the best checkpoint, and the training curves."""
+    out = Path(cfg.out)
     distributed.barrier(d)
     best_state = checkpoint.load(best)
-    model.load_state_dict(best_state["model"])
+    state.model.load_state_dict(best_state["model"])
     loader_args = dict(rank=d.rank, world_size=d.world_size, seed=cfg.seed, num_workers=cfg.num_workers,
                        pin_memory=d.device.type == "cuda")
     with loader(cfg.data, "test", batch_size=cfg.batch_size * 4, train=False, **loader_args) as test_loader:
-        report = test_report(d, model, test_loader, out, amp, cfg.rc_average,
+        result = test_report(d, state.model, test_loader, out, amp, cfg.rc_average,
                              extra={"best_epoch": best_state["epoch"], "data": str(cfg.data)})
-    if main_rank:
-        plots.curves(out / "curves.png", history)
-        print(f"[maize_ddp] test: n {report['n']}  pearson {report['pearson']:.4f}  "
-              f"spearman {report['spearman']:.4f}  r2 {report['r2']:.4f}  mse {report['mse']:.4f}  -> {out}",
+    if d.is_main:
+        plots.curves(out / "curves.png", state.history)
+        print(f"[maize_ddp] test: n {result['n']}  pearson {result['pearson']:.4f}  "
+              f"spearman {result['spearman']:.4f}  r2 {result['r2']:.4f}  mse {result['mse']:.4f}  -> {out}",
               flush=True)
 
 

@@ -38,7 +38,8 @@ from convert.fasta import FastaError, gzip_errors_as, iter_chromosomes, open_may
 from convert.gff import Gene, GffError, read_genes
 from convert.output import atomic_output_dir, exit_on_sigterm, refuse_existing
 from convert.shards import ConvertError
-from maize_ddp.codes import N_CODE, codes_to_onehot, reverse_complement
+from maize_ddp.codes import N_CODE, reverse_complement
+from maize_ddp.npz_shards import shard_path, write_shard
 
 SPLITS = ("train", "val", "test")
 AGGREGATES = {
@@ -282,9 +283,9 @@ def block_split(extents: list[tuple[int, int]], fractions: Sequence[float]) -> l
 class ShardWriter:
     """Buffers one split's rows and writes `{split}-{k:05d}.npz` each time shard_size rows fill."""
 
-    def __init__(self, folder: Path, split: str, shard_size: int, dtype: str, compress: bool):
-        self.folder, self.split, self.shard_size = folder, split, shard_size
-        self.dtype, self.save = np.dtype(dtype), (np.savez_compressed if compress else np.savez)
+    def __init__(self, out: Path, split: str, shard_size: int, dtype: str, compress: bool):
+        self.out, self.split, self.shard_size = out, split, shard_size
+        self.dtype, self.compress = dtype, compress
         self.codes: list[np.ndarray] = []
         self.labels: list[np.ndarray] = []
         self.ids: list[str] = []
@@ -302,11 +303,9 @@ class ShardWriter:
     def flush(self) -> None:
         if not self.codes:
             return
-        self.folder.mkdir(exist_ok=True)
-        onehot = codes_to_onehot(np.stack(self.codes), "N4L", dtype=self.dtype)
-        path = self.folder / f"{self.split}-{self.shards:05d}.npz"
         # ids: the gene ids, which the converters carry into the store and every output
-        self.save(path, onehot, np.stack(self.labels).astype(np.float32), ids=np.array(self.ids, dtype=str))
+        write_shard(shard_path(self.out, self.split, self.shards), np.stack(self.codes), np.stack(self.labels),
+                    self.ids, dtype=self.dtype, compress=self.compress)
         self.shards += 1
         self.codes, self.labels, self.ids = [], [], []
 
@@ -452,7 +451,7 @@ def build_dataset(
         table_rows=len(labels.by_gene), table_rows_unused=len(labels.by_gene) - len(joined),
     )
     with atomic_output_dir(out, overwrite, inputs) as tmp:
-        writers = {s: ShardWriter(tmp / s, s, shard_size, dtype, compress) for s in SPLITS}
+        writers = {s: ShardWriter(tmp, s, shard_size, dtype, compress) for s in SPLITS}
         with open(tmp / "genes.tsv", "w") as table:
             table.write("\t".join(["split", "row", "gene_id", "chrom", "start", "end", "strand",
                                    "n_padded", *labels.names]) + "\n")

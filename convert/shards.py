@@ -32,6 +32,7 @@ import numpy as np
 
 from maize_ddp.codes import OneHotError, onehot_to_codes
 from maize_ddp.errors import Error
+from maize_ddp.npz_shards import onehot_layout
 from maize_ddp.store_format import StoreError, check_ids
 
 SPLIT_ORDER = ("train", "val", "test")  # other split folder names follow, sorted
@@ -233,8 +234,7 @@ def scan_shard(source: Source, drop_nonfinite: bool = False) -> ShardScan:
     scan = ShardScan(source, size, sha, rows, rows, has_ids=ids is not None, id_chars=id_chars)
     if rows == 0:
         return scan  # skipped with a warning by plan_sources; its shapes do not matter
-    # [N, 4, L] wins when both axes are 4 (L = 4): that is the seed's layout.
-    layout = "N4L" if shape[1] == 4 else "NL4" if shape[2] == 4 else None
+    layout = onehot_layout(shape)
     if layout is None:
         raise ConvertError(f"{path}: arr_0 has shape {list(shape)}: no channel axis of 4 "
                            "(expected [N, 4, L] or [N, L, 4])")

@@ -31,7 +31,8 @@ from pathlib import Path
 
 import numpy as np
 
-from maize_ddp.codes import ascii_to_codes, codes_to_onehot
+from maize_ddp.codes import ascii_to_codes
+from maize_ddp.npz_shards import shard_path, write_shard
 
 from .output import atomic_output_dir
 from .shards import ConvertError
@@ -142,10 +143,6 @@ def make_shard(n, seq_len, weights, mean, sd, noise_sd, seed_key):
     return codes, y.astype(np.float32), signal
 
 
-def encode(codes: np.ndarray, layout: str, dtype: str) -> np.ndarray:
-    return codes_to_onehot(codes, layout=layout, dtype=np.dtype(dtype))
-
-
 def generate(out, *, train=4000, val=500, test=500, seq_len=3020, num_targets=1, shard_size=1000,
              noise_sd=0.5, layout="N4L", dtype="float32", seed=0, overwrite=False) -> dict:
     check_settings(train=train, val=val, test=test, seq_len=seq_len, num_targets=num_targets,
@@ -177,9 +174,8 @@ def _write(tmp: Path, train, val, test, seq_len, num_targets, shard_size, noise_
             rows = min(shard_size, n - start)
             codes, y, signal = make_shard(rows, seq_len, weights, mean, sd, noise_sd, [seed, split_id, shard_id])
             labels = y[:, 0] if num_targets == 1 else y
-            ids = np.array([f"synth_{split}_{row:07d}" for row in range(start, start + rows)])  # as gene ids are
-            np.savez_compressed(tmp / split / f"{split}_{shard_id:04d}.npz", encode(codes, layout, dtype), labels,
-                                ids=ids)
+            ids = [f"synth_{split}_{row:07d}" for row in range(start, start + rows)]  # as gene ids are
+            write_shard(shard_path(tmp, split, shard_id), codes, labels, ids, layout=layout, dtype=dtype)
             sig_y.append((signal, y))
         if n:
             signal = np.concatenate([s for s, _ in sig_y])

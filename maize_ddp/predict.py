@@ -20,6 +20,7 @@ import torch
 from maize_ddp import distributed, errors
 from maize_ddp.checkpoint import atomic_write_text, load
 from maize_ddp.codes import OneHotError, onehot_to_codes
+from maize_ddp.npz_shards import onehot_layout
 from maize_ddp.store_format import StoreError, check_ids
 from maize_ddp.evaluate import (add_run_settings, forward, model_from_checkpoint, positive_int, predict_batches,
                                 predictions_table, run_settings)
@@ -66,7 +67,9 @@ def npz_batches(folder: Path, seq_len: int, batch_size: int):
             raise PredictError(str(e)) from None
         except Exception as e:
             raise PredictError(f"{f}: cannot read arr_0 or ids ({type(e).__name__}: {e})") from None
-        layout = "N4L" if x.ndim == 3 and x.shape[1] == 4 else "NL4"
+        layout = onehot_layout(x.shape)
+        if layout is None:
+            raise PredictError(f"{f}: arr_0 has shape {list(x.shape)}; expected one-hot [N, 4, L] or [N, L, 4]")
         try:
             codes = onehot_to_codes(x, layout)
         except OneHotError as e:

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import numpy as np
 
-from maize_ddp.codes import codes_to_onehot
+from maize_ddp.npz_shards import shard_path, write_shard
 from maize_ddp.store_format import FORMAT, record_file
 
 
@@ -25,13 +25,12 @@ def make_rows(n: int, seq_len: int = 40, num_targets: int = 2, seed: int = 0):
 
 
 def write_npz_source(src, splits: dict, *, shard_rows: int = 30) -> Path:
-    """The seed layout: SRC/{split}/{split}_0000.npz with arr_0 one-hot [n, 4, L], arr_1 [n, T]."""
+    """The seed layout (maize_ddp.npz_shards): SRC/{split}/{split}-00000.npz, arr_0 one-hot, arr_1 [n, T]."""
     src = Path(src)
     for name, (codes, y) in splits.items():
-        (src / name).mkdir(parents=True)
         for k, first in enumerate(range(0, len(codes), shard_rows)):
             rows = slice(first, first + shard_rows)
-            np.savez(src / name / f"{name}_{k:04d}.npz", codes_to_onehot(codes[rows]), y[rows])
+            write_shard(shard_path(src, name, k), codes[rows], y[rows], compress=False)
     return src
 
 

@@ -19,8 +19,8 @@ def load_split(out, split, layout="N4L"):
 def test_layout_and_truth(tmp_path):
     out = tmp_path / "ds"
     synth.generate(out, train=300, val=100, test=100, seq_len=300, shard_size=128)
-    assert sorted(p.name for p in (out / "train").glob("*.npz")) == [f"train_{i:04d}.npz" for i in range(3)]
-    with np.load(out / "train" / "train_0000.npz") as z:
+    assert sorted(p.name for p in (out / "train").glob("*.npz")) == [f"train-{i:05d}.npz" for i in range(3)]
+    with np.load(out / "train" / "train-00000.npz") as z:
         assert z["arr_0"].shape == (128, 4, 300) and z["arr_0"].dtype == np.float32
         assert z["arr_1"].shape == (128,) and z["arr_1"].dtype == np.float32
     truth = json.loads((out / "truth.json").read_text())
@@ -45,7 +45,7 @@ def test_layouts_and_dtypes_encode_the_same_sequences(tmp_path, layout, dtype):
     synth.generate(ref, train=40, val=0, test=0, seq_len=120, num_targets=3, shard_size=16)
     synth.generate(other, train=40, val=0, test=0, seq_len=120, num_targets=3, shard_size=16,
                    layout=layout, dtype=dtype)
-    with np.load(other / "train" / "train_0000.npz") as z:
+    with np.load(other / "train" / "train-00000.npz") as z:
         assert z["arr_0"].dtype == np.dtype(dtype)
         assert z["arr_0"].shape == ((16, 120, 4) if layout == "NL4" else (16, 4, 120))
         assert z["arr_1"].shape == (16, 3)

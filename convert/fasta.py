@@ -18,12 +18,13 @@ from typing import Callable, Iterator
 import numpy as np
 
 from maize_ddp.codes import ascii_to_codes
+from maize_ddp.errors import Error
 
 _GZIP_MAGIC = b"\x1f\x8b"
 _WHITESPACE = b" \t\r\n"
 
 
-class FastaError(ValueError):
+class FastaError(Error, ValueError):
     """The FASTA file is malformed; the message names the file and the problem."""
 
 

@@ -25,7 +25,6 @@ import fnmatch
 import json
 import math
 import os
-import signal
 import sys
 import time
 from dataclasses import asdict, dataclass, field
@@ -34,11 +33,11 @@ from typing import Callable, Mapping, Sequence
 
 import numpy as np
 
-from convert.fasta import FastaError, gzip_errors_as, iter_chromosomes, open_maybe_gzip
-from convert.gff import Gene, GffError, read_genes
-from convert.output import atomic_output_dir, exit_on_sigterm, refuse_existing
-from convert.shards import ConvertError
+from convert.fasta import gzip_errors_as, iter_chromosomes, open_maybe_gzip
+from convert.gff import Gene, read_genes
+from convert.output import atomic_output_dir, refuse_existing, run_command
 from maize_ddp.codes import N_CODE, reverse_complement
+from maize_ddp.errors import Error
 from maize_ddp.npz_shards import shard_path, write_shard
 
 SPLITS = ("train", "val", "test")
@@ -59,7 +58,7 @@ ONEHOT_DTYPES = ("float32", "float16", "uint8")
 MAX_EXAMPLES = 5
 
 
-class ConversionError(ValueError):
+class ConversionError(Error, ValueError):
     """Inputs that cannot make a dataset; the message is one line naming the file and problem."""
 
 
@@ -624,13 +623,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         print("error: use --columns or --target, not both", file=sys.stderr)
         return 1
     targets = dict(args.target) if args.target else ({"label": args.columns} if args.columns else None)
-    # A batch scheduler stops jobs with SIGTERM: turning it into SystemExit unwinds through
-    # build_dataset, which then deletes its temporary folder instead of leaving it behind.
-    previous = signal.signal(signal.SIGTERM, exit_on_sigterm)
-    try:
+
+    def work():
         geometry = WindowGeometry(args.tss_upstream, args.tss_downstream, args.tts_upstream,
                                   args.tts_downstream, args.spacer, args.promoter_only)
-        summary = build_dataset(
+        return build_dataset(
             args.fasta, args.gff, args.expression, args.out, geometry=geometry,
             feature_type=args.feature_type, biotype=args.biotype, biotype_attribute=args.biotype_attribute,
             id_attribute=args.id_attribute, strip_prefix=args.strip_prefix, id_column=args.id_column,
@@ -640,19 +637,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             dtype=args.dtype, compress=args.compress, overwrite=args.overwrite,
             log=None if args.quiet else (lambda message: print(message, file=sys.stderr, flush=True)),
         )
-    except (ConversionError, ConvertError, GffError, FastaError) as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 1
-    except OSError as exc:  # a missing input or a full disk: the OS message names the file
-        print(f"error: {exc.filename or ''}: {exc.strerror or exc}", file=sys.stderr)
-        return 1
-    except KeyboardInterrupt:
-        print("error: interrupted", file=sys.stderr)
-        return 130
-    finally:
-        signal.signal(signal.SIGTERM, previous)
-    print("\n".join(summary.lines()))
-    return 0
+    return run_command(work, lambda summary: print("\n".join(summary.lines())))
 
 
 if __name__ == "__main__":

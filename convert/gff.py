@@ -10,12 +10,13 @@ from dataclasses import dataclass, field
 from urllib.parse import unquote
 
 from convert.fasta import gzip_errors_as, open_maybe_gzip
+from maize_ddp.errors import Error
 
 # Ensembl writes `biotype=`, NCBI RefSeq `gene_biotype=`; without an explicit choice we look at both.
 DEFAULT_BIOTYPE_ATTRIBUTES = ("gene_biotype", "biotype")
 
 
-class GffError(ValueError):
+class GffError(Error, ValueError):
     """The GFF3 file is malformed or the filter finds nothing; the message names the file."""
 
 

@@ -27,7 +27,9 @@ import socket
 import sys
 import time
 from pathlib import Path
-from typing import Iterable
+from typing import Callable, Iterable
+
+from maize_ddp.errors import Error
 
 from .shards import ConvertError
 
@@ -288,20 +290,32 @@ def exit_on_sigterm(signum, frame):
     raise SystemExit(128 + signum)  # unwinds, so the temporary folder is removed
 
 
-def run_cli(convert, args: dict) -> int:
-    """Run a converter for a CLI: one `error:` line and exit 1 for bad input, no traceback."""
+def run_command(work: Callable[[], object], report: Callable[[object], None]) -> int:
+    """Run a command's work for its CLI and report the result. A user's error (the project's
+    errors, an OSError naming its file) is one `error:` line and exit 1, Ctrl-C exit 130, never a
+    traceback; SIGTERM (a batch scheduler's stop) unwinds, so temporary output is removed."""
     previous = signal.signal(signal.SIGTERM, exit_on_sigterm)
     try:
-        summary = convert(**args)
-    except ConvertError as e:
+        result = work()
+    except Error as e:
         print(f"error: {e}", file=sys.stderr)
+        return 1
+    except OSError as e:  # a missing input: the OS message names the file
+        print(f"error: {e.filename}: {e.strerror or e}" if e.filename else f"error: {e}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:
         print("error: interrupted", file=sys.stderr)
         return 130
     finally:
         signal.signal(signal.SIGTERM, previous)
-    for warning in summary["warnings"]:
-        print(f"warning: {warning}", file=sys.stderr)
-    print(summary_line(summary))
+    report(result)
     return 0
+
+
+def run_cli(convert, args: dict) -> int:
+    """Run an npz converter for its CLI: warnings, then the summary line."""
+    def report(summary: dict) -> None:
+        for warning in summary["warnings"]:
+            print(f"warning: {warning}", file=sys.stderr)
+        print(summary_line(summary))
+    return run_command(lambda: convert(**args), report)

@@ -34,7 +34,7 @@ import numpy as np
 from maize_ddp.codes import ascii_to_codes
 from maize_ddp.npz_shards import shard_path, write_shard
 
-from .output import atomic_output_dir
+from .output import atomic_output_dir, run_command
 from .shards import ConvertError
 
 MOTIFS = {  # name: (IUPAC consensus, weight for target 0)
@@ -158,9 +158,9 @@ def check_settings(**settings) -> None:
     for name, least in lowest.items():
         value = settings[name]
         if not (value >= least and math.isfinite(value)):  # `not >=`: NaN fails too
-            raise ValueError(f"--{name.replace('_', '-')} must be at least {least}, not {value}")
+            raise ConvertError(f"--{name.replace('_', '-')} must be at least {least}, not {value}")
     if settings["seq_len"] < 50:
-        raise ValueError(f"--seq-len {settings['seq_len']} is too short: the motif grammar needs at least 50 bp")
+        raise ConvertError(f"--seq-len {settings['seq_len']} is too short: the motif grammar needs at least 50 bp")
 
 
 def _write(tmp: Path, train, val, test, seq_len, num_targets, shard_size, noise_sd, layout, dtype, seed) -> dict:
@@ -211,19 +211,14 @@ def main(argv=None) -> int:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--overwrite", action="store_true")
     a = p.parse_args(argv)
-    try:
-        truth = generate(a.out, train=a.train, val=a.val, test=a.test, seq_len=a.seq_len,
-                         num_targets=a.num_targets, shard_size=a.shard_size, noise_sd=a.noise_sd,
-                         layout=a.layout, dtype=a.dtype, seed=a.seed, overwrite=a.overwrite)
-    except (ValueError, ConvertError) as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 1
-    except KeyboardInterrupt:
-        print("error: interrupted", file=sys.stderr)
-        return 130
-    print(f"wrote {a.train}/{a.val}/{a.test} rows of {a.seq_len} bp to {a.out} "
-          f"(noise ceiling r = {truth['ceiling_pearson'][0]:.3f})")
-    return 0
+
+    def report(truth: dict) -> None:
+        print(f"wrote {a.train}/{a.val}/{a.test} rows of {a.seq_len} bp to {a.out} "
+              f"(noise ceiling r = {truth['ceiling_pearson'][0]:.3f})")
+    return run_command(lambda: generate(a.out, train=a.train, val=a.val, test=a.test, seq_len=a.seq_len,
+                                        num_targets=a.num_targets, shard_size=a.shard_size, noise_sd=a.noise_sd,
+                                        layout=a.layout, dtype=a.dtype, seed=a.seed, overwrite=a.overwrite),
+                       report)
 
 
 if __name__ == "__main__":

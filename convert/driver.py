@@ -74,7 +74,7 @@ def convert(writer: StoreWriter, src, dst, *, split=None, workers=1, overwrite=F
     return {
         "dst": str(dst), "format": FORMAT, "kind": writer.kind, "seq_len": plan.seq_len,
         "num_targets": plan.num_targets, **layout,
-        "splits": {name: plan.split_attrs(name) for name in plan.splits},
+        "splits": {name: plan.split_meta(name).to_dict() for name in plan.splits},
         "rows": plan.rows, "dropped_nonfinite": plan.dropped, "source_bytes": plan.source_bytes,
         "store_bytes": dir_bytes(dst), "seconds": time.perf_counter() - started,
         "warnings": plan.all_warnings(),

@@ -26,7 +26,7 @@ from pathlib import Path
 
 import numpy as np
 
-from maize_ddp.store_format import ALPHABET, FORMAT, RecordedFile
+from maize_ddp.store_format import FORMAT, RecordedFile
 
 from . import driver
 from .driver import at_least_one
@@ -194,11 +194,9 @@ class WdsWriter:
 
     def close(self) -> dict:
         plan = self.plan
-        manifest = {
-            "format": FORMAT, "alphabet": ALPHABET, "seq_len": plan.seq_len, "num_targets": plan.num_targets,
-            "splits": {name: {**plan.split_attrs(name), **self.tars[name].close()} for name in plan.splits},
-            "sources": plan.sources(),
-        }
+        manifest = {**plan.store_meta().to_dict(),
+                    "splits": {name: {**plan.split_meta(name).to_dict(), **self.tars[name].close()}
+                               for name in plan.splits}}
         (self.root / "manifest.json").write_text(json.dumps(manifest, indent=1) + "\n")
         return {"rows_per_tar": self.per_tar}
 

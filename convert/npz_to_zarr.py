@@ -21,7 +21,7 @@ import zarr
 from zarr.codecs import BloscCodec, Crc32cCodec, ZstdCodec
 from zarr.storage import LocalStore
 
-from maize_ddp.store_format import ALPHABET, FORMAT, MISSING_CODE, record_file
+from maize_ddp.store_format import FORMAT, MISSING_CODE, record_file
 
 from . import driver
 from .driver import at_least_one
@@ -136,17 +136,15 @@ def convert(src, dst, *, split=None, workers=1, chunk_rows=None, shard_rows=None
 
 def _create_store(root_path, plan, chunk: int, shard: int) -> dict[str, ShardBuffer]:
     seq_codec, y_codec, id_codec = codecs()
-    root = zarr.open_group(LocalStore(root_path), mode="a", zarr_format=3, attributes={
-        "format": FORMAT, "alphabet": ALPHABET, "seq_len": plan.seq_len,
-        "num_targets": plan.num_targets, "splits": list(plan.splits), "sources": plan.sources(),
-    })
+    root = zarr.open_group(LocalStore(root_path), mode="a", zarr_format=3,
+                           attributes={**plan.store_meta().to_dict(), "splits": list(plan.splits)})
     # Every chunk is written, even one equal to the fill value: checking for those is a pass
     # over the data that took half of zarr's write time. The fill values are ones no row can
     # hold, so a chunk that goes missing reads back as an error, not as rows of As and zeros.
     config = {"write_empty_chunks": True}
     buffers = {}
     for name in plan.splits:
-        group = root.create_group(name, attributes=plan.split_attrs(name))
+        group = root.create_group(name, attributes=plan.split_meta(name).to_dict())
         n = plan.n(name)
         seq = group.create_array("seq", shape=(n, plan.seq_len), dtype="uint8",
                                  chunks=(chunk, plan.seq_len), shards=(shard, plan.seq_len),

@@ -33,7 +33,7 @@ import numpy as np
 from maize_ddp.codes import OneHotError, onehot_to_codes
 from maize_ddp.errors import Error
 from maize_ddp.npz_shards import onehot_layout
-from maize_ddp.store_format import StoreError, check_ids
+from maize_ddp.store_format import SplitMeta, StoreError, StoreMeta, check_ids
 
 SPLIT_ORDER = ("train", "val", "test")  # other split folder names follow, sorted
 SPLIT_NAME = re.compile(r"^[A-Za-z0-9_-]+$")  # becomes a Zarr node name and a tar file name
@@ -349,9 +349,12 @@ class Plan:
                 total = total.merge(s.moments)
         return total
 
-    def split_attrs(self, split: str) -> dict:
+    def split_meta(self, split: str) -> SplitMeta:
         m = self.moments(split)
-        return {"n": self.n(split), "label_mean": m.mean.tolist(), "label_std": m.std.tolist()}
+        return SplitMeta(self.n(split), tuple(m.mean.tolist()), tuple(m.std.tolist()))
+
+    def store_meta(self) -> StoreMeta:
+        return StoreMeta(self.seq_len, self.num_targets, tuple(self.sources()))
 
     def first_rows(self) -> list[int]:
         """Each scan's first row inside its split (after drops)."""

@@ -36,6 +36,61 @@ class StoreError(Error, ValueError):
     """The path is not a readable maize_ddp store, is damaged, or does not fit what was asked."""
 
 
+def require(meta, key: str, where: str):
+    """meta[key], or a StoreError naming where it is missing (`where` names the file)."""
+    if not isinstance(meta, dict) or key not in meta:
+        raise StoreError(f"{where}: missing metadata {key!r} (written by an older converter or another tool? "
+                         "convert the data again)")
+    return meta[key]
+
+
+@dataclass(frozen=True)
+class StoreMeta:
+    """A store's own metadata: Zarr's root group attributes, the top of WebDataset's manifest.json.
+    Each format adds its `splits` (Zarr: their names; WebDataset: their entries)."""
+
+    seq_len: int
+    num_targets: int
+    sources: tuple = ()  # {"split", "file", "bytes", "sha256", "rows"} per input shard, in row order
+
+    def to_dict(self) -> dict:
+        return {"format": FORMAT, "alphabet": ALPHABET, "seq_len": self.seq_len, "num_targets": self.num_targets,
+                "sources": list(self.sources)}
+
+    @classmethod
+    def from_dict(cls, d: dict, where: str) -> "StoreMeta":
+        fmt = require(d, "format", where)
+        if fmt != FORMAT:
+            raise StoreError(f"{where}: store format {fmt!r}, this maize_ddp reads {FORMAT!r} "
+                             "(convert the data again with this version's convert/)")
+        if d.get("alphabet", ALPHABET) != ALPHABET:
+            raise StoreError(f"{where}: alphabet {d['alphabet']!r}, expected {ALPHABET!r}")
+        return cls(int(require(d, "seq_len", where)), int(require(d, "num_targets", where)),
+                   tuple(d.get("sources", ())))
+
+
+@dataclass(frozen=True)
+class SplitMeta:
+    """A split's metadata in both formats: its rows and per-target label statistics (float64 over
+    the rows, population std). Each format adds where the rows lie and its file records."""
+
+    n: int
+    label_mean: tuple[float, ...]
+    label_std: tuple[float, ...]
+
+    def to_dict(self) -> dict:
+        return {"n": self.n, "label_mean": list(self.label_mean), "label_std": list(self.label_std)}
+
+    @classmethod
+    def from_dict(cls, d: dict, where: str, num_targets: int) -> "SplitMeta":
+        meta = cls(int(require(d, "n", where)), tuple(float(v) for v in require(d, "label_mean", where)),
+                   tuple(float(v) for v in require(d, "label_std", where)))
+        if len(meta.label_mean) != num_targets or len(meta.label_std) != num_targets:
+            raise StoreError(f"{where}: label_mean/label_std have {len(meta.label_mean)}/{len(meta.label_std)} "
+                             f"entries for {num_targets} targets")
+        return meta
+
+
 @dataclass(frozen=True)
 class FileRecord:
     """A data file of a store as its writer left it."""

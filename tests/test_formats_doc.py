@@ -62,3 +62,17 @@ def test_zarr_attributes_are_the_documented_ones(src):
     assert set(root["train"].attrs) | keys(files) == documented_split | set(re.findall(r'"(\w+)":', split_doc))
     arrays = set(re.findall(r"\{split\}/(\w+) ", doc))
     assert set(root["train"].array_keys()) == arrays == {"seq", "y", "id"}
+
+
+def test_the_metadata_dataclasses_are_documented():
+    """Each field of the format's metadata classes appears in both formats' documentation."""
+    from dataclasses import fields
+
+    from maize_ddp.store_format import FileRecord, SplitMeta, StoreMeta
+
+    zarr_doc, wds_doc = block(section("Zarr v3")), block(section("WebDataset"), "json")
+    for cls in (StoreMeta, SplitMeta, FileRecord):
+        for f in fields(cls):
+            assert re.search(rf"\b{f.name}\b", zarr_doc), (cls.__name__, f.name)
+            assert f'"{f.name}"' in wds_doc, (cls.__name__, f.name)
+    assert set(StoreMeta(10, 1).to_dict()) == {"format", "alphabet", *(f.name for f in fields(StoreMeta))}

@@ -12,8 +12,8 @@ from pathlib import Path
 
 import numpy as np
 
-from maize_ddp.store_format import (ALPHABET, FORMAT, MISSING_CODE, FileRecord, StoreError, check_checksum,
-                                    check_present)
+from maize_ddp.store_format import (FORMAT, MISSING_CODE, FileRecord, SplitMeta, StoreError, StoreMeta,
+                                    check_checksum, check_present, require)
 
 
 @dataclass(frozen=True)
@@ -106,33 +106,6 @@ def read_ids(info: StoreInfo, split: str, stop: int | None = None) -> np.ndarray
     return np.array(lines, dtype=str)
 
 
-def _require(meta: dict, key: str, where: str, path: Path):
-    if not isinstance(meta, dict) or key not in meta:
-        raise StoreError(f"{path}: missing metadata {key!r} in {where} (written by an older converter or "
-                         "another tool? convert the data again)")
-    return meta[key]
-
-
-def _check_format(meta: dict, where: str, path: Path) -> None:
-    fmt = _require(meta, "format", where, path)
-    if fmt != FORMAT:
-        raise StoreError(f"{path}: store format {fmt!r}, this maize_ddp reads {FORMAT!r} "
-                         "(convert the data again with this version's convert/)")
-    alphabet = meta.get("alphabet", ALPHABET)
-    if alphabet != ALPHABET:
-        raise StoreError(f"{path}: alphabet {alphabet!r}, expected {ALPHABET!r}")
-
-
-def _split_stats(meta: dict, where: str, path: Path, num_targets: int) -> tuple[int, list, list]:
-    n = int(_require(meta, "n", where, path))
-    mean = [float(v) for v in _require(meta, "label_mean", where, path)]
-    std = [float(v) for v in _require(meta, "label_std", where, path)]
-    if len(mean) != num_targets or len(std) != num_targets:
-        raise StoreError(f"{path}: {where} label_mean/label_std have {len(mean)}/{len(std)} "
-                         f"entries for {num_targets} targets")
-    return n, mean, std
-
-
 def _open_zarr(path: Path) -> StoreInfo:
     import zarr
 
@@ -141,11 +114,10 @@ def _open_zarr(path: Path) -> StoreInfo:
     except Exception as e:  # zarr raises several types for a broken group
         raise StoreError(f"{_bad_metadata(path, path)}: cannot open as a Zarr v3 group ({e})") from None
     attrs = dict(root.attrs)
-    _check_format(attrs, "the group attributes", path)
-    seq_len = int(_require(attrs, "seq_len", "the group attributes", path))
-    num_targets = int(_require(attrs, "num_targets", "the group attributes", path))
+    store = StoreMeta.from_dict(attrs, f"{path}/zarr.json")
+    seq_len, num_targets = store.seq_len, store.num_targets
     splits = {}
-    for name in _require(attrs, "splits", "the group attributes", path):
+    for name in require(attrs, "splits", f"{path}/zarr.json"):
         try:
             group = root[name]
             seq, y = group["seq"], group["y"]
@@ -153,14 +125,15 @@ def _open_zarr(path: Path) -> StoreInfo:
             raise StoreError(f"{path}: split {name!r} is listed but has no {name}/seq and {name}/y") from None
         except Exception as e:  # a damaged zarr.json below the root
             raise StoreError(f"{_bad_metadata(path / name, path)}: unreadable Zarr metadata ({e})") from None
-        where = f"{name}/ attributes"
+        where = f"{path}/{name}/zarr.json"
         meta = dict(group.attrs)
-        n, mean, std = _split_stats(meta, where, path, num_targets)
+        split = SplitMeta.from_dict(meta, where, num_targets)
+        n = split.n
         if seq.shape != (n, seq_len) or y.shape != (n, num_targets) or seq.dtype != "uint8":
             raise StoreError(f"{path}: {name}/seq {seq.dtype}{list(seq.shape)} and {name}/y "
                              f"{list(y.shape)} do not match n={n}, seq_len={seq_len}, "
                              f"num_targets={num_targets}")
-        files = tuple(FileRecord.from_dict(f, f"{path}: {where}") for f in _require(meta, "files", where, path))
+        files = tuple(FileRecord.from_dict(f, where) for f in require(meta, "files", where))
         try:
             ids = group["id"]
         except KeyError:
@@ -177,7 +150,8 @@ def _open_zarr(path: Path) -> StoreInfo:
             if have != expected:
                 raise StoreError(f"{path}: {name}/{array.basename} records {have} data files, "
                                  f"its shape needs {expected}")
-        splits[name] = SplitInfo(n, mean, std, chunk_rows=int(seq.chunks[0]), files=files)
+        splits[name] = SplitInfo(n, list(split.label_mean), list(split.label_std), chunk_rows=int(seq.chunks[0]),
+                                 files=files)
     return _checked(StoreInfo("zarr", path, seq_len, num_targets, splits, attrs))
 
 
@@ -214,24 +188,22 @@ def _open_wds(path: Path) -> StoreInfo:
         manifest = json.loads((path / "manifest.json").read_text())
     except (OSError, ValueError) as e:
         raise StoreError(f"{path}: unreadable manifest.json ({e})") from None
-    where = "manifest.json"
-    _check_format(manifest, where, path)
-    seq_len = int(_require(manifest, "seq_len", where, path))
-    num_targets = int(_require(manifest, "num_targets", where, path))
+    where = f"{path}/manifest.json"
+    store = StoreMeta.from_dict(manifest, where)
+    seq_len, num_targets = store.seq_len, store.num_targets
     splits = {}
-    for name, meta in _require(manifest, "splits", where, path).items():
-        n, mean, std = _split_stats(meta, f"{where} split {name!r}", path, num_targets)
-        entries = _require(meta, "shards", f"{where} split {name!r}", path)
-        shards = tuple(Shard(str(_require(s, "path", f"{where} {name} shards", path)),
-                             int(_require(s, "n", f"{where} {name} shards", path)),
-                             int(_require(s, "first_row", f"{where} {name} shards", path)))
+    for name, meta in require(manifest, "splits", where).items():
+        split_where = f"{where} split {name!r}"
+        split = SplitMeta.from_dict(meta, split_where, num_targets)
+        entries = require(meta, "shards", split_where)
+        shards = tuple(Shard(str(require(s, "path", f"{split_where} shards")), int(require(s, "n", f"{split_where} shards")),
+                             int(require(s, "first_row", f"{split_where} shards")))
                        for s in entries)
-        files = tuple(FileRecord.from_dict(s, f"{path}: {where} {name} shards") for s in entries)
+        files = tuple(FileRecord.from_dict(s, f"{split_where} shards") for s in entries)
         # the ids file last: the tars' records keep the shards' indices
-        files += (FileRecord.from_dict(_require(meta, "ids", f"{where} split {name!r}", path),
-                                       f"{path}: {where} {name} ids"),)
-        _check_shards(path, name, n, shards)
-        splits[name] = SplitInfo(n, mean, std, shards=shards, files=files)
+        files += (FileRecord.from_dict(require(meta, "ids", split_where), f"{split_where} ids"),)
+        _check_shards(path, name, split.n, shards)
+        splits[name] = SplitInfo(split.n, list(split.label_mean), list(split.label_std), shards=shards, files=files)
     return _checked(StoreInfo("wds", path, seq_len, num_targets, splits, manifest))
 
 

@@ -34,6 +34,7 @@ class SplitInfo:
     chunk_rows: int | None = field(default=None, repr=False)
     shards: tuple[Shard, ...] = field(default=(), repr=False)
     files: tuple[FileRecord, ...] = field(default=(), repr=False)  # every data file, as written
+    ids_file: FileRecord | None = field(default=None, repr=False)  # WebDataset's ids.txt (also in files)
 
 
 @dataclass(frozen=True)
@@ -94,7 +95,7 @@ def read_ids(info: StoreInfo, split: str, stop: int | None = None) -> np.ndarray
 
         return ZarrSource(info, split).ids(stop)
     meta = info.splits[split]
-    record = meta.files[-1]
+    record = meta.ids_file
     path = info.path / record.path
     if stop is not None:  # a glimpse (inspect): the first lines only
         with open(path, "rb") as fh:
@@ -199,11 +200,11 @@ def _open_wds(path: Path) -> StoreInfo:
         shards = tuple(Shard(str(require(s, "path", f"{split_where} shards")), int(require(s, "n", f"{split_where} shards")),
                              int(require(s, "first_row", f"{split_where} shards")))
                        for s in entries)
-        files = tuple(FileRecord.from_dict(s, f"{split_where} shards") for s in entries)
-        # the ids file last: the tars' records keep the shards' indices
-        files += (FileRecord.from_dict(require(meta, "ids", split_where), f"{split_where} ids"),)
+        ids_file = FileRecord.from_dict(require(meta, "ids", split_where), f"{split_where} ids")
+        files = tuple(FileRecord.from_dict(s, f"{split_where} shards") for s in entries) + (ids_file,)
         _check_shards(path, name, split.n, shards)
-        splits[name] = SplitInfo(split.n, list(split.label_mean), list(split.label_std), shards=shards, files=files)
+        splits[name] = SplitInfo(split.n, list(split.label_mean), list(split.label_std), shards=shards, files=files,
+                                 ids_file=ids_file)
     return _checked(StoreInfo("wds", path, seq_len, num_targets, splits, manifest))
 
 

@@ -13,6 +13,7 @@ import time
 from pathlib import Path
 from typing import Callable, Protocol
 
+from maize_ddp.origin import read_origin
 from maize_ddp.store_format import FORMAT
 
 from .output import Progress, atomic_output_dir, dir_bytes, refuse_existing
@@ -58,6 +59,9 @@ def convert(writer: StoreWriter, src, dst, *, split=None, workers=1, overwrite=F
     refuse_existing(dst, overwrite, inputs=inputs)
     with Progress(len(sources), "scan", quiet, unit="files") as bar:
         plan = scan_and_plan(sources, src, workers, drop_nonfinite, lambda scan: bar.update(1, 0))
+    # How the rows were made (the window geometry, ...): SRC's own description; with --split,
+    # SRC is one split's folder and the description sits above it.
+    plan.origin = read_origin(src) or (read_origin(Path(src).parent) if split is not None else None)
     writer.layout(plan)
     split_ids = SplitIds()
     # Workers are forked before the writer starts any thread (zarr starts one on first use).

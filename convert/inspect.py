@@ -23,6 +23,7 @@ import numpy as np
 
 from maize_ddp.data.store import StoreInfo, open_source, open_store, read_ids
 from maize_ddp.errors import Error
+from maize_ddp.origin import describe as describe_origin
 from maize_ddp.store_format import check_checksum
 
 from .output import dir_bytes
@@ -104,6 +105,7 @@ def describe(info: StoreInfo) -> str:
     firsts = [f"{name} {read_ids(info, name, stop=1)[0]}" for name, split in info.splits.items() if split.n]
     lines.append("first ids: " + ", ".join(firsts))
     lines += ["codecs: " + c for c in codecs(info)]
+    lines.append(describe_origin(info.meta.origin if info.meta else None))
     total = dir_bytes(info.path)
     line = f"total: {_mb(total)} on disk"
     if source_bytes:

@@ -52,10 +52,14 @@ class StoreMeta:
     seq_len: int
     num_targets: int
     sources: tuple = ()  # {"split", "file", "bytes", "sha256", "rows"} per input shard, in row order
+    # How the rows were made: {"generator", "settings"} from the npz folder's summary.json (or
+    # synth's truth.json), with genome_to_npz's window geometry; None for another tool's npz.
+    # Interpretation reads the window's landmarks, variant scoring the exact geometry, from it.
+    origin: dict | None = None
 
     def to_dict(self) -> dict:
         return {"format": FORMAT, "alphabet": ALPHABET, "seq_len": self.seq_len, "num_targets": self.num_targets,
-                "sources": list(self.sources)}
+                "sources": list(self.sources), "origin": self.origin}
 
     @classmethod
     def from_dict(cls, d: dict, where: str) -> "StoreMeta":
@@ -65,8 +69,11 @@ class StoreMeta:
                              "(convert the data again with this version's convert/)")
         if d.get("alphabet", ALPHABET) != ALPHABET:
             raise StoreError(f"{where}: alphabet {d['alphabet']!r}, expected {ALPHABET!r}")
+        origin = d.get("origin")
+        if origin is not None and not (isinstance(origin, dict) and isinstance(origin.get("settings"), dict)):
+            raise StoreError(f"{where}: origin is {origin!r}; expected {{\"generator\", \"settings\"}} or null")
         return cls(int(require(d, "seq_len", where)), int(require(d, "num_targets", where)),
-                   tuple(d.get("sources", ())))
+                   tuple(d.get("sources", ())), origin)
 
 
 @dataclass(frozen=True)

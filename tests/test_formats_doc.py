@@ -76,3 +76,22 @@ def test_the_metadata_dataclasses_are_documented():
             assert re.search(rf"\b{f.name}\b", zarr_doc), (cls.__name__, f.name)
             assert f'"{f.name}"' in wds_doc, (cls.__name__, f.name)
     assert set(StoreMeta(10, 1).to_dict()) == {"format", "alphabet", *(f.name for f in fields(StoreMeta))}
+
+
+def test_origin_is_the_npz_folder_s_description(src, tmp_path):
+    """Both converters record how the rows were made (synth's truth.json here; genome_to_npz's
+    geometry is checked in test_variants), open_store reads it back, and a folder of another
+    tool's shards records none."""
+    from convert import synth
+    from maize_ddp.data import open_store
+
+    synth.generate(tmp_path / "npz", train=8, val=0, test=4, seq_len=60, shard_size=8)
+    npz_to_zarr.convert(tmp_path / "npz", tmp_path / "s.zarr")
+    npz_to_wds.convert(tmp_path / "npz", tmp_path / "s.wds")
+    for store in ("s.zarr", "s.wds"):
+        origin = open_store(tmp_path / store).meta.origin
+        assert origin["generator"] == "convert.synth"
+        assert origin["settings"]["tss_position"] == synth.tss_position(60)
+    npz_to_zarr.convert(src / "src", tmp_path / "plain.zarr")
+    assert open_store(tmp_path / "plain.zarr").meta.origin is None
+    assert "origin" in DOC

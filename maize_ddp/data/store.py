@@ -45,6 +45,7 @@ class StoreInfo:
     num_targets: int
     splits: dict[str, SplitInfo]
     attrs: dict = field(default_factory=dict, repr=False)  # the root metadata as stored
+    meta: StoreMeta | None = field(default=None, repr=False)  # the same, parsed (meta.origin: how rows were made)
 
     def check(self, split: str | None = None, seq_len: int | None = None,
               num_targets: int | None = None) -> None:
@@ -153,7 +154,7 @@ def _open_zarr(path: Path) -> StoreInfo:
                                  f"its shape needs {expected}")
         splits[name] = SplitInfo(n, list(split.label_mean), list(split.label_std), chunk_rows=int(seq.chunks[0]),
                                  files=files)
-    return _checked(StoreInfo("zarr", path, seq_len, num_targets, splits, attrs))
+    return _checked(StoreInfo("zarr", path, seq_len, num_targets, splits, attrs, store))
 
 
 def _bad_metadata(folder: Path, fallback: Path) -> Path:
@@ -205,7 +206,7 @@ def _open_wds(path: Path) -> StoreInfo:
         _check_shards(path, name, split.n, shards)
         splits[name] = SplitInfo(split.n, list(split.label_mean), list(split.label_std), shards=shards, files=files,
                                  ids_file=ids_file)
-    return _checked(StoreInfo("wds", path, seq_len, num_targets, splits, manifest))
+    return _checked(StoreInfo("wds", path, seq_len, num_targets, splits, manifest, store))
 
 
 def _check_shards(path: Path, split: str, n: int, shards: tuple[Shard, ...]) -> None:

@@ -30,9 +30,9 @@ from typing import Callable, Iterator
 
 import numpy as np
 
-from maize_ddp.codes import OneHotError, arr0_to_codes
+from maize_ddp.codes import OneHotError, onehot_to_codes
 from maize_ddp.errors import Error
-from maize_ddp.npz_shards import arr0_layout, seq_len_of
+from maize_ddp.npz_shards import onehot_layout
 from maize_ddp.store_format import SplitMeta, StoreError, StoreMeta, check_ids
 
 SPLIT_ORDER = ("train", "val", "test")  # other split folder names follow, sorted
@@ -219,9 +219,8 @@ def scan_shard(source: Source, drop_nonfinite: bool = False) -> ShardScan:
             with z.open("arr_1.npy") as f:
                 y = np.lib.format.read_array(f, allow_pickle=False)
             ids = _read_ids(z, path)
-    if len(shape) not in (2, 3) or (len(shape) == 2 and dtype.kind != "u"):
-        raise ConvertError(f"{path}: arr_0 is {dtype}{list(shape)}; expected one-hot [N, 4, L] or [N, L, 4], "
-                           "or uint8 base codes [N, L]")
+    if len(shape) != 3:
+        raise ConvertError(f"{path}: arr_0 has shape {list(shape)}; expected one-hot [N, 4, L] or [N, L, 4]")
     if dtype.kind not in NUMERIC_KINDS:
         raise ConvertError(f"{path}: arr_0 has dtype {dtype}; expected a float, integer or bool one-hot array")
     if y.ndim not in (1, 2) or y.dtype.kind not in NUMERIC_KINDS:
@@ -235,11 +234,11 @@ def scan_shard(source: Source, drop_nonfinite: bool = False) -> ShardScan:
     scan = ShardScan(source, size, sha, rows, rows, has_ids=ids is not None, id_chars=id_chars)
     if rows == 0:
         return scan  # skipped with a warning by plan_sources; its shapes do not matter
-    layout = arr0_layout(shape, dtype)
+    layout = onehot_layout(shape)
     if layout is None:
         raise ConvertError(f"{path}: arr_0 has shape {list(shape)}: no channel axis of 4 "
                            "(expected [N, 4, L] or [N, L, 4])")
-    seq_len = seq_len_of(shape, layout)
+    seq_len = shape[2] if layout == "N4L" else shape[1]
     if seq_len == 0:
         raise ConvertError(f"{path}: arr_0 has shape {list(shape)}: sequences of length 0")
     y = labels_2d(y)
@@ -509,7 +508,7 @@ def _read_codes(z: zipfile.ZipFile, scan: ShardScan) -> np.ndarray:
     path = scan.path
     with z.open("arr_0.npy") as f:
         shape, fortran_order, dtype = _read_npy_header(f)
-        length = seq_len_of(shape, scan.layout)
+        length = shape[2] if scan.layout == "N4L" else shape[1]
         if shape[0] != scan.rows_in or length != scan.seq_len:
             raise ConvertError(f"{path}: changed while being converted")
         if fortran_order:  # rows are not contiguous in the file: the shard is read whole, once
@@ -521,7 +520,7 @@ def _read_codes(z: zipfile.ZipFile, scan: ShardScan) -> np.ndarray:
         codes = np.empty((scan.rows_in, scan.seq_len), np.uint8)
         for first, x in blocks:
             try:
-                codes[first:first + len(x)] = arr0_to_codes(x, scan.layout, first_row=first)
+                codes[first:first + len(x)] = onehot_to_codes(x, scan.layout, first_row=first)
             except OneHotError as e:
                 raise ConvertError(f"{path}: arr_0 {e}") from None
         f.read()  # to the end: zipfile checks the member's CRC there
@@ -530,7 +529,7 @@ def _read_codes(z: zipfile.ZipFile, scan: ShardScan) -> np.ndarray:
 
 def _row_blocks(f, shape: tuple, dtype: np.dtype) -> Iterator[tuple[int, np.ndarray]]:
     """(first row, rows) of a C-order array read from a stream, DECODE_BLOCK bytes at a time."""
-    row_bytes = dtype.itemsize * math.prod(shape[1:])
+    row_bytes = dtype.itemsize * shape[1] * shape[2]
     per_block = _rows_per_block(shape, dtype)
     for first in range(0, shape[0], per_block):
         n = min(per_block, shape[0] - first)
@@ -555,4 +554,4 @@ def _read_whole(f, size: int) -> np.ndarray:
 
 
 def _rows_per_block(shape: tuple, dtype: np.dtype) -> int:
-    return max(1, DECODE_BLOCK // max(dtype.itemsize * math.prod(shape[1:]), 1))
+    return max(1, DECODE_BLOCK // max(dtype.itemsize * shape[1] * shape[2], 1))

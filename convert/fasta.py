@@ -8,45 +8,20 @@ being kept at all. Gzip is detected from the file's magic bytes, not its name, s
 """
 from __future__ import annotations
 
-import contextlib
-import gzip
-import io
 import os
-import zlib
 from typing import Callable, Iterator
 
 import numpy as np
 
 from maize_ddp.codes import ascii_to_codes
 from maize_ddp.errors import Error
+from maize_ddp.textio import gzip_errors_as, open_maybe_gzip
 
-_GZIP_MAGIC = b"\x1f\x8b"
 _WHITESPACE = b" \t\r\n"
 
 
 class FastaError(Error, ValueError):
     """The FASTA file is malformed; the message names the file and the problem."""
-
-
-def open_maybe_gzip(path: str | os.PathLike, text: bool = True):
-    """Open a file for reading, decompressing it when it starts with the gzip magic bytes."""
-    with open(path, "rb") as probe:
-        gzipped = probe.read(2) == _GZIP_MAGIC
-    # GzipFile.readline is pure Python; a BufferedReader on top reads lines in C (~3x faster).
-    raw = io.BufferedReader(gzip.GzipFile(path, "rb"), 1 << 20) if gzipped else open(path, "rb", 1 << 20)
-    if not text:
-        return raw
-    # errors="replace": a stray non-UTF-8 byte in a free-text attribute must not stop a run.
-    return io.TextIOWrapper(raw, encoding="utf-8", errors="replace", newline=None)
-
-
-@contextlib.contextmanager
-def gzip_errors_as(error_cls: type[ValueError], path: str | os.PathLike):
-    """Report a damaged gzip stream as a one-line input error naming the file, not a traceback."""
-    try:
-        yield
-    except (EOFError, zlib.error, gzip.BadGzipFile) as exc:
-        raise error_cls(f"{path}: corrupt or truncated gzip data ({exc})") from None
 
 
 def iter_chromosomes(

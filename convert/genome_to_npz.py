@@ -33,12 +33,13 @@ from typing import Callable, Mapping, Sequence
 
 import numpy as np
 
-from convert.fasta import gzip_errors_as, iter_chromosomes, open_maybe_gzip
+from convert.fasta import iter_chromosomes
+from maize_ddp.textio import gzip_errors_as, open_maybe_gzip
 from convert.gff import Gene, read_genes
 from convert.output import atomic_output_dir, refuse_existing, run_command
 from maize_ddp.codes import N_CODE, reverse_complement
 from maize_ddp.errors import Error
-from maize_ddp.npz_shards import shard_path, write_shard
+from maize_ddp.npz_shards import ShardWriter
 
 SPLITS = ("train", "val", "test")
 AGGREGATES = {
@@ -279,36 +280,6 @@ def block_split(extents: list[tuple[int, int]], fractions: Sequence[float]) -> l
 # Output
 
 
-class ShardWriter:
-    """Buffers one split's rows and writes `{split}-{k:05d}.npz` each time shard_size rows fill."""
-
-    def __init__(self, out: Path, split: str, shard_size: int, dtype: str, compress: bool):
-        self.out, self.split, self.shard_size = out, split, shard_size
-        self.dtype, self.compress = dtype, compress
-        self.codes: list[np.ndarray] = []
-        self.labels: list[np.ndarray] = []
-        self.ids: list[str] = []
-        self.rows = self.shards = 0
-
-    def add(self, codes: np.ndarray, label: np.ndarray, row_id: str) -> int:
-        self.codes.append(codes)
-        self.labels.append(label)
-        self.ids.append(row_id)
-        self.rows += 1
-        if len(self.codes) == self.shard_size:
-            self.flush()
-        return self.rows - 1  # the row's index inside the split
-
-    def flush(self) -> None:
-        if not self.codes:
-            return
-        # ids: the gene ids, which the converters carry into the store and every output
-        write_shard(shard_path(self.out, self.split, self.shards), np.stack(self.codes), np.stack(self.labels),
-                    self.ids, dtype=self.dtype, compress=self.compress)
-        self.shards += 1
-        self.codes, self.labels, self.ids = [], [], []
-
-
 @dataclass
 class BuildSummary:
     out: str
@@ -450,7 +421,7 @@ def build_dataset(
         table_rows=len(labels.by_gene), table_rows_unused=len(labels.by_gene) - len(joined),
     )
     with atomic_output_dir(out, overwrite, inputs) as tmp:
-        writers = {s: ShardWriter(tmp, s, shard_size, dtype, compress) for s in SPLITS}
+        writers = {s: ShardWriter(tmp, s, shard_size, dtype=dtype, compress=compress) for s in SPLITS}
         with open(tmp / "genes.tsv", "w") as table:
             table.write("\t".join(["split", "row", "gene_id", "chrom", "start", "end", "strand",
                                    "n_padded", *labels.names]) + "\n")

@@ -9,7 +9,7 @@ import os
 from dataclasses import dataclass, field
 from urllib.parse import unquote
 
-from convert.fasta import gzip_errors_as, open_maybe_gzip
+from maize_ddp.textio import gzip_errors_as, open_maybe_gzip
 from maize_ddp.errors import Error
 
 # Ensembl writes `biotype=`, NCBI RefSeq `gene_biotype=`; without an explicit choice we look at both.

@@ -30,9 +30,10 @@ from typing import Callable, Iterator
 
 import numpy as np
 
-from maize_ddp.codes import OneHotError, onehot_to_codes
+from maize_ddp.codes import OneHotError, arr0_to_codes
 from maize_ddp.errors import Error
-from maize_ddp.npz_shards import onehot_layout
+from maize_ddp.id_hashes import IdHashes
+from maize_ddp.npz_shards import arr0_layout, seq_len_of
 from maize_ddp.store_format import SplitMeta, StoreError, StoreMeta, check_ids
 
 SPLIT_ORDER = ("train", "val", "test")  # other split folder names follow, sorted
@@ -219,8 +220,9 @@ def scan_shard(source: Source, drop_nonfinite: bool = False) -> ShardScan:
             with z.open("arr_1.npy") as f:
                 y = np.lib.format.read_array(f, allow_pickle=False)
             ids = _read_ids(z, path)
-    if len(shape) != 3:
-        raise ConvertError(f"{path}: arr_0 has shape {list(shape)}; expected one-hot [N, 4, L] or [N, L, 4]")
+    if len(shape) not in (2, 3) or (len(shape) == 2 and dtype.kind != "u"):
+        raise ConvertError(f"{path}: arr_0 is {dtype}{list(shape)}; expected one-hot [N, 4, L] or [N, L, 4], "
+                           "or uint8 base codes [N, L]")
     if dtype.kind not in NUMERIC_KINDS:
         raise ConvertError(f"{path}: arr_0 has dtype {dtype}; expected a float, integer or bool one-hot array")
     if y.ndim not in (1, 2) or y.dtype.kind not in NUMERIC_KINDS:
@@ -234,11 +236,11 @@ def scan_shard(source: Source, drop_nonfinite: bool = False) -> ShardScan:
     scan = ShardScan(source, size, sha, rows, rows, has_ids=ids is not None, id_chars=id_chars)
     if rows == 0:
         return scan  # skipped with a warning by plan_sources; its shapes do not matter
-    layout = onehot_layout(shape)
+    layout = arr0_layout(shape, dtype)
     if layout is None:
         raise ConvertError(f"{path}: arr_0 has shape {list(shape)}: no channel axis of 4 "
                            "(expected [N, 4, L] or [N, L, 4])")
-    seq_len = shape[2] if layout == "N4L" else shape[1]
+    seq_len = seq_len_of(shape, layout)
     if seq_len == 0:
         raise ConvertError(f"{path}: arr_0 has shape {list(shape)}: sequences of length 0")
     y = labels_2d(y)
@@ -475,21 +477,17 @@ def read_shard(scan: ShardScan, drop_nonfinite: bool = False) -> tuple[np.ndarra
 
 
 class SplitIds:
-    """Refuses an id seen before in the same split. Holds a sorted 64-bit hash per row (8 bytes
-    a row), not the ids: a repeat is named from the shard where it recurs."""
+    """Refuses an id seen before in the same split (IdHashes: 8 bytes a row, not the ids); a
+    repeat is named from the shard where it recurs."""
 
     def __init__(self):
-        self.seen: dict[str, np.ndarray] = {}
+        self.seen: dict[str, IdHashes] = {}
 
     def add(self, scan: ShardScan, ids: np.ndarray) -> None:
-        seen = self.seen.get(scan.source.split, np.empty(0, np.int64))
-        hashes = np.fromiter((hash(i) for i in ids.tolist()), np.int64, len(ids))
-        at = np.searchsorted(seen, hashes).clip(max=max(len(seen) - 1, 0))
-        repeats = (seen[at] == hashes) if len(seen) else np.zeros(len(ids), bool)
+        repeats = self.seen.setdefault(scan.source.split, IdHashes()).add(ids.tolist())
         if repeats.any():  # ids inside one shard are unique already
             raise ConvertError(f"{scan.path}: id {str(ids[np.argmax(repeats)])!r} is also the id of a row in "
                                f"an earlier shard of split {scan.source.split!r}; ids must be unique")
-        self.seen[scan.source.split] = np.union1d(seen, hashes)
 
 
 def default_ids(file: str, rows: int) -> np.ndarray:
@@ -508,7 +506,7 @@ def _read_codes(z: zipfile.ZipFile, scan: ShardScan) -> np.ndarray:
     path = scan.path
     with z.open("arr_0.npy") as f:
         shape, fortran_order, dtype = _read_npy_header(f)
-        length = shape[2] if scan.layout == "N4L" else shape[1]
+        length = seq_len_of(shape, scan.layout)
         if shape[0] != scan.rows_in or length != scan.seq_len:
             raise ConvertError(f"{path}: changed while being converted")
         if fortran_order:  # rows are not contiguous in the file: the shard is read whole, once
@@ -520,7 +518,7 @@ def _read_codes(z: zipfile.ZipFile, scan: ShardScan) -> np.ndarray:
         codes = np.empty((scan.rows_in, scan.seq_len), np.uint8)
         for first, x in blocks:
             try:
-                codes[first:first + len(x)] = onehot_to_codes(x, scan.layout, first_row=first)
+                codes[first:first + len(x)] = arr0_to_codes(x, scan.layout, first_row=first)
             except OneHotError as e:
                 raise ConvertError(f"{path}: arr_0 {e}") from None
         f.read()  # to the end: zipfile checks the member's CRC there
@@ -529,7 +527,7 @@ def _read_codes(z: zipfile.ZipFile, scan: ShardScan) -> np.ndarray:
 
 def _row_blocks(f, shape: tuple, dtype: np.dtype) -> Iterator[tuple[int, np.ndarray]]:
     """(first row, rows) of a C-order array read from a stream, DECODE_BLOCK bytes at a time."""
-    row_bytes = dtype.itemsize * shape[1] * shape[2]
+    row_bytes = dtype.itemsize * math.prod(shape[1:])
     per_block = _rows_per_block(shape, dtype)
     for first in range(0, shape[0], per_block):
         n = min(per_block, shape[0] - first)
@@ -554,4 +552,4 @@ def _read_whole(f, size: int) -> np.ndarray:
 
 
 def _rows_per_block(shape: tuple, dtype: np.dtype) -> int:
-    return max(1, DECODE_BLOCK // max(dtype.itemsize * shape[1] * shape[2], 1))
+    return max(1, DECODE_BLOCK // max(dtype.itemsize * math.prod(shape[1:]), 1))

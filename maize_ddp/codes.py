@@ -22,6 +22,20 @@ class OneHotError(ValueError):
     """The array is not a valid one-hot encoding of DNA."""
 
 
+def arr0_to_codes(x: np.ndarray, layout: str, first_row: int = 0) -> np.ndarray:
+    """An npz's arr_0 (or a block of its rows) as uint8 codes [N, L]: one-hot is decoded
+    (onehot_to_codes); codes ("codes" layout) are checked to be bases, 0..N."""
+    if layout != "codes":
+        return onehot_to_codes(x, layout, first_row)
+    if x.ndim != 2:
+        raise OneHotError(f"expected 2-D base codes, got shape {list(x.shape)}")
+    if x.size and x.max() > N_CODE:
+        row, pos = np.argwhere(x > N_CODE)[0]
+        raise OneHotError(f"row {first_row + row} position {pos} has code {x[row, pos]}; "
+                          f"base codes are 0..{N_CODE} ({ALPHABET})")
+    return np.ascontiguousarray(x, dtype=np.uint8)
+
+
 def onehot_to_codes(x: np.ndarray, layout: str, first_row: int = 0) -> np.ndarray:
     """One-hot [N,4,L] ("N4L") or [N,L,4] ("NL4"), float/int/bool, to uint8 codes [N, L].
 

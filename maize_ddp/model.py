@@ -8,6 +8,7 @@
 """
 from __future__ import annotations
 
+import warnings
 from dataclasses import asdict, dataclass, fields
 
 import torch
@@ -130,6 +131,34 @@ def flat_length(cfg: ModelConfig) -> int:
     return length
 
 
+class GeometryWarning(UserWarning):
+    """The sequence is too short for the model's pools and dilations to be of use."""
+
+
+def wasted_dilated_blocks(cfg: ModelConfig, flat_len: int) -> list[int]:
+    """Dilations of the residual blocks whose every off-centre tap falls in the padding: with
+    `flat_len` positions left after the pools, a block of dilation d reaches d * (ks - 1) / 2
+    positions away, and at flat_len or more it is a 1x1 convolution at the cost of a dilated one."""
+    reach = (cfg.convdks - 1) // 2
+    return [2 ** i for i in range(cfg.convdc) if 2 ** i * reach >= flat_len]
+
+
+def geometry_warning(cfg: ModelConfig) -> str | None:
+    """A sentence for a model whose tower cannot use its dilations on this seq_len, else None.
+
+    The default pools (8 x 4 x 4) suit ~3 kb gene windows, where only the last of the six
+    blocks overreaches; on a 170-bp promoter they leave one position and every block is moot."""
+    flat = flat_length(cfg)
+    wasted = wasted_dilated_blocks(cfg, flat)
+    if len(wasted) < 2:
+        return None
+    pools = " x ".join(str(getattr(cfg, f"pool{i}ks")) for i in (1, 2, 3))
+    return (f"seq_len {cfg.seq_len} leaves {flat} position(s) after the pools ({pools}): {len(wasted)} of the "
+            f"{cfg.convdc} dilated blocks (dilation {wasted[0]}..{wasted[-1]}) reach only padding. For short "
+            "sequences use smaller pools and fewer blocks (e.g. --pool1ks 2 --pool2ks 2 --pool3ks 2 --convdc 4), "
+            "as presets/core_promoter.toml does")
+
+
 class BasenjiModel(nn.Module):
     def __init__(self, num_targets: int = 1, n_channel: int = 4, seq_len: int = 3020, **hparams):
         super().__init__()
@@ -207,4 +236,8 @@ def recalibrate_batchnorm(model: nn.Module, batches) -> None:
 
 
 def build_model(cfg: ModelConfig) -> BasenjiModel:
+    """A fresh model for training; warns (GeometryWarning) when its pools leave the dilated tower
+    too few positions. Loading a trained one (BasenjiModel(**saved)) does not warn again."""
+    if (problem := geometry_warning(cfg)) is not None:
+        warnings.warn(problem, GeometryWarning, stacklevel=2)
     return BasenjiModel(**asdict(cfg))

@@ -1,16 +1,19 @@
-"""Predict with a trained model on a store split or on a folder of npz shards.
+"""Predict with a trained model on a store split, a folder of npz shards, a sequence table or FASTA.
 
     python -m maize_ddp.predict RUN_DIR|CKPT --data DATA.zarr|DATA.wds [--split test] --out preds.tsv
     python -m maize_ddp.predict RUN_DIR|CKPT --data NPZ_FOLDER --out preds.tsv
+    python -m maize_ddp.predict RUN_DIR|CKPT --data seqs.tsv --seq-col sequence --id-col name --out preds.tsv
+    python -m maize_ddp.predict RUN_DIR|CKPT --data seqs.fa --out preds.tsv
 
-Npz shards are read one at a time (arr_0 one-hot as [N,4,L] or [N,L,4]); labels are not needed.
+Npz shards are read one at a time (arr_0 one-hot as [N,4,L] or [N,L,4], or base codes [N,L]);
+tables and FASTA are streamed (maize_ddp.sequences) in batches, and predictions are written in
+input order as they come; labels are not needed. Every table starts with the row's id.
 --out is a new file: an existing one is replaced only with --overwrite, and only when it is a
 predictions table (never a checkpoint, a folder or any other file).
 """
 from __future__ import annotations
 
 import argparse
-import io
 import sys
 from pathlib import Path
 
@@ -18,9 +21,12 @@ import numpy as np
 import torch
 
 from maize_ddp import distributed, errors
-from maize_ddp.checkpoint import atomic_write_text, load
-from maize_ddp.codes import OneHotError, onehot_to_codes
-from maize_ddp.npz_shards import onehot_layout
+from maize_ddp.checkpoint import _write as atomic_write
+from maize_ddp.checkpoint import load
+from maize_ddp.codes import OneHotError, arr0_to_codes
+from maize_ddp.id_hashes import IdHashes
+from maize_ddp.npz_shards import arr0_layout
+from maize_ddp.sequences import ALIGNMENTS, fit_length, length_problem, read_records, sequence_problem, to_codes
 from maize_ddp.store_format import StoreError, check_ids
 from maize_ddp.evaluate import (add_run_settings, forward, model_from_checkpoint, positive_int, predict_batches,
                                 predictions_table, run_settings)
@@ -53,8 +59,8 @@ def check_out(out: Path, overwrite: bool) -> None:
 
 
 def npz_batches(folder: Path, seq_len: int, batch_size: int):
-    """Yield (file name, first row, ids [B], codes [B, L]) from every .npz under `folder`, in
-    sorted order; a shard's ids are its `ids` member, else `<file>:<row>` as the converters name them."""
+    """Yield ([(id, file name, row)] * B, codes [B, L]) from every .npz under `folder`, in sorted
+    order; a shard's ids are its `ids` member, else `<file>:<row>` as the converters name them."""
     files = sorted(f for f in folder.rglob("*.npz") if not f.name.startswith("._"))  # not macOS metadata
     if not files:
         raise PredictError(f"{folder}: no .npz files found")
@@ -67,11 +73,12 @@ def npz_batches(folder: Path, seq_len: int, batch_size: int):
             raise PredictError(str(e)) from None
         except Exception as e:
             raise PredictError(f"{f}: cannot read arr_0 or ids ({type(e).__name__}: {e})") from None
-        layout = onehot_layout(x.shape)
+        layout = arr0_layout(x.shape, x.dtype)
         if layout is None:
-            raise PredictError(f"{f}: arr_0 has shape {list(x.shape)}; expected one-hot [N, 4, L] or [N, L, 4]")
+            raise PredictError(f"{f}: arr_0 is {x.dtype}{list(x.shape)}; expected one-hot [N, 4, L] or "
+                               "[N, L, 4], or uint8 base codes [N, L]")
         try:
-            codes = onehot_to_codes(x, layout)
+            codes = arr0_to_codes(x, layout)
         except OneHotError as e:
             raise PredictError(f"{f}: {e}") from None
         if codes.shape[1] != seq_len:
@@ -82,21 +89,54 @@ def npz_batches(folder: Path, seq_len: int, batch_size: int):
         if ids.shape != (len(codes),):
             raise PredictError(f"{f}: ids has shape {list(ids.shape)} for {len(codes)} rows")
         for start in range(0, len(codes), batch_size):
-            yield name, start, ids[start:start + batch_size], torch.from_numpy(codes[start:start + batch_size])
+            rows = [(i, str(name), start + k) for k, i in enumerate(ids[start:start + batch_size].tolist())]
+            yield rows, torch.from_numpy(codes[start:start + batch_size])
+
+
+def sequence_batches(path: Path, seq_len: int, batch_size: int, *, seq_col=None, id_col=None, align=None):
+    """Yield ([(id,)] * B, codes [B, L]) from a sequence table or FASTA, in file order. A bad
+    sequence, a repeated id or (without --align) a length other than the model's is an error
+    naming the row."""
+    seen, batch, ids = IdHashes(), [], []
+    try:
+        for record in read_records(path, seq_col=seq_col, id_col=id_col):
+            problem = sequence_problem(record)
+            if problem:
+                raise PredictError(f"{record.where}: {problem}")
+            codes = to_codes(record.seq)
+            if align:
+                codes = fit_length(codes, seq_len, align)
+            elif len(codes) != seq_len:
+                raise PredictError(length_problem(record, len(codes), seq_len, "the model was built for",
+                                                  "pass --align left|right|centre to pad with N or trim"))
+            if seen.add([record.id])[0]:
+                raise PredictError(f"{record.where}: id {record.id!r} appears on an earlier row; ids must be unique")
+            batch.append(codes)
+            ids.append((record.id,))
+            if len(batch) == batch_size:
+                yield ids, torch.from_numpy(np.stack(batch))
+                batch, ids = [], []
+    except errors.Error as e:
+        raise PredictError(str(e)) from None
+    if batch:
+        yield ids, torch.from_numpy(np.stack(batch))
 
 
 @torch.no_grad()
-def predict_npz(model, folder: Path, device, batch_size: int, amp: str, rc_average: bool) -> str:
+def write_predictions(fh, model, batches, leading: tuple[str, ...], device, amp: str, rc_average: bool) -> int:
+    """Predict batch by batch, writing `leading` columns (the first is the id) and the
+    predictions as each batch comes: the input is never held whole. Returns the row count."""
     model.eval()
     t = model.config.num_targets
-    header = "id\tfile\trow\t" + ("predicted" if t == 1 else "\t".join(f"predicted_{i}" for i in range(t)))
-    buf = io.StringIO()
-    buf.write(header + "\n")
-    for name, start, ids, codes in npz_batches(folder, model.config.seq_len, batch_size):
-        pred = forward(model, codes.to(device), amp, rc_average).cpu().numpy()
-        for i, (row_id, p) in enumerate(zip(ids.tolist(), pred)):
-            buf.write(f"{row_id}\t{name}\t{start + i}\t" + "\t".join(f"{v:.9g}" for v in p) + "\n")
-    return buf.getvalue()
+    header = "\t".join(leading) + "\t" + ("predicted" if t == 1 else "\t".join(f"predicted_{i}" for i in range(t)))
+    fh.write((header + "\n").encode())
+    n = 0
+    for rows, codes in batches:
+        pred = forward(model, codes.to(device, non_blocking=True), amp, rc_average).cpu().numpy()
+        fh.write("".join("\t".join(map(str, row)) + "\t" + "\t".join(f"{v:.9g}" for v in p) + "\n"
+                         for row, p in zip(rows, pred)).encode())
+        n += len(rows)
+    return n
 
 
 def predict_store(model, data: str, split: str, device, batch_size: int, amp: str, rc_average: bool) -> str:
@@ -113,14 +153,27 @@ def predict_store(model, data: str, split: str, device, batch_size: int, amp: st
     return predictions_table(read_ids(info, split)[rows], rows, y, pred)
 
 
+def trained_align(state: dict) -> str | None:
+    """How the run's training sequences were fitted to length (convert.table_to_npz --align),
+    when its store recorded it: predictions then see sequences fitted the same way."""
+    origin = (state.get("store") or {}).get("origin") or {}
+    return (origin.get("settings") or {}).get("align")
+
+
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(prog="python -m maize_ddp.predict", description=__doc__.split("\n\n")[0])
     p.add_argument("checkpoint", type=Path, help="a run folder (uses checkpoints/best.pt) or a .pt file")
-    p.add_argument("--data", required=True, type=Path, help="a .zarr/.wds store or a folder of .npz shards")
-    p.add_argument("--split", default="test", help="split of a store (default: test; ignored for npz folders)")
+    p.add_argument("--data", required=True, type=Path,
+                   help="a .zarr/.wds store, a folder of .npz shards, a sequence table (TSV/CSV) or a FASTA file")
+    p.add_argument("--split", default="test", help="split of a store (default: test; ignored otherwise)")
     p.add_argument("--out", required=True, type=Path, help="predictions TSV (a new file; see --overwrite)")
     p.add_argument("--overwrite", action="store_true",
                    help="replace --out if it exists and is a predictions table (never a checkpoint)")
+    p.add_argument("--seq-col", help="a table's sequence column")
+    p.add_argument("--id-col", help="a table's id column (default <file name>:<row>)")
+    p.add_argument("--align", choices=ALIGNMENTS,
+                   help="pad with N or trim sequences to the model's length, keeping this part in place "
+                        "(default: as the run's table_to_npz did, else lengths must match)")
     p.add_argument("--batch-size", type=positive_int, default=128)
     p.add_argument("--device", default="auto", help="auto (cuda when available) | cpu | cuda")
     add_run_settings(p)
@@ -133,22 +186,36 @@ def main(argv=None) -> int:
         state = load(a.checkpoint)
         model = model_from_checkpoint(state, device)
         amp, rc_average = run_settings(state, a.amp, a.rc_average, device)
+        seq_len = model.config.seq_len
         is_store = (a.data / "zarr.json").exists() or (a.data / "manifest.json").exists()
         if is_store:
             text = predict_store(model, str(a.data), a.split, device, a.batch_size, amp, rc_average)
-        elif a.data.is_dir():
-            text = predict_npz(model, a.data, device, a.batch_size, amp, rc_average)
+
+            def write(fh) -> int:
+                fh.write(text.encode())
+                return text.count("\n") - 1
         else:
-            raise PredictError(f"{a.data}: neither a store nor a folder of .npz shards")
+            if a.data.is_dir():
+                batches, leading = npz_batches(a.data, seq_len, a.batch_size), ("id", "file", "row")
+            elif a.data.is_file():
+                batches = sequence_batches(a.data, seq_len, a.batch_size, seq_col=a.seq_col, id_col=a.id_col,
+                                           align=a.align or trained_align(state))
+                leading = ("id",)
+            else:
+                raise PredictError(f"{a.data}: no such store, folder or file")
+
+            def write(fh) -> int:
+                return write_predictions(fh, model, batches, leading, device, amp, rc_average)
         a.out.parent.mkdir(parents=True, exist_ok=True)
-        atomic_write_text(a.out, text)
+        written = []
+        atomic_write(a.out, lambda fh: written.append(write(fh)))
     except KeyboardInterrupt:
         print("error: interrupted", file=sys.stderr)
         return 130
     except (errors.Error, StoreError, OSError) as e:
         print(f"error: {errors.describe(e)}", file=sys.stderr)
         return 1
-    print(f"wrote {len(text.splitlines()) - 1} predictions to {a.out}")
+    print(f"wrote {written[0]} predictions to {a.out}")
     return 0
 
 

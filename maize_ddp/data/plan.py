@@ -4,8 +4,8 @@ A split is a sequence of *blocks*, contiguous row ranges that are cheap to read 
 (a Zarr chunk, or a slice of a tar shard). A *window* is a run of consecutive batches that one
 loader worker reads in one go: a few blocks' rows, read whole and shuffled in memory.
 
-Training, epoch e: the blocks are permuted with (seed, e) and laid end to end into a stream
-of N rows. Rank r takes the contiguous stretch [r*S*B, (r+1)*S*B) of that stream, where
+Training, epoch e: the blocks are permuted with (seed, e), stratified so that any window's
+blocks come from all over the split (epoch_order), and laid end to end into a stream of N rows. Rank r takes the contiguous stretch [r*S*B, (r+1)*S*B) of that stream, where
 S = N // (world_size * B) is the same number of batches on every rank; the stream's tail of
 fewer than world_size * B rows is dropped this epoch (a different tail each epoch, since the
 permutation changes). Each window's rows are shuffled with (seed, e, rank, first batch), so
@@ -67,9 +67,26 @@ def eval_batches(n: int, rank: int, world_size: int, batch_size: int) -> int:
     return -(-(hi - lo) // batch_size)
 
 
-def epoch_order(bounds: np.ndarray, seed: int, epoch: int) -> tuple[np.ndarray, np.ndarray]:
-    """The epoch's block permutation and where each permuted block starts in the row stream."""
-    order = np.random.default_rng([seed, epoch]).permutation(len(bounds) - 1)
+def epoch_order(bounds: np.ndarray, seed: int, epoch: int, strata: int = 1) -> tuple[np.ndarray, np.ndarray]:
+    """The epoch's block order (a permutation seeded by (seed, epoch)) and where each block
+    starts in the row stream.
+
+    The order is stratified so that it does not matter how the rows were sorted: the split's
+    blocks are cut into `strata` contiguous groups, each group's blocks are permuted and then
+    spread evenly through the stream (block t of a group of m sits at (t + jitter) / m). Any
+    `strata` consecutive blocks of the stream then come one from each part of the split, so a
+    window reading them holds rows from its whole length. On a table sorted by label, a window's
+    mean label is then close to the split's, and consecutive batches (which share a window) no
+    longer correlate; with a plain permutation a window's M blocks sit at random places and
+    the correlation is ~1/(1 + M/B) for batches of B rows.
+    """
+    k = len(bounds) - 1
+    rng = np.random.default_rng([seed, epoch])
+    key = np.empty(k)
+    for group in np.array_split(np.arange(k), max(1, min(strata, k))):
+        m = len(group)
+        key[rng.permutation(group)] = (np.arange(m) + rng.random(m)) / m
+    order = np.argsort(key, kind="stable")
     sizes = np.diff(bounds)[order]
     return order, np.concatenate([[0], np.cumsum(sizes)])
 
@@ -98,7 +115,9 @@ def train_windows(bounds: np.ndarray, *, seed: int, epoch: int, rank: int, world
                   batch_size: int, window_batches: int, start_batch: int = 0) -> Iterator[Window]:
     n = int(bounds[-1])
     steps = train_batches(n, world_size, batch_size)
-    order, stream_starts = epoch_order(bounds, seed, epoch)
+    # as many strata as a window holds blocks: each window spans the split
+    strata = max(1, round(window_batches * batch_size / max(float(np.diff(bounds).mean()), 1.0)))
+    order, stream_starts = epoch_order(bounds, seed, epoch, strata)
     rank_start = rank * steps * batch_size
     for first in window_starts(start_batch, steps, window_batches):
         count = min(window_batches, steps - first)

@@ -1,0 +1,337 @@
+"""A table of sequences and measured activities (MPRA, STARR-seq, promoter libraries) -> npz shards.
+
+    python -m convert.table_to_npz TABLE --seq-col sequence --label-col enrichment --id-col gene --out DIR
+    python -m convert.table_to_npz SEQS.fa --labels TABLE --id-col name --label-col activity --out DIR
+
+TABLE is TSV or CSV (gzip too; see maize_ddp.sequences); with a FASTA file, the labels (and any
+split or group column) come from a table joined on --id-col. DIR gets the layout genome_to_npz
+writes: {train,val,test}/{split}-00000.npz with arr_0 uint8 base codes [N, L] (no one-hot round
+trip), arr_1 float32 labels [N, T] and ids, plus summary.json. Then convert.npz_to_zarr or
+npz_to_wds turns DIR into a store. See docs/tables.md.
+
+Splits: a split column (--split-col), else each row (or each --group-col value, so related
+rows never straddle splits) goes to train/val/test by a seeded hash of its id (or group) and
+--split-fractions. A hash, not a shuffle: a row's split depends on neither the table's order
+nor the other rows, and the table is read once, streamed.
+"""
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+import math
+import re
+import sys
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Callable, Iterator, Sequence
+
+import numpy as np
+
+from maize_ddp.errors import Error
+from maize_ddp.id_hashes import IdHashes
+from maize_ddp.npz_shards import ShardWriter
+from maize_ddp.sequences import (ALIGNMENTS, Record, fit_length, is_fasta, length_problem, read_records,
+                                 sequence_problem, table_records, to_codes)
+from maize_ddp.store_format import MAX_ID_CHARS
+
+from .output import atomic_output_dir, refuse_existing, run_command
+
+SPLITS = ("train", "val", "test")
+SPLIT_NAME = re.compile(r"^[A-Za-z0-9_-]+$")  # becomes a folder, a Zarr node and a tar name
+MISSING = {"", "na", "nan", "null", "none", "."}
+ID_BATCH = 4096  # rows checked for repeated ids together (IdHashes works on batches)
+
+
+class TableError(Error, ValueError):
+    """A row or an option the conversion cannot use; the message names the file and line."""
+
+
+@dataclass
+class TableSummary:
+    out: str
+    seq_len: int
+    targets: list[str]
+    split_mode: str
+    rows: dict[str, int] = field(default_factory=dict)
+    shards: dict[str, int] = field(default_factory=dict)
+    table_rows: int = 0  # records read
+    dropped: dict[str, int] = field(default_factory=dict)  # --drop-invalid: rows per reason
+    dropped_examples: dict[str, str] = field(default_factory=dict)  # the first such row, as a message
+    padded: int = 0
+    trimmed: int = 0
+    label_rows_unused: int = 0  # FASTA + --labels: label rows no sequence joined
+    seconds: float = 0.0
+
+    def lines(self) -> list[str]:
+        total = sum(self.rows.values())
+        splits = ", ".join(f"{s} {n}" for s, n in self.rows.items())
+        lines = [f"wrote {total} sequences to {self.out} ({splits}) in {self.seconds:.1f} s",
+                 f"  {self.seq_len} bp; {self.padded} padded, {self.trimmed} trimmed; split {self.split_mode}",
+                 f"  {len(self.targets)} target(s): {', '.join(self.targets)}",
+                 f"  read {self.table_rows} rows; dropped {sum(self.dropped.values())}"
+                 + "".join(f"; {n} {reason}" for reason, n in self.dropped.items())]
+        if self.label_rows_unused:
+            lines.append(f"  {self.label_rows_unused} label rows match no sequence")
+        lines += [f"  warning: split {s!r} is empty" for s, n in self.rows.items() if n == 0 and s in SPLITS]
+        return lines
+
+
+@dataclass(frozen=True)
+class Splitter:
+    """Which split a row goes to: its split column, else a seeded hash of its id or group."""
+
+    split_col: str | None = None
+    group_col: str | None = None
+    fractions: tuple[float, float, float] = (0.8, 0.1, 0.1)
+    seed: int = 0
+
+    def columns(self) -> list[str]:
+        return [c for c in (self.split_col, self.group_col) if c]
+
+    def describe(self) -> str:
+        if self.split_col:
+            return f"from column {self.split_col!r}"
+        by = f"group column {self.group_col!r}" if self.group_col else "row id"
+        return f"by a hash of the {by}, seed {self.seed}, fractions " + "/".join(f"{f:g}" for f in self.fractions)
+
+    def __call__(self, record: Record) -> tuple[str | None, str | None]:
+        """(split, None), or (None, why not)."""
+        if self.split_col:
+            name = record.columns[self.split_col]
+            if not SPLIT_NAME.match(name):
+                return None, f"split {name!r} in column {self.split_col!r} is not a split name"
+            return name, None
+        key = record.columns[self.group_col] if self.group_col else record.id
+        if self.group_col and not key:
+            return None, f"empty group in column {self.group_col!r}"
+        digest = hashlib.blake2b(f"{self.seed}\t{key}".encode(), digest_size=8).digest()
+        u = int.from_bytes(digest, "little") / 2.0 ** 64
+        train, val, _ = self.fractions
+        return ("train" if u < train else "val" if u < train + val else "test"), None
+
+
+def parse_labels(record: Record, label_cols: Sequence[str]) -> tuple[np.ndarray | None, str | None]:
+    values = []
+    for col in label_cols:
+        text = record.columns[col]
+        if text.lower() in MISSING:
+            return None, f"missing label in column {col!r}"
+        try:
+            value = float(text)
+        except ValueError:
+            return None, f"label {text!r} in column {col!r} is not a number"
+        if not math.isfinite(value):
+            return None, f"label {text!r} in column {col!r} is not finite"
+        values.append(value)
+    return np.array(values, np.float32), None
+
+
+def joined_records(fasta, labels, id_col: str, columns: Sequence[str],
+                   summary: TableSummary) -> Iterator[Record]:
+    """FASTA records with their columns from the labels table (held as a dict: labels are small
+    next to sequences)."""
+    by_id: dict[str, dict[str, str]] = {}
+    for r in table_records(labels, seq_col=None, id_col=id_col, columns=columns):
+        if "__problem__" in r.columns:
+            raise TableError(f"{r.where}: {r.columns['__problem__']}")
+        if r.id in by_id:
+            raise TableError(f"{r.where}: id {r.id!r} appears twice in the labels table")
+        by_id[r.id] = r.columns
+    used = 0
+    for r in read_records(fasta):
+        found = by_id.get(r.id)
+        if found is None:
+            r.columns["__problem__"] = f"id {r.id!r}: no row in {labels}"
+        else:
+            r.columns.update(found)
+            used += 1
+        yield r
+    summary.label_rows_unused = len(by_id) - used
+
+
+# summary.json counts dropped rows by kind: (words in the problem, kind)
+PROBLEM_KINDS = [
+    ("fields, the header", "wrong number of fields"), ("empty id", "empty id"), ("longer than", "id too long"),
+    ("empty sequence", "empty sequence"), ("at position", "invalid base"),
+    ("appears on an earlier row", "duplicate id"), ("missing label", "missing label"),
+    ("is not a number", "non-numeric label"), ("is not finite", "non-finite label"),
+    ("bp but", "length differs"), ("not a split name", "bad split name"), ("empty group", "empty group"),
+    ("no row in", "no labels"),
+]
+
+
+def kind_of(problem: str) -> str:
+    return next((kind for words, kind in PROBLEM_KINDS if words in problem), "other")
+
+
+def convert_table(
+    table, out, *,
+    seq_col: str | None = None,
+    label_cols: Sequence[str] = (),
+    id_col: str | None = None,
+    labels=None,
+    splitter: Splitter = Splitter(),
+    length: int | None = None,
+    align: str | None = None,
+    drop_invalid: bool = False,
+    shard_size: int = 10000,
+    overwrite: bool = False,
+    log: Callable[[str], None] = lambda message: None,
+) -> TableSummary:
+    """Write the npz dataset to `out` atomically; raise TableError on the first bad row unless
+    drop_invalid, and on bad options before reading anything."""
+    began = time.perf_counter()
+    _check_options(table, labels, id_col, label_cols, splitter, length, align, shard_size)
+    out = Path(out)
+    inputs = [table] + ([labels] if labels else [])
+    refuse_existing(out, overwrite, inputs)
+    summary = TableSummary(str(out), length or 0, list(label_cols), splitter.describe())
+    columns = list(dict.fromkeys([*label_cols, *splitter.columns()]))
+    if labels:
+        records = joined_records(table, labels, id_col, columns, summary)
+    else:
+        records = read_records(table, seq_col=seq_col, id_col=id_col, columns=columns)
+
+    def refuse(record: Record, problem: str) -> None:
+        message = problem if problem.startswith(record.where) else f"{record.where}: {problem}"
+        if not drop_invalid:
+            raise TableError(message + " (or pass --drop-invalid to drop such rows)")
+        reason = kind_of(problem)
+        summary.dropped[reason] = summary.dropped.get(reason, 0) + 1
+        summary.dropped_examples.setdefault(reason, message)
+
+    with atomic_output_dir(out, overwrite, inputs) as tmp:
+        writers: dict[str, ShardWriter] = {s: ShardWriter(tmp, s, shard_size, layout="codes") for s in SPLITS}
+        ids, pending = IdHashes(), []
+
+        def write_pending() -> None:
+            repeats = ids.add([r.id for r, *_ in pending])
+            for (record, split, codes, y), repeat in zip(pending, repeats):
+                if repeat:
+                    refuse(record, f"id {record.id!r} appears on an earlier row")
+                else:
+                    writers.setdefault(split, ShardWriter(tmp, split, shard_size, layout="codes")).add(codes, y, record.id)
+            pending.clear()
+
+        for record in records:
+            summary.table_rows += 1
+            row = _checked_row(record, label_cols, splitter, summary, length, align)
+            if isinstance(row, str):
+                refuse(record, row)
+                continue
+            pending.append((record, *row))
+            if len(pending) == ID_BATCH:
+                write_pending()
+            if summary.table_rows % 100_000 == 0:
+                log(f"{summary.table_rows:,} rows read")
+        write_pending()
+        for writer in writers.values():
+            writer.flush()
+        summary.rows = {s: w.rows for s, w in writers.items()}
+        summary.shards = {s: w.shards for s, w in writers.items()}
+        if not summary.rows.get("train"):
+            raise TableError(f"{table}: no row went to the train split ({summary.table_rows} rows read, "
+                             f"{sum(summary.dropped.values())} dropped)")
+        summary.seconds = time.perf_counter() - began
+        settings = dict(table=str(table), labels=str(labels) if labels else None, seq_col=seq_col, id_col=id_col,
+                        label_cols=list(label_cols), split_col=splitter.split_col, group_col=splitter.group_col,
+                        split_fractions=list(splitter.fractions), seed=splitter.seed, length=length, align=align,
+                        drop_invalid=drop_invalid, layout="codes")
+        # `generator` marks the folder as ours: --overwrite replaces nothing else.
+        (tmp / "summary.json").write_text(json.dumps({"generator": "convert.table_to_npz", **asdict(summary),
+                                                      "settings": settings}, indent=2) + "\n")
+    return summary
+
+
+def _checked_row(record: Record, label_cols, splitter: Splitter, summary: TableSummary, length, align):
+    """(split, codes, labels) of a usable record, else the problem as a string."""
+    problem = sequence_problem(record)
+    if problem:
+        return problem
+    if len(record.id) > MAX_ID_CHARS:
+        return f"id {record.id[:40]!r}... is longer than {MAX_ID_CHARS} characters"
+    y, problem = parse_labels(record, label_cols)
+    if problem:
+        return f"id {record.id!r}: {problem}"
+    split, problem = splitter(record)
+    if problem:
+        return f"id {record.id!r}: {problem}"
+    codes = to_codes(record.seq)
+    if length:
+        summary.padded += len(codes) < length
+        summary.trimmed += len(codes) > length
+        codes = fit_length(codes, length, align)
+    elif not summary.seq_len:
+        summary.seq_len = len(codes)  # the first row fixes the length every row must have
+    elif len(codes) != summary.seq_len:
+        return length_problem(record, len(codes), summary.seq_len, "earlier rows are",
+                              f"pass --length {summary.seq_len} --align left|right|centre to pad with N or trim")
+    return split, codes, y
+
+
+def _check_options(table, labels, id_col, label_cols, splitter, length, align, shard_size) -> None:
+    if not label_cols:
+        raise TableError("give at least one --label-col, the measured activity to learn")
+    if labels and not id_col:
+        raise TableError("--labels needs --id-col, the column joining the labels table to the FASTA ids")
+    if labels and not is_fasta(table):
+        raise TableError(f"{table}: --labels is for a FASTA file; this is a table (name --seq-col instead)")
+    if (length is None) != (align is None):
+        raise TableError("--length and --align go together: the length to pad or trim to, and which end to keep")
+    if length is not None and length < 1:
+        raise TableError(f"--length must be at least 1, got {length}")
+    if align is not None and align not in ALIGNMENTS:
+        raise TableError(f"--align must be one of {', '.join(ALIGNMENTS)}, got {align!r}")
+    if shard_size < 1:
+        raise TableError(f"--shard-size must be at least 1, got {shard_size}")
+    if splitter.split_col and splitter.group_col:
+        raise TableError("choose --split-col or --group-col, not both")
+    f = splitter.fractions
+    if len(f) != 3 or min(f) < 0 or abs(sum(f) - 1) > 1e-6 or f[0] == 0:
+        raise TableError(f"--split-fractions needs 3 non-negative numbers summing to 1, train > 0; got {list(f)}")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="python -m convert.table_to_npz", description=__doc__.split("\n\n")[0])
+    p.add_argument("table", type=Path, help="TSV/CSV (gzip ok) with a header row, or a FASTA file (see --labels)")
+    p.add_argument("--out", required=True, type=Path, help="output folder (must not exist unless --overwrite)")
+    p.add_argument("--seq-col", help="column holding the sequences (tables)")
+    p.add_argument("--label-col", action="append", default=[], metavar="COL", required=True,
+                   help="a measured activity; repeat for several targets")
+    p.add_argument("--id-col", help="column of row ids (default <file name>:<row>; FASTA: the header's first word)")
+    p.add_argument("--labels", type=Path, help="with a FASTA file: the table holding --id-col and --label-col")
+    spl = p.add_argument_group("split (default: a seeded hash of each row's id, 0.8 0.1 0.1)")
+    spl.add_argument("--split-col", help="column naming each row's split (train, val, test)")
+    spl.add_argument("--group-col", help="rows sharing this column's value (gene family, species, chromosome) "
+                                         "go to the same split")
+    spl.add_argument("--split-fractions", nargs=3, type=float, default=(0.8, 0.1, 0.1),
+                     metavar=("TRAIN", "VAL", "TEST"))
+    spl.add_argument("--seed", type=int, default=0, help="seeds the hash that assigns splits (default 0)")
+    ln = p.add_argument_group("lengths (default: every sequence must have the first one's length)")
+    ln.add_argument("--length", type=int, help="pad with N or trim every sequence to this many bases")
+    ln.add_argument("--align", choices=ALIGNMENTS, help="which part a pad or trim keeps in place: the left "
+                                                        "end, the right end or the centre")
+    p.add_argument("--drop-invalid", action="store_true",
+                   help="drop bad rows (counted in summary.json) instead of stopping at the first")
+    p.add_argument("--shard-size", type=int, default=10000, help="rows per npz shard (default 10000)")
+    p.add_argument("--overwrite", action="store_true", help="replace an existing --out that this tool wrote")
+    p.add_argument("--quiet", action="store_true", help="no progress on stderr")
+    return p
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    a = build_parser().parse_args(argv)
+
+    def work():
+        return convert_table(
+            a.table, a.out, seq_col=a.seq_col, label_cols=a.label_col, id_col=a.id_col, labels=a.labels,
+            splitter=Splitter(a.split_col, a.group_col, tuple(a.split_fractions), a.seed),
+            length=a.length, align=a.align, drop_invalid=a.drop_invalid, shard_size=a.shard_size,
+            overwrite=a.overwrite, log=(lambda m: None) if a.quiet else (lambda m: print(m, file=sys.stderr)))
+    return run_command(work, lambda summary: print("\n".join(summary.lines())))
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,221 @@
+"""convert.table_to_npz: sequence tables and FASTA in, npz shards of base codes with ids out.
+
+References are independent: the rows are parsed here with the csv module and turned into codes
+by a plain dict, and the stores read back through the real converters.
+"""
+import csv
+import gzip
+import json
+
+import numpy as np
+import pytest
+
+from convert import npz_to_zarr, table_to_npz
+from convert.table_to_npz import Splitter, TableError, convert_table
+from maize_ddp.data import open_store, read_ids
+from maize_ddp.sequences import fit_length
+
+CODE = {"A": 0, "C": 1, "G": 2, "T": 3, "N": 4}
+
+
+def random_table(rng, n, length=30, targets=1, lengths=None):
+    rows = []
+    for i in range(n):
+        L = length if lengths is None else int(lengths[i])
+        seq = "".join(rng.choice(list("ACGTacgtN"), size=L))
+        rows.append({"name": f"seq_{i:04d}", "sequence": seq, "group": f"g{i % 7}",
+                     **{f"act{t}": f"{rng.normal():.6f}" for t in range(targets)}})
+    return rows
+
+
+def write_table(path, rows, sep="\t"):
+    opener = gzip.open if str(path).endswith(".gz") else open
+    with opener(path, "wt", newline="") as fh:
+        w = csv.DictWriter(fh, fieldnames=list(rows[0]), delimiter=sep)
+        w.writeheader()
+        w.writerows(rows)
+    return path
+
+
+def read_npz_folder(out):
+    """{split: (codes, labels, ids)} concatenated over each split's shards."""
+    data = {}
+    for split_dir in sorted(p for p in out.iterdir() if p.is_dir()):
+        parts = [np.load(f) for f in sorted(split_dir.glob("*.npz"))]
+        data[split_dir.name] = (np.concatenate([z["arr_0"] for z in parts]),
+                                np.concatenate([z["arr_1"] for z in parts]),
+                                np.concatenate([z["ids"] for z in parts]).tolist())
+    return data
+
+
+@pytest.mark.parametrize("name,sep", [("t.tsv", "\t"), ("t.csv", ","), ("t.tsv.gz", "\t"), ("t.csv.gz", ",")])
+def test_rows_arrive_as_codes_labels_and_ids(tmp_path, name, sep):
+    rng = np.random.default_rng(0)
+    rows = random_table(rng, 200, targets=2)
+    table = write_table(tmp_path / name, rows, sep)
+    out = tmp_path / "npz"
+    summary = convert_table(table, out, seq_col="sequence", label_cols=["act0", "act1"], id_col="name",
+                            shard_size=64)
+    data = read_npz_folder(out)
+    by_id = {r["name"]: r for r in rows}
+    seen = []
+    for split, (codes, y, ids) in data.items():
+        assert codes.dtype == np.uint8 and codes.shape == (len(ids), 30)
+        for c, label, i in zip(codes, y, ids):
+            row = by_id[i]
+            assert c.tolist() == [CODE[b.upper()] for b in row["sequence"]]
+            assert label.tolist() == pytest.approx([float(row["act0"]), float(row["act1"])], rel=1e-6)
+        seen += ids
+    assert sorted(seen) == sorted(by_id)
+    assert summary.rows == {s: len(d[2]) for s, d in data.items()}
+    written = json.loads((out / "summary.json").read_text())
+    assert written["generator"] == "convert.table_to_npz" and written["seq_len"] == 30
+    assert written["targets"] == ["act0", "act1"]
+    # the rows keep their ids and codes through a store
+    npz_to_zarr.convert(out, tmp_path / "d.zarr")
+    info = open_store(tmp_path / "d.zarr")
+    assert read_ids(info, "train").tolist() == data["train"][2]
+    assert info.meta.origin["generator"] == "convert.table_to_npz"
+
+
+def test_splits_by_hash_are_seeded_and_independent_of_row_order(tmp_path):
+    rng = np.random.default_rng(1)
+    rows = random_table(rng, 2000)
+    splits = {}
+    for name, ordered, seed in [("a", rows, 0), ("b", rows[::-1], 0), ("c", rows, 1)]:
+        out = tmp_path / name
+        convert_table(write_table(tmp_path / f"{name}.tsv", ordered), out, seq_col="sequence",
+                      label_cols=["act0"], id_col="name", splitter=Splitter(seed=seed))
+        splits[name] = {i: s for s, (_, _, ids) in read_npz_folder(out).items() for i in ids}
+    assert splits["a"] == splits["b"]  # the table's order does not move a row to another split
+    assert splits["a"] != splits["c"]
+    counts = np.array([sum(v == s for v in splits["a"].values()) for s in ("train", "val", "test")]) / 2000
+    assert np.abs(counts - [0.8, 0.1, 0.1]).max() < 0.03
+
+
+def test_group_column_keeps_groups_in_one_split(tmp_path):
+    rows = random_table(np.random.default_rng(2), 700)
+    out = tmp_path / "o"
+    convert_table(write_table(tmp_path / "t.tsv", rows), out, seq_col="sequence", label_cols=["act0"],
+                  id_col="name", splitter=Splitter(group_col="group", fractions=(0.5, 0.25, 0.25)))
+    group_of = {r["name"]: r["group"] for r in rows}
+    split_of_group = {}
+    for split, (_, _, ids) in read_npz_folder(out).items():
+        for i in ids:
+            assert split_of_group.setdefault(group_of[i], split) == split
+    assert len(set(split_of_group.values())) > 1
+
+
+def test_split_column(tmp_path):
+    rows = random_table(np.random.default_rng(3), 30)
+    for i, r in enumerate(rows):
+        r["set"] = ["train", "val", "test"][i % 3]
+    out = tmp_path / "o"
+    convert_table(write_table(tmp_path / "t.tsv", rows), out, seq_col="sequence", label_cols=["act0"],
+                  id_col="name", splitter=Splitter(split_col="set"))
+    data = read_npz_folder(out)
+    assert data["val"][2] == [r["name"] for r in rows if r["set"] == "val"]  # table order within a split
+
+
+@pytest.mark.parametrize("align", ["left", "right", "centre"])
+def test_unequal_lengths_are_fitted_by_the_documented_rule(tmp_path, align):
+    rng = np.random.default_rng(4)
+    rows = random_table(rng, 40, lengths=rng.integers(10, 31, size=40))
+    out = tmp_path / "o"
+    summary = convert_table(write_table(tmp_path / "t.tsv", rows), out, seq_col="sequence", label_cols=["act0"],
+                            id_col="name", length=20, align=align)
+    by_id = {r["name"]: r["sequence"].upper() for r in rows}
+    for codes, _, ids in read_npz_folder(out).values():
+        for c, i in zip(codes, ids):
+            seq = by_id[i]
+            keep = min(len(seq), 20)
+            if align == "left":
+                expect = seq[:20].ljust(20, "N")
+            elif align == "right":
+                expect = seq[len(seq) - keep:].rjust(20, "N")
+            else:
+                cut = (len(seq) - 20) // 2 if len(seq) > 20 else 0
+                pad = (20 - len(seq)) // 2 if len(seq) < 20 else 0
+                expect = ("N" * pad + seq[cut:cut + 20]).ljust(20, "N")
+            assert c.tolist() == [CODE[b] for b in expect], (i, seq, align)
+    lengths = [len(s) for s in by_id.values()]
+    assert summary.padded == sum(n < 20 for n in lengths) and summary.trimmed == sum(n > 20 for n in lengths)
+
+
+def test_fit_length_keeps_the_chosen_part():
+    codes = np.arange(5, dtype=np.uint8) % 4
+    assert fit_length(codes, 3, "left").tolist() == [0, 1, 2]
+    assert fit_length(codes, 3, "right").tolist() == [2, 3, 0]
+    assert fit_length(codes, 3, "centre").tolist() == [1, 2, 3]
+    assert fit_length(codes, 8, "centre").tolist() == [4, 0, 1, 2, 3, 0, 4, 4]
+
+
+def test_unequal_lengths_without_a_rule_are_refused_naming_the_row(tmp_path):
+    rows = random_table(np.random.default_rng(5), 10)
+    rows[6]["sequence"] = rows[6]["sequence"][:25]
+    out = tmp_path / "o"
+    with pytest.raises(TableError, match=r"line 8: id 'seq_0006' is 25 bp but earlier rows are 30 bp; pass --length"):
+        convert_table(write_table(tmp_path / "t.tsv", rows), out, seq_col="sequence", label_cols=["act0"],
+                      id_col="name")
+    assert not out.exists()
+
+
+BAD_ROWS = [  # (change to row 3, which is on line 5, words of the message, reason counted)
+    (lambda r: r.update(sequence="ACGTRACGT" + r["sequence"][9:]), "has 'R' at position 5", "invalid base"),
+    (lambda r: r.update(sequence=""), "empty sequence", "empty sequence"),
+    (lambda r: r.update(name="seq_0001"), "id 'seq_0001' appears on an earlier row", "duplicate id"),
+    (lambda r: r.update(act0=""), "missing label in column 'act0'", "missing label"),
+    (lambda r: r.update(act0="high"), "label 'high' in column 'act0' is not a number", "non-numeric label"),
+    (lambda r: r.update(act0="inf"), "is not finite", "non-finite label"),
+    (lambda r: r.update(name=""), "empty id", "empty id"),
+]
+
+
+@pytest.mark.parametrize("change,words,reason", BAD_ROWS)
+def test_bad_rows_are_named_or_dropped_and_counted(tmp_path, change, words, reason):
+    rows = random_table(np.random.default_rng(6), 12)
+    change(rows[3])
+    table = write_table(tmp_path / "t.tsv", rows)
+    out = tmp_path / "o"
+    with pytest.raises(TableError) as e:
+        convert_table(table, out, seq_col="sequence", label_cols=["act0"], id_col="name")
+    message = str(e.value)
+    assert message.startswith(f"{table}: line 5: ") and words in message and "\n" not in message
+    assert not out.exists()
+    summary = convert_table(table, out, seq_col="sequence", label_cols=["act0"], id_col="name",
+                            drop_invalid=True)
+    assert sum(summary.rows.values()) == 11
+    written = json.loads((out / "summary.json").read_text())
+    assert written["dropped"] == {reason: 1}
+
+
+def test_fasta_with_a_labels_table(tmp_path):
+    rows = random_table(np.random.default_rng(7), 50)
+    fasta = tmp_path / "s.fa"
+    fasta.write_text("".join(f">{r['name']} some description\n{r['sequence'][:13]}\n{r['sequence'][13:]}\n"
+                             for r in rows[:45]))
+    labels = write_table(tmp_path / "labels.csv", [{"name": r["name"], "act0": r["act0"]} for r in rows], ",")
+    out = tmp_path / "o"
+    summary = convert_table(fasta, out, label_cols=["act0"], id_col="name", labels=labels)
+    assert summary.label_rows_unused == 5
+    by_id = {r["name"]: r for r in rows}
+    for codes, y, ids in read_npz_folder(out).values():
+        for c, label, i in zip(codes, y, ids):
+            assert c.tolist() == [CODE[b.upper()] for b in by_id[i]["sequence"]]
+            assert label[0] == pytest.approx(float(by_id[i]["act0"]), rel=1e-6)
+
+
+def test_command_line_and_missing_column(tmp_path, capsys):
+    rows = random_table(np.random.default_rng(8), 20)
+    table = write_table(tmp_path / "t.tsv", rows)
+    assert table_to_npz.main([str(table), "--seq-col", "sequence", "--label-col", "activity",
+                              "--out", str(tmp_path / "o")]) == 1
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and f"{table}: no column 'activity'" in err
+    assert table_to_npz.main([str(table), "--seq-col", "sequence", "--label-col", "act0", "--id-col", "name",
+                              "--out", str(tmp_path / "o")]) == 0
+    assert "wrote 20 sequences" in capsys.readouterr().out
+    # an existing output is replaced only when asked, and only when it is ours
+    assert table_to_npz.main([str(table), "--seq-col", "sequence", "--label-col", "act0",
+                              "--out", str(tmp_path / "o")]) == 1
+    assert "exists" in capsys.readouterr().err

@@ -1,0 +1,86 @@
+"""One sequence's attribution figure: per method, the importance at each reference base along the
+whole window with its landmarks (TSS, TTS, the N spacer), and a sequence-logo zoom on the most
+important window, where each reference letter is as tall as its importance (down when negative).
+
+A 3 kb window is too long for readable letters, hence the two scales.
+"""
+from __future__ import annotations
+
+import io
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+from matplotlib.font_manager import FontProperties  # noqa: E402
+from matplotlib.patches import PathPatch  # noqa: E402
+from matplotlib.textpath import TextPath  # noqa: E402
+from matplotlib.transforms import Affine2D  # noqa: E402
+
+from maize_ddp.checkpoint import atomic_write_bytes  # noqa: E402
+
+COLOURS = {"A": "#109648", "C": "#255C99", "G": "#F7B32B", "T": "#D62839", "N": "#999999"}
+FONT = FontProperties(family="DejaVu Sans", weight="bold")
+ZOOM_PAD = 10  # bases shown either side of the top window
+
+
+def letter(ax, char: str, x: float, height: float) -> None:
+    """Draw `char` filling [x, x+1] wide and [0, height] tall (height < 0: below the axis, upright)."""
+    path = TextPath((0, 0), char, size=1, prop=FONT)
+    box = path.get_extents()
+    sx, sy = 0.9 / box.width, abs(height) / box.height
+    y0 = 0 if height >= 0 else height
+    t = Affine2D().translate(-box.x0, -box.y0).scale(sx, sy).translate(x + 0.05, y0)
+    ax.add_patch(PathPatch(t.transform_path(path), color=COLOURS.get(char, "k"), lw=0))
+
+
+def mark_landmarks(ax, marks: dict) -> None:
+    for name, at in marks.items():
+        if name == "spacer":
+            ax.axvspan(at[0], at[1], color="0.85", zorder=0, label="N spacer")
+        else:
+            ax.axvline(at, color="k", ls="--", lw=0.8)
+            ax.annotate(name, (at, 1), xycoords=("data", "axes fraction"), xytext=(2, -10),
+                        textcoords="offset points", fontsize=8)
+
+
+def figure(path: Path, row_id: str, sequence: str, tracks: dict, marks: dict, window: tuple[int, int] | None,
+           prediction: float) -> None:
+    """tracks: method -> importance [L]; window: the top window (start, end) to zoom on."""
+    methods = list(tracks)
+    fig, axes = plt.subplots(len(methods) + 1, 1, figsize=(10, 2.1 * (len(methods) + 1)), squeeze=False)
+    axes = axes[:, 0]
+    length = len(sequence)
+    x = np.arange(length)
+    for ax, method in zip(axes, methods):
+        v = tracks[method]
+        ax.fill_between(x, 0, np.where(v > 0, v, 0), step="mid", color="#b2182b", lw=0)
+        ax.fill_between(x, 0, np.where(v < 0, v, 0), step="mid", color="#2166ac", lw=0)
+        mark_landmarks(ax, marks)
+        if window is not None:
+            ax.axvspan(*window, color="orange", alpha=0.25, zorder=0)
+        ax.set_xlim(0, length)
+        ax.set_ylabel(method)
+        ax.axhline(0, color="k", lw=0.5)
+    axes[0].set_title(f"{row_id}: predicted {prediction:.3g}; importance at the reference bases", fontsize=10)
+    axes[len(methods) - 1].set_xlabel("position in the window (bp)")
+    # the logo zoom, of the first method's track
+    ax = axes[-1]
+    lo, hi = (0, min(length, 60)) if window is None else (max(0, window[0] - ZOOM_PAD), min(length, window[1] + ZOOM_PAD))
+    v = tracks[methods[0]]
+    for i in range(lo, hi):
+        if v[i] != 0:
+            letter(ax, sequence[i], i, float(v[i]))
+    span = float(np.abs(v[lo:hi]).max(initial=0)) or 1.0
+    ax.set_xlim(lo, hi)
+    ax.set_ylim(min(0.0, float(v[lo:hi].min(initial=0))) - 0.05 * span, max(0.0, float(v[lo:hi].max(initial=0))) + 0.05 * span)
+    ax.axhline(0, color="k", lw=0.5)
+    ax.set_ylabel(f"{methods[0]} (logo)")
+    ax.set_xlabel(f"positions {lo}-{hi - 1}" + (", the top window shaded above" if window else ""))
+    fig.tight_layout()
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=90)
+    plt.close(fig)
+    atomic_write_bytes(path, buf.getvalue())

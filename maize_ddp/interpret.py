@@ -1,0 +1,246 @@
+"""Why does the model predict what it does? Attribution maps of chosen sequences.
+
+    python -m maize_ddp.interpret RUN|CKPT --data STORE|NPZ_FOLDER [--split test]
+        (--ids ID [ID ...] | --top N) --method ism|saliency|both --out DIR
+
+ism: saturation in-silico mutagenesis, every non-N position x the 3 other bases, batched; the
+reference predicted once. saliency: gradient x input. Both explain the prediction the run
+reports (its precision; the reverse-complement average when the run used it), for --target.
+--top N picks the N rows with the highest prediction. Writes, into DIR atomically:
+
+    attributions.npz   ids [N], codes uint8 [N, L], prediction [N], and per method scores
+                       float32 [N, 4, L] (`ism`, `saliency`) and importance [N, L]
+    windows.tsv        id first: each sequence's --windows most important windows per method
+    figures/K_ID.png   per sequence: importance along the window, landmarks, a logo zoom
+    interpret.json     what was run (marks the folder as this command's output)
+
+Under torchrun the sequences are split across ranks, each explained exactly once; rank 0 writes.
+See docs/interpret.md.
+"""
+from __future__ import annotations
+
+import argparse
+import io
+import json
+import re
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from maize_ddp import attribution, distributed, errors
+from maize_ddp.checkpoint import load
+from maize_ddp.codes import ALPHABET, codes_to_ascii
+from maize_ddp.evaluate import add_run_settings, count, forward, model_from_checkpoint, positive_int, run_settings
+from maize_ddp.interpret_input import InputError, RowSource, open_rows, rows_with_ids
+from maize_ddp.origin import landmarks
+
+GENERATOR = "maize_ddp.interpret"
+MANIFEST = "interpret.json"
+
+
+# ---------------------------------------------------------------- choosing the rows
+
+
+@torch.no_grad()
+def top_rows(d, model, source: RowSource, top: int, target: int, amp: str, rc_average: bool,
+             batch_size: int) -> tuple[list[str], np.ndarray, np.ndarray]:
+    """The `top` rows with the highest prediction (ties: the earlier row). Each rank predicts
+    every world_size-th row and keeps its own best; the candidates are gathered and merged."""
+    kept_pred, kept_order, kept_ids, kept_codes = [], [], [], []
+    at = 0
+    for ids, codes in source.blocks():
+        mine = np.arange(at, at + len(ids))
+        mine = np.flatnonzero(mine % d.world_size == d.rank)
+        for s in range(0, len(mine), batch_size):
+            rows = mine[s:s + batch_size]
+            x = torch.from_numpy(codes[rows]).to(d.device)
+            pred = forward(model, x, amp, rc_average)[:, target].cpu().numpy()
+            kept_pred.append(pred)
+            kept_order.append(at + rows)
+            kept_ids.append(ids[rows])
+            kept_codes.append(codes[rows])
+        at += len(ids)
+        if kept_pred and sum(len(p) for p in kept_pred) > 4 * top + batch_size:  # memory stays ~top rows
+            kept = _best(kept_pred, kept_order, kept_ids, kept_codes, top)
+            kept_pred, kept_order, kept_ids, kept_codes = ([k] for k in kept)
+    local = _best(kept_pred, kept_order, kept_ids, kept_codes, top)
+    parts = distributed.all_gather_objects(d, local)
+    pred, order, ids, codes = _best(*(list(x) for x in zip(*parts)), top)
+    if at == 0:
+        raise InputError(f"{source.where}: no rows")
+    return [str(i) for i in ids], codes, pred
+
+
+def _best(preds, orders, ids, codes, top):
+    if not preds or not sum(len(p) for p in preds):
+        return np.zeros(0, np.float32), np.zeros(0, np.int64), np.zeros(0, str), np.zeros((0, 0), np.uint8)
+    pred, order = np.concatenate(preds), np.concatenate(orders)
+    pick = np.lexsort((order, -pred))[:top]
+    codes = np.concatenate([c for c in codes if len(c)])
+    return pred[pick], order[pick], np.concatenate(ids)[pick], codes[pick]
+
+
+# ---------------------------------------------------------------- explaining them
+
+
+def explain(d, model, codes: np.ndarray, methods, amp, rc_average, target, batch_size, seqs_per_step):
+    """This rank's share of the rows (every world_size-th), explained: (rows, {method: scores},
+    predictions). Gathered by the caller."""
+    rows = np.arange(d.rank, len(codes), d.world_size)
+    scores = {m: np.zeros((len(rows), 4, codes.shape[1]), np.float32) for m in methods}
+    pred = np.zeros(len(rows), np.float32)
+    for s in range(0, len(rows), seqs_per_step):
+        x = torch.from_numpy(codes[rows[s:s + seqs_per_step]]).to(d.device)
+        with torch.no_grad():
+            pred[s:s + len(x)] = forward(model, x, amp, rc_average)[:, target].cpu().numpy()
+        for m in methods:
+            scores[m][s:s + len(x)] = attribution.compute(m, model, x, amp, rc_average, target, batch_size).cpu().numpy()
+    return rows, scores, pred
+
+
+def gather(d, n: int, local):
+    """Every rank's share on rank 0, in row order; each row exactly once or an error."""
+    parts = distributed.all_gather_objects(d, local)
+    if not d.is_main:
+        return None
+    rows = np.concatenate([p[0] for p in parts])
+    order = np.argsort(rows, kind="stable")
+    if not np.array_equal(rows[order], np.arange(n)):
+        raise RuntimeError("interpretation did not cover every sequence exactly once")
+    scores = {m: np.concatenate([p[1][m] for p in parts])[order] for m in parts[0][1]}
+    return scores, np.concatenate([p[2] for p in parts])[order]
+
+
+# ---------------------------------------------------------------- writing
+
+
+def windows_table(ids, codes, tracks: dict, marks: dict, width: int, count_: int) -> str:
+    """id, method, rank, start, end (0-based, end exclusive), score (sum of importance),
+    abs_score, from_tss (start - TSS, when known), sequence."""
+    tss = marks.get("TSS")
+    lines = ["id\tmethod\trank\tstart\tend\tscore\tabs_score\tfrom_tss\tsequence"]
+    for i, row_id in enumerate(ids):
+        for method, values in tracks.items():
+            for k, (a, b, score) in enumerate(attribution.top_windows(values[i], width, count_), 1):
+                seq = codes_to_ascii(codes[i, a:b])
+                rel = "" if tss is None else str(a - tss)
+                lines.append(f"{row_id}\t{method}\t{k}\t{a}\t{b}\t{score:.6g}\t"
+                             f"{float(np.abs(values[i, a:b]).sum()):.6g}\t{rel}\t{seq}")
+    return "\n".join(lines) + "\n"
+
+
+def figure_name(k: int, row_id: str) -> str:
+    return f"{k:04d}_{re.sub(r'[^A-Za-z0-9._-]+', '_', row_id)[:80]}.png"
+
+
+def write_output(tmp: Path, ids, codes, pred, scores, methods, marks, a, run_info: dict) -> None:
+    from maize_ddp.attribution_plot import figure
+
+    tracks = {m: attribution.importance(m, scores[m], codes) for m in methods}
+    arrays = {"ids": np.asarray(ids, dtype=str), "codes": codes, "prediction": pred}
+    for m in methods:
+        arrays[m] = scores[m]
+        arrays[f"{m}_importance"] = tracks[m].astype(np.float32)
+    np.savez_compressed(tmp / "attributions.npz", **arrays)
+    (tmp / "windows.tsv").write_text(windows_table(ids, codes, tracks, marks, a.window, a.windows))
+    if not a.no_figures:
+        (tmp / "figures").mkdir()
+        for k, row_id in enumerate(ids):
+            best = attribution.top_windows(tracks[methods[0]][k], a.window, 1)
+            figure(tmp / "figures" / figure_name(k, row_id), row_id, codes_to_ascii(codes[k]),
+                   {m: tracks[m][k] for m in methods}, marks, best[0][:2] if best else None, float(pred[k]))
+    (tmp / MANIFEST).write_text(json.dumps({"generator": GENERATOR, **run_info}, indent=2) + "\n")  # last
+
+
+# ---------------------------------------------------------------- command line
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="python -m maize_ddp.interpret", description=__doc__.split("\n\n")[0])
+    p.add_argument("checkpoint", type=Path, help="a run folder (uses checkpoints/best.pt) or a .pt file")
+    p.add_argument("--data", required=True, type=Path, help="a .zarr/.wds store or a folder of .npz shards")
+    p.add_argument("--split", default="test", help="split of a store (default: test; ignored for npz folders)")
+    which = p.add_mutually_exclusive_group()
+    which.add_argument("--ids", nargs="+", metavar="ID", help="explain these rows (by id)")
+    which.add_argument("--top", type=positive_int, help="explain the N rows with the highest prediction (default 10)")
+    p.add_argument("--method", choices=["ism", "saliency", "both"], default="both")
+    p.add_argument("--target", type=count, default=0, help="which target to explain (default 0)")
+    p.add_argument("--out", required=True, type=Path, help="output folder (new, or see --overwrite)")
+    p.add_argument("--overwrite", action="store_true", help="replace --out if it is an earlier interpret output")
+    p.add_argument("--window", type=positive_int, default=20, help="width of the windows in windows.tsv (default 20)")
+    p.add_argument("--windows", type=positive_int, default=5, help="windows per sequence and method (default 5)")
+    p.add_argument("--no-figures", action="store_true", help="skip the per-sequence figures")
+    p.add_argument("--batch-size", type=positive_int, default=512, help="mutants (ISM) per forward pass (default 512)")
+    p.add_argument("--seqs-per-step", type=positive_int, default=4,
+                   help="sequences whose mutants are batched together (default 4)")
+    p.add_argument("--device", default="auto", help="auto (cuda when available) | cpu | cuda")
+    add_run_settings(p)
+    return p
+
+
+def run(a, d) -> dict | None:
+    from maize_ddp.output_dir import check_output, output_dir
+
+    # before hours of work, and once: the other ranks stop quietly when rank 0 refuses
+    distributed.on_main(d, lambda: check_output(a.out, a.overwrite, [a.data, a.checkpoint], MANIFEST, GENERATOR))
+    state = load(a.checkpoint)
+    model = model_from_checkpoint(state, d.device)
+    model.eval()
+    mc = model.config
+    if a.target >= mc.num_targets:
+        raise errors.ConfigError(f"--target {a.target}: the model has {mc.num_targets} target(s)")
+    amp, rc_average = run_settings(state, a.amp, a.rc_average, d.device)
+    methods = list(attribution.METHODS) if a.method == "both" else [a.method]
+    source = open_rows(a.data, a.split, mc.seq_len)
+    started = time.perf_counter()
+    if a.ids:
+        ids, codes = rows_with_ids(source, a.ids)
+    else:
+        ids, codes, _ = top_rows(d, model, source, a.top or 10, a.target, amp, rc_average, a.batch_size)
+    local = explain(d, model, codes, methods, amp, rc_average, a.target, a.batch_size, a.seqs_per_step)
+    gathered = gather(d, len(ids), local)
+    seconds = time.perf_counter() - started
+    if not d.is_main:
+        return None
+    scores, pred = gathered
+    marks = landmarks(source.origin, mc.seq_len)
+    info = {"checkpoint": str(a.checkpoint), "data": str(a.data), "split": a.split, "methods": methods,
+            "target": a.target, "rc_average": rc_average, "amp": amp, "n": len(ids), "seq_len": mc.seq_len,
+            "landmarks": {k: list(v) if isinstance(v, tuple) else v for k, v in marks.items()},
+            "origin": source.origin, "world_size": d.world_size, "seconds": round(seconds, 3),
+            "scores": "ism[n, k, l] = f(base k at l) - f(reference); saliency = gradient x one-hot input; "
+                      f"bases in order {ALPHABET[:4]}"}
+    with output_dir(a.out, a.overwrite, [a.data, a.checkpoint], MANIFEST, GENERATOR) as tmp:
+        write_output(tmp, ids, codes, pred, scores, methods, marks, a, info)
+    return info
+
+
+def main(argv=None) -> int:
+    a = build_parser().parse_args(argv)
+    from maize_ddp.data import StoreError
+
+    d = None
+    info = None
+    try:
+        d = distributed.init(a.device)
+        info = run(a, d)
+    except KeyboardInterrupt:
+        print("error: interrupted", file=sys.stderr)
+        return 130
+    except (errors.Error, StoreError, OSError, torch.distributed.DistError) as e:
+        print(f"error: {errors.describe(e)}", file=sys.stderr)
+        return 1
+    finally:
+        if d is not None:
+            distributed.shutdown(d)
+    if info:
+        print(f"explained {info['n']} sequences ({', '.join(info['methods'])}) in {info['seconds']:.1f} s "
+              f"on {info['world_size']} process(es) -> {a.out}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

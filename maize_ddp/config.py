@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import importlib.util
 import json
 import re
 import sys
@@ -38,7 +39,8 @@ class TrainConfig:
     warmup_steps: int = option(200, "linear warm-up, then cosine decay to lr_min_ratio x lr")
     lr_min_ratio: float = option(0.05, "the cosine decay ends at this fraction of --lr")
     grad_clip: float = option(0.0, "max global grad norm; 0 = no clipping")
-    amp: str = option("auto", "mixed precision: auto (bf16 or fp16 on GPU, off on CPU) | off | bf16 | fp16")
+    amp: str = option("auto", "mixed precision: auto (fp32 on GPU and CPU: bf16 measured no faster for this model, "
+                              "see docs/gpu.md) | off | bf16 (half the activation memory) | fp16")
     device: str = option("auto", "auto (cuda when available) | cpu | cuda")
     sync_bn: bool = option(False, "synchronise BatchNorm statistics across ranks")
     seed: int = option(0, "seeds the model, the shuffle and augmentation")
@@ -49,6 +51,12 @@ class TrainConfig:
                                                 "train batches with dropout off; 0 = keep the running averages")
     rc_average: bool = option(False, "test report: average predictions of a sequence and its RC")
     checkpoint_every: int = option(0, "steps between mid-epoch checkpoints; 0 = end of epoch only")
+    log_every: int = option(50, "steps between reads of the loss and gradient norm on the host (a steps.jsonl "
+                                "line, the progress bar, the non-finite check); the step itself never waits")
+    tensorboard: bool = option(False, "also write TensorBoard event files to OUT/tensorboard (needs the "
+                                      "tensorboard package)")
+    compile: bool = option(False, "torch.compile the training forward and backward (CUDA graphs on a single "
+                                  "GPU); evaluation stays eager")
     patience: int = option(0, "early stopping after this many epochs without a better val r; 0 = off")
     resume: bool = option(False, "continue from OUT/checkpoints/last.pt when it exists")
     check: bool = option(False, "resolve the config, open the store and take the resume decision as a run "
@@ -60,7 +68,7 @@ class TrainConfig:
             raise ConfigError("--data is required: a .zarr or .wds store (see python -m convert.npz_to_zarr)")
         if self.amp not in ("auto", "off", "bf16", "fp16"):
             raise ConfigError(f"--amp must be auto, off, bf16 or fp16, not {self.amp!r}")
-        for name in ("epochs", "batch_size"):
+        for name in ("epochs", "batch_size", "log_every"):
             if getattr(self, name) < 1:
                 raise ConfigError(f"--{name.replace('_', '-')} must be at least 1")
         if self.lr <= 0:
@@ -71,6 +79,9 @@ class TrainConfig:
                 raise ConfigError(f"--{name.replace('_', '-')} must not be negative")
         if not 0 <= self.lr_min_ratio <= 1:
             raise ConfigError("--lr-min-ratio must be between 0 and 1")
+        if self.tensorboard and importlib.util.find_spec("tensorboard") is None:
+            raise ConfigError("--tensorboard needs the tensorboard package (pip install tensorboard), "
+                              "which is not installed")
         self.model.validate()
 
     def to_dict(self) -> dict:

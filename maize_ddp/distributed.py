@@ -45,23 +45,48 @@ class Dist:
         return self.backend is not None
 
 
-def pick_device(requested: str, local_rank: int) -> torch.device:
-    if requested == "auto":
-        requested = "cuda" if torch.cuda.is_available() else "cpu"
-    if requested == "cuda":
-        if not torch.cuda.is_available():
-            raise ConfigError("--device cuda was asked for but no CUDA device is visible")
-        return torch.device("cuda", local_rank % torch.cuda.device_count())
-    if requested == "cpu":
+def env_rank() -> tuple[int, int]:
+    """(rank, world size) as torchrun gave them: what an error before the process group names."""
+    return int(os.environ.get("RANK", "0")), int(os.environ.get("WORLD_SIZE", "1"))
+
+
+def gpu_shortfall(requested: str, visible_gpus: int, local_world_size: int) -> str | None:
+    """Why this node cannot give each of its processes a GPU of its own, or None when it can
+    (or the run is on CPU). A pure function of what the node shows, so it is tested without GPUs.
+    Two processes on one GPU are not a slower run but a failed one: NCCL refuses them
+    ("Duplicate GPU detected"), one error per rank, long after start-up."""
+    if requested == "cpu" or (requested == "auto" and visible_gpus == 0):
+        return None
+    if visible_gpus == 0:
+        return "--device cuda was asked for but no CUDA device is visible; use --device cpu"
+    if local_world_size > visible_gpus:
+        return (f"this node starts {local_world_size} processes but has {visible_gpus} visible GPU"
+                f"{'s' if visible_gpus != 1 else ''}: one process per GPU, so torchrun --nproc-per-node "
+                f"{visible_gpus} (launch/local.sh counts them for you), or train on CPU with --device cpu")
+    return None
+
+
+def visible_gpus() -> int:
+    return torch.cuda.device_count() if torch.cuda.is_available() else 0
+
+
+def pick_device(requested: str, local_rank: int, local_world_size: int = 1) -> torch.device:
+    if requested not in ("auto", "cpu", "cuda"):
+        raise ConfigError(f"--device must be auto, cpu or cuda, not {requested!r}")
+    gpus = visible_gpus()
+    problem = gpu_shortfall(requested, gpus, local_world_size)
+    if problem:
+        raise ConfigError(problem)
+    if requested == "cpu" or gpus == 0:
         return torch.device("cpu")
-    raise ConfigError(f"--device must be auto, cpu or cuda, not {requested!r}")
+    return torch.device("cuda", local_rank % gpus)
 
 
 def init(requested_device: str = "auto", timeout_s: float = 1800) -> Dist:
-    world_size = int(os.environ.get("WORLD_SIZE", "1"))
-    rank = int(os.environ.get("RANK", "0"))
+    rank, world_size = env_rank()
     local_rank = int(os.environ.get("LOCAL_RANK", "0"))
-    device = pick_device(requested_device, local_rank)
+    # before the process group forms: a node with more processes than GPUs stops here, one line a rank
+    device = pick_device(requested_device, local_rank, int(os.environ.get("LOCAL_WORLD_SIZE", "1")))
     backend = None
     if world_size > 1:
         backend = "nccl" if device.type == "cuda" else "gloo"
@@ -121,6 +146,14 @@ def all_reduce_sum(d: Dist, values: list[float]) -> list[float]:
     t = torch.tensor(values, dtype=torch.float64, device=d.device)
     dist.all_reduce(t)
     return t.tolist()
+
+
+def all_reduce_tensor(d: Dist, t: torch.Tensor, op: str = "sum") -> torch.Tensor:
+    """A reduced copy of `t` (sum or min over ranks), on t's device; `t` is left as it was."""
+    t = t.clone()
+    if d.enabled:
+        dist.all_reduce(t, op=dist.ReduceOp.MIN if op == "min" else dist.ReduceOp.SUM)
+    return t
 
 
 def broadcast_buffers(d: Dist, module: torch.nn.Module) -> None:

@@ -29,11 +29,11 @@ from maize_ddp.metrics import RegressionMoments, merge_all
 
 
 def resolve_amp(amp: str, device: torch.device) -> str:
-    """`auto` is bf16 on GPUs that have it (fp16 + GradScaler on older ones) and off on CPUs:
-    without native bf16 units, CPU autocast emulates it and runs several times slower."""
+    """`auto` is fp32 (off) on GPUs and CPUs alike. On an H200, bf16 autocast was no faster than
+    fp32 for this model (TF32 convolutions, small layers: launch-bound, not math-bound), only
+    half the activation memory; on CPUs without bf16 units autocast emulates it and runs several
+    times slower. Ask for --amp bf16 when memory is what limits the batch (docs/gpu.md)."""
     if amp == "auto":
-        if device.type == "cuda":
-            return "bf16" if torch.cuda.is_bf16_supported() else "fp16"
         return "off"
     if amp == "fp16" and device.type != "cuda":
         raise errors.ConfigError("--amp fp16 needs a CUDA device; use --amp bf16 or off on CPU")

@@ -12,12 +12,17 @@ checkpoint and write the test report (train_and_report reads in that order). Wha
 saves and restores is one TrainingState (training_state.py). Rank 0 alone prints and writes;
 every write is atomic.
 
+The step never waits for the host: the loss and gradient norm are summed on the device
+(StepMeter) and read every --log-every steps, where RUN/steps.jsonl gets a line, the progress
+bar its figures and the non-finite check its decision (all-reduced, so every rank stops together).
+
 A run folder belongs to one live run: rank 0 takes its lock (runlock.py) before writing anything,
 and a folder that holds another run's files is never trained over without --resume. Errors a
 user can act on end the run with one line naming the file or flag; a bug keeps its traceback.
 """
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 import math
@@ -53,9 +58,12 @@ def lr_lambda(warmup_steps: int, total_steps: int, min_ratio: float):
     return factor
 
 
-def train_step(model, codes, y, optimizer, scaler, amp: str, grad_clip: float) -> tuple[torch.Tensor, float]:
-    """One optimizer step. Returns the (local) loss and the global gradient norm; DDP has
-    averaged the gradients, so every rank sees the same norm and takes the same decision."""
+def train_step(model, codes, y, optimizer, scaler, amp: str, grad_clip: float) -> tuple[torch.Tensor, torch.Tensor]:
+    """One optimizer step, queued on the device without reading anything back. Returns the
+    (local) loss and the global gradient norm as device tensors; DDP has averaged the gradients,
+    so the norm is the same on every rank. A non-finite step is not refused here (that would
+    be a host read every step): StepMeter finds it at the next check, which comes before any
+    checkpoint is written. With a GradScaler (fp16) an overflowed step is skipped as ever."""
     with autocast(codes.device, amp):
         loss = F.mse_loss(model(codes).float(), y)
     optimizer.zero_grad(set_to_none=True)
@@ -68,12 +76,9 @@ def train_step(model, codes, y, optimizer, scaler, amp: str, grad_clip: float) -
     if scaler is not None:
         scaler.step(optimizer)  # skips the step itself when the scaled gradients overflowed
         scaler.update()
-    elif not torch.isfinite(norm):
-        raise TrainingError(f"non-finite loss or gradients (loss {loss.item():.4g}); lower --lr, set "
-                            "--grad-clip, or use --amp off")
     else:
         optimizer.step()
-    return loss.detach(), float(norm)
+    return loss.detach(), norm.detach()
 
 
 def bn_batches(loader, count: int, device):
@@ -100,13 +105,34 @@ def launch_id() -> str | None:
 
 
 def store_identity(path) -> dict:
-    """The store a checkpoint was trained on: its resolved path and the sha256 of its root
-    metadata (zarr.json or manifest.json), which a re-conversion changes and a move does not."""
+    """The store a checkpoint was trained on: its resolved path, the sha256 of its root metadata
+    (zarr.json or manifest.json), which a re-conversion changes and a move does not, and the
+    store's `origin` when it records one (the generator and its window geometry), so tools
+    that interpret a run know the window it was trained on."""
     root = Path(path).resolve()
+    found = {"path": str(root), "sha256": None}
     for name in ("zarr.json", "manifest.json"):
         if (root / name).is_file():
-            return {"path": str(root), "sha256": hashlib.sha256((root / name).read_bytes()).hexdigest()}
-    return {"path": str(root), "sha256": None}
+            found["sha256"] = hashlib.sha256((root / name).read_bytes()).hexdigest()
+            break
+    origin = store_origin(root)
+    if origin is not None:
+        found["origin"] = origin
+    return found
+
+
+def store_origin(root: Path):
+    """StoreMeta.origin as plain data (a checkpoint must load without maize_ddp's classes), or None
+    for a store, or a maize_ddp, that has none."""
+    try:
+        origin = getattr(getattr(open_store(root), "meta", None), "origin", None)
+    except StoreError:
+        return None
+    if hasattr(origin, "to_dict"):
+        return origin.to_dict()
+    if dataclasses.is_dataclass(origin):
+        return dataclasses.asdict(origin)
+    return origin
 
 
 def same_store(a: dict, b: dict) -> bool:
@@ -213,8 +239,11 @@ def main(argv=None) -> int:
         # traceback. Each rank says what it met: a rank's own failure (a broken tar among its
         # rows, say) reaches the others only as a closed connection.
         close_progress_bars()
-        who = f"rank {d.rank}/{d.world_size}: " if d is not None and d.world_size > 1 else ""
-        print(f"error: {who}{errors.describe(e)}", file=sys.stderr, flush=True)
+        rank, world_size = (d.rank, d.world_size) if d is not None else distributed.env_rank()
+        who = f"rank {rank}/{world_size}: " if world_size > 1 else ""
+        # one write call, so that ranks failing together print a line each, not one run-on line
+        sys.stderr.write(f"error: {who}{errors.describe(e)}\n")
+        sys.stderr.flush()
         return 1
     finally:
         if d is not None:
@@ -277,6 +306,10 @@ def train_and_report(cfg, d, train_loader, val_loader, bn_loader, resume: bool) 
         checkpoint.atomic_write_text(out / "config.json", config.dumps(cfg))
     ddp = DDP(state.model, device_ids=[d.device.index] if d.device.type == "cuda" else None) if d.enabled \
         else state.model
+    # Only the training step is compiled; evaluation and checkpoints use state.model, eager, whose
+    # state_dict keys carry no `_orig_mod.` prefix.
+    step_model = compile_for_training(ddp, d) if cfg.compile else ddp
+    steps_log = StepLog(cfg, d, out, resumed_step=state.step if resume else None)
 
     def save_last() -> None:
         saved = state.to_checkpoint(d, config=cfg.to_dict(), world_size=d.world_size, launch_id=launch_id(),
@@ -286,7 +319,8 @@ def train_and_report(cfg, d, train_loader, val_loader, bn_loader, resume: bool) 
 
     while state.epoch < cfg.epochs and not state.stopped_early(cfg.patience):
         bar = progress_bar(cfg, d, state)
-        seconds, samples = train_epoch(cfg, d, state, ddp, train_loader, amp, lr_factor, bar, save_last)
+        seconds, samples = train_epoch(cfg, d, state, step_model, train_loader, amp, lr_factor, bar, save_last,
+                                       steps_log)
         val = validate(cfg, d, state.model, val_loader, bn_loader, amp)
         loss_sum, loss_count = distributed.all_reduce_sum(d, state.epoch_loss)
         row = {"epoch": state.epoch + 1, "step": state.step, "train_loss": loss_sum / max(loss_count, 1),
@@ -294,6 +328,7 @@ def train_and_report(cfg, d, train_loader, val_loader, bn_loader, resume: bool) 
                "val_per_target": val["per_target"], "lr": state.optimizer.param_groups[0]["lr"],
                "samples_per_s": samples / seconds, "seconds": seconds, "peak_memory_mb": peak_memory_mb(d.device)}
         improved = state.end_epoch(row, val["pearson"])
+        steps_log.epoch(row)
         if d.is_main:
             bar.set_postfix(loss=f"{row['train_loss']:.4f}", val_loss=f"{val['mse']:.4f}", val_r=f"{val['pearson']:.4f}")
             bar.close()
@@ -301,11 +336,13 @@ def train_and_report(cfg, d, train_loader, val_loader, bn_loader, resume: bool) 
             # recognises its own files when restarted (should_resume)
             if improved or not best.exists():
                 checkpoint.save(best, {"model": state.model.state_dict(), "config": cfg.to_dict(),
-                                       "epoch": state.epoch, "val": val, "launch_id": launch_id()})
+                                       "epoch": state.epoch, "val": val, "launch_id": launch_id(),
+                                       "store": store})
             checkpoint.atomic_write_text(out / "metrics.jsonl", "".join(json.dumps(h) + "\n" for h in state.history))
         save_last()
         if state.stopped_early(cfg.patience) and d.is_main:
             print(f"[maize_ddp] early stop: no better val Pearson for {state.stale_epochs} epochs", flush=True)
+    steps_log.close()
     for each in (train_loader, val_loader, bn_loader):
         each.close()
     report(cfg, d, state, best, amp)
@@ -320,7 +357,11 @@ def build(cfg, d, steps_per_epoch: int) -> tuple[TrainingState, str, object]:
     if cfg.sync_bn and d.enabled:
         model = torch.nn.SyncBatchNorm.convert_sync_batchnorm(model)
     amp = resolve_amp(cfg.amp, d.device)
-    optimizer = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
+    # fused: one kernel for the whole update, and with fp16's GradScaler no host read of found_inf
+    optimizer = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay,
+                                  fused=True if d.device.type == "cuda" else None)
+    if d.device.type == "cuda":
+        torch.backends.cudnn.benchmark = True  # training shapes are fixed (the last partial batch is dropped)
     scaler = torch.amp.GradScaler("cuda") if amp == "fp16" else None
     total_steps = cfg.epochs * steps_per_epoch
     # The learning rate is a function of the position in this run's schedule, not state: a run
@@ -353,26 +394,114 @@ def progress_bar(cfg, d, state: TrainingState):
                 mininterval=0.2 if sys.stderr.isatty() else 30)  # a log file gets a line per 30 s
 
 
-def train_epoch(cfg, d, state: TrainingState, ddp, loader, amp: str, lr_factor, bar, save_last) -> tuple[float, int]:
+def train_epoch(cfg, d, state: TrainingState, model, loader, amp: str, lr_factor, bar, save_last,
+                steps_log: "StepLog") -> tuple[float, int]:
     """The rest of the current epoch (all of it, unless resumed mid-way); returns its seconds
-    and the samples all ranks took."""
-    ddp.train()
+    and the samples all ranks took. Nothing in the loop reads the device, except at log points
+    and before a checkpoint; the batches come from pinned memory, copied without waiting."""
+    model.train()
     loader.set_epoch(state.epoch, start_batch=state.batch)
+    steps_log.restart()
     t0, samples = time.perf_counter(), 0
     for codes, y in loader:
         codes, y = codes.to(d.device, non_blocking=True), y.to(d.device, non_blocking=True)
         for group in state.optimizer.param_groups:
             group["lr"] = cfg.lr * lr_factor(state.step)
-        loss, _ = train_step(ddp, codes, y, state.optimizer, state.scaler, amp, cfg.grad_clip)
-        state.took_step(loss.item())
+        if getattr(model, "cuda_graphs", False):
+            torch.compiler.cudagraph_mark_step_begin()  # the previous step's graph outputs are spent
+        loss, norm = train_step(model, codes, y, state.optimizer, state.scaler, amp, cfg.grad_clip)
+        state.took_step(loss, norm)
         samples += len(codes) * d.world_size
+        steps_log.took(len(codes) * d.world_size)
         if d.is_main:
             bar.update(1)
-            bar.set_postfix(loss=f"{loss.item():.4f}", samples_s=f"{samples / (time.perf_counter() - t0):.0f}",
-                            refresh=False)  # drawn at the bar's own interval, not every step
+        if state.step % cfg.log_every == 0 or state.batch == state.steps_per_epoch:
+            steps_log.write(state, state.meter.read(d), bar)  # raises on every rank if a step was non-finite
         if cfg.checkpoint_every and state.step % cfg.checkpoint_every == 0 and state.batch < state.steps_per_epoch:
+            state.meter.check(d)  # never save non-finite weights
             save_last()  # mid-epoch: it records the batch reached
     return time.perf_counter() - t0, samples
+
+
+def compile_for_training(model, d):
+    """torch.compile of the training forward (and so its backward). One process on a GPU gets
+    CUDA graphs ("reduce-overhead"): the shapes are static, as the training loader drops the last
+    partial batch. Under DDP the graphs would have to hold its gradient hooks' collectives, so
+    there plain inductor; on CPU inductor's C++ kernels."""
+    cuda_graphs = d.device.type == "cuda" and not d.enabled
+    compiled = torch.compile(model, mode="reduce-overhead" if cuda_graphs else None, dynamic=False)
+    compiled.cuda_graphs = cuda_graphs
+    return compiled
+
+
+class StepLog:
+    """RUN/steps.jsonl, one line per log point (step, epoch, loss, lr, grad_norm, samples_per_s),
+    and with --tensorboard the same as TensorBoard scalars; written by rank 0. Lines are appended
+    in one write each; a resume first drops the lines past its checkpoint's step (and any line a
+    kill cut short), so the file reads as one uninterrupted run."""
+
+    def __init__(self, cfg, d, out: Path, resumed_step: int | None):
+        self.main, self.path, self.tb = d.is_main, out / "steps.jsonl", None
+        if self.main:
+            keep_lines_to(self.path, resumed_step)
+            if cfg.tensorboard:
+                from torch.utils.tensorboard import SummaryWriter
+
+                # a resume purges the events past its step, as keep_lines_to does the lines
+                self.tb = SummaryWriter(str(out / "tensorboard"),
+                                        purge_step=resumed_step + 1 if resumed_step else None)
+        self.restart()
+
+    def restart(self) -> None:
+        self.t0, self.samples = time.perf_counter(), 0
+
+    def took(self, samples: int) -> None:
+        self.samples += samples
+
+    def write(self, state: TrainingState, read: dict, bar) -> None:
+        """A log point, after the meter's read (which waited for the device, so the time is real)."""
+        row = {"step": state.step, "epoch": state.epoch + 1, "loss": read["loss"],
+               "lr": state.optimizer.param_groups[0]["lr"], "grad_norm": read["grad_norm"],
+               "samples_per_s": self.samples / max(time.perf_counter() - self.t0, 1e-9)}
+        if state.scaler is not None:
+            row["skipped"] = read["skipped"]  # fp16 steps the scaler skipped (gradient overflow)
+        self.restart()
+        if not self.main:
+            return
+        with open(self.path, "a") as fh:
+            fh.write(json.dumps(row) + "\n")
+        bar.set_postfix(loss=f"{row['loss']:.4f}", samples_s=f"{row['samples_per_s']:.0f}", refresh=False)
+        if self.tb is not None:
+            for key in ("loss", "lr", "grad_norm", "samples_per_s"):
+                if row[key] is not None:
+                    self.tb.add_scalar(f"train/{key}", row[key], row["step"])
+
+    def epoch(self, row: dict) -> None:
+        if self.tb is not None:
+            for key in ("val_loss", "val_pearson", "val_r2"):
+                self.tb.add_scalar(f"val/{key[4:]}", row[key], row["step"])
+            self.tb.flush()
+
+    def close(self) -> None:
+        if self.tb is not None:
+            self.tb.close()
+
+
+def keep_lines_to(path: Path, step: int | None) -> None:
+    """Keep the lines of steps.jsonl up to `step` (a resume's); None, a fresh run: none."""
+    if step is None:
+        path.unlink(missing_ok=True)
+        return
+    if not path.exists():
+        return
+    kept = []
+    for line in path.read_text().splitlines(keepends=True):
+        try:
+            if line.endswith("\n") and json.loads(line)["step"] <= step:
+                kept.append(line)
+        except (ValueError, KeyError, TypeError):
+            pass  # a line a kill cut short
+    checkpoint.atomic_write_text(path, "".join(kept))
 
 
 def validate(cfg, d, model, val_loader, bn_loader, amp: str) -> dict:

@@ -1,0 +1,59 @@
+"""More processes than GPUs on a node: one line per rank, before any process group forms."""
+import os
+import subprocess
+import sys
+
+import pytest
+import torch
+
+from maize_ddp import distributed
+from maize_ddp.errors import ConfigError
+
+ENV = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONUNBUFFERED": "1", "TORCH_DISABLE_SHARE_RDZV_TCP_STORE": "1"}
+
+
+@pytest.mark.parametrize("requested,gpus,procs,expected", [
+    ("cpu", 0, 4, None),
+    ("cpu", 1, 4, None),            # CPU processes need no GPU each
+    ("auto", 0, 4, None),           # auto on a machine without GPUs: CPU
+    ("auto", 4, 4, None),
+    ("cuda", 8, 2, None),
+    ("auto", 1, 4, "this node starts 4 processes but has 1 visible GPU: one process per GPU, so torchrun "
+                   "--nproc-per-node 1 (launch/local.sh counts them for you), or train on CPU with --device cpu"),
+    ("cuda", 2, 3, "this node starts 3 processes but has 2 visible GPUs: one process per GPU, so torchrun "
+                   "--nproc-per-node 2"),
+    ("cuda", 0, 1, "--device cuda was asked for but no CUDA device is visible; use --device cpu"),
+])
+def test_gpu_shortfall(requested, gpus, procs, expected):
+    found = distributed.gpu_shortfall(requested, gpus, procs)
+    assert found == expected if expected is None else found.startswith(expected), found
+
+
+def test_init_stops_before_the_process_group(monkeypatch):
+    """A node that shows one GPU to four processes: init refuses before init_process_group."""
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 1)
+    monkeypatch.setattr(torch.distributed, "init_process_group",
+                        lambda *a, **k: pytest.fail("the process group formed"))
+    for name, value in {"WORLD_SIZE": "4", "RANK": "2", "LOCAL_RANK": "2", "LOCAL_WORLD_SIZE": "4"}.items():
+        monkeypatch.setenv(name, value)
+    with pytest.raises(ConfigError, match="starts 4 processes but has 1 visible GPU"):
+        distributed.init("auto")
+    with pytest.raises(ConfigError, match="starts 4 processes"):
+        distributed.init("cuda")
+
+
+def test_each_rank_says_it_on_its_own_line(tmp_path):
+    """torchrun with 2 processes asking for CUDA on this CPU machine (the honest case this machine can
+    show): each rank prints one whole `error: rank R/2:` line, exit non-zero, no traceback of ours."""
+    if torch.cuda.is_available():
+        pytest.skip("this machine has a GPU: --device cuda would start")
+    res = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node=2",
+                          "-m", "maize_ddp.train", "--data", str(tmp_path / "x.zarr"), "--out", str(tmp_path / "run"),
+                          "--device", "cuda"], env=ENV, capture_output=True, text=True, timeout=120)
+    assert res.returncode != 0
+    ours = sorted(line for line in res.stderr.splitlines() if line.startswith("error:"))
+    assert ours == [f"error: rank {r}/2: --device cuda was asked for but no CUDA device is visible; use --device cpu"
+                    for r in (0, 1)], res.stderr[-3000:]
+    assert "maize_ddp/" not in res.stderr  # torchrun prints its own traceback; none runs through our code
+    assert not (tmp_path / "run").exists()

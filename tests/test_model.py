@@ -94,3 +94,42 @@ def test_a_layer_that_cannot_be_built_is_named():
         with pytest.raises(ConfigError, match=flag):
             BasenjiModel(seq_len=200, **hparams)
     assert len(BasenjiModel(seq_len=200, convdc=0).dilated_tower) == 0  # no tower is a valid model
+
+
+def tower_sees_only_padding(model: BasenjiModel, codes: torch.Tensor) -> list[bool]:
+    """For each dilated block: does its output at every position ignore the other positions?
+    (Measured: perturb the block's input at one position, see whether any other output moves.)"""
+    model.eval()
+    x = model.conv_block_3(model.conv_block_2(model.conv_block_1(model.one_hot(codes))))
+    moot = []
+    for block in model.dilated_tower:
+        for m in block.modules():
+            if isinstance(m, torch.nn.BatchNorm1d):
+                torch.nn.init.ones_(m.weight)  # the last BN starts at zero: make the body visible
+        base = block(x)
+        bumped = x.clone()
+        bumped[..., 0] += 1.0
+        moved = (block(bumped) - base).abs().sum(dim=(0, 1))
+        moot.append(bool((moved[1:] == 0).all()))
+        x = base
+    return moot
+
+
+def test_geometry_warning_matches_which_blocks_see_only_padding():
+    from maize_ddp.model import GeometryWarning, build_model, geometry_warning, wasted_dilated_blocks
+
+    torch.manual_seed(0)
+    for cfg in (ModelConfig(seq_len=170), ModelConfig(seq_len=1000), ModelConfig(seq_len=3020),
+                ModelConfig(seq_len=170, pool1ks=2, pool2ks=2, pool3ks=2, convdc=4)):
+        model = BasenjiModel(**vars(cfg))
+        moot = tower_sees_only_padding(model, torch.randint(0, 4, (2, cfg.seq_len), dtype=torch.uint8))
+        flat = flat_length(cfg)
+        assert [2 ** i for i, m in enumerate(moot) if m] == wasted_dilated_blocks(cfg, flat)
+        assert (geometry_warning(cfg) is not None) == (sum(moot) >= 2)
+    with pytest.warns(GeometryWarning, match="seq_len 170 leaves 1 position"):
+        build_model(ModelConfig(seq_len=170))
+    import warnings
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        build_model(ModelConfig(seq_len=3020))  # the gene-window default: no warning
+        BasenjiModel(seq_len=170)  # loading a trained model does not warn again

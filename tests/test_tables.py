@@ -10,7 +10,7 @@ import json
 import numpy as np
 import pytest
 
-from convert import npz_to_zarr, table_to_npz
+from convert import npz_to_wds, npz_to_zarr, table_to_npz
 from convert.table_to_npz import Splitter, TableError, convert_table
 from maize_ddp.data import open_store, read_ids
 from maize_ddp.sequences import fit_length
@@ -71,11 +71,13 @@ def test_rows_arrive_as_codes_labels_and_ids(tmp_path, name, sep):
     written = json.loads((out / "summary.json").read_text())
     assert written["generator"] == "convert.table_to_npz" and written["seq_len"] == 30
     assert written["targets"] == ["act0", "act1"]
-    # the rows keep their ids and codes through a store
+    # the rows keep their ids through both store formats
     npz_to_zarr.convert(out, tmp_path / "d.zarr")
-    info = open_store(tmp_path / "d.zarr")
-    assert read_ids(info, "train").tolist() == data["train"][2]
-    assert info.meta.origin["generator"] == "convert.table_to_npz"
+    npz_to_wds.convert(out, tmp_path / "d.wds")
+    for store in ("d.zarr", "d.wds"):
+        info = open_store(tmp_path / store)
+        assert read_ids(info, "train").tolist() == data["train"][2]
+        assert info.meta.origin["generator"] == "convert.table_to_npz"
 
 
 def test_splits_by_hash_are_seeded_and_independent_of_row_order(tmp_path):

@@ -1,0 +1,357 @@
+"""What would a variant do? Reference vs alternate prediction of every gene window it falls in.
+
+    python -m maize_ddp.variants RUN|CKPT --vcf V.vcf[.gz] --fasta GENOME --gff GENES --out variants.tsv
+
+The windows are those that built the run's data: the genome window geometry its store recorded
+(StoreMeta.origin, carried into the checkpoint), strand-aware, cut with convert.genome_to_npz's
+own code; a run whose data record no geometry is refused. SNPs and indels up to --max-indel bp
+(how an indel changes a window: maize_ddp.variant_windows); multi-allelic sites give one row per
+allele; symbolic alleles (<DEL>, *, breakends) are counted, not scored. Predictions are the run's
+(its precision, its reverse-complement averaging). The VCF is streamed and windows are batched;
+the FASTA is read one chromosome at a time (again only when the VCF moves to another one).
+
+variants.tsv: id (the gene id) first, then chrom, pos, variant (the VCF ID), ref, alt, strand,
+region (tss|tts), window_pos (0-based), ref_pred, alt_pred, delta (alt - ref; per target with
+several). VARIANTS.summary.json beside it counts what was scored, outside every window, skipped.
+A malformed VCF line or a REF that disagrees with the FASTA is one error line naming the VCF
+line, unless --skip-invalid, which counts them. Both files are written atomically.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from maize_ddp import distributed, errors
+from maize_ddp.checkpoint import atomic_write_text, load, temp_path
+from maize_ddp.codes import ascii_to_codes, codes_to_ascii
+from maize_ddp.evaluate import add_run_settings, forward, model_from_checkpoint, positive_int, run_settings
+from maize_ddp.origin import geometry as origin_geometry
+from maize_ddp.vcf import Site, VcfError, read_sites, symbolic
+
+HEADER_START = "id\tchrom\tpos\tvariant\t"
+EXAMPLES = 5
+
+
+class VariantError(errors.Error, ValueError):
+    pass
+
+
+# ---------------------------------------------------------------- the run's windows
+
+
+def run_geometry(state: dict, where) -> tuple:
+    """The WindowGeometry and edge rule the run's data were cut with: the checkpoint's record of
+    its store's origin, else the store at the run's `data` path; an error when neither has one."""
+    from convert.genome_to_npz import WindowGeometry
+
+    origin = (state.get("store") or {}).get("origin")
+    if origin_geometry(origin) is None:
+        data = state.get("config", {}).get("data")
+        origin = None
+        if data and Path(data).exists():
+            from maize_ddp.data import open_store
+
+            meta = open_store(data).meta
+            origin = meta.origin if meta else None
+        if origin_geometry(origin) is None:
+            raise VariantError(
+                f"{where}: the run's data record no genome window geometry (neither the checkpoint nor the "
+                f"store {data or '?'} has an origin from convert.genome_to_npz); variants need the windows "
+                "the data were built with: build them with convert.genome_to_npz and convert them again")
+    geo = origin_geometry(origin)
+    fields = ("tss_upstream", "tss_downstream", "tts_upstream", "tts_downstream", "spacer", "promoter_only")
+    return WindowGeometry(**{k: geo[k] for k in fields if k in geo}), origin["settings"].get("edge", "skip")
+
+
+# ---------------------------------------------------------------- counting
+
+
+@dataclass
+class Summary:
+    lines: int = 0  # VCF data lines read
+    alleles: int = 0
+    scored_rows: int = 0
+    scored_alleles: int = 0
+    outside_windows: int = 0  # alleles in no kept gene's window
+    symbolic: int = 0
+    too_long: int = 0
+    no_alt: int = 0
+    invalid_lines: int = 0
+    invalid_examples: list = field(default_factory=list)
+    genes_off_edge: int = 0
+    chromosomes_without_genes: list = field(default_factory=list)
+
+    def invalid(self, message: str) -> None:
+        self.invalid_lines += 1
+        if len(self.invalid_examples) < EXAMPLES:
+            self.invalid_examples.append(message)
+
+    def line(self, out) -> str:
+        return (f"{self.lines} VCF lines, {self.alleles} alleles: {self.scored_alleles} in gene windows "
+                f"({self.scored_rows} rows), {self.outside_windows} outside every window, {self.symbolic} symbolic, "
+                f"{self.too_long} longer than --max-indel, {self.invalid_lines} invalid lines skipped -> {out}")
+
+
+# ---------------------------------------------------------------- scoring
+
+
+class Scorer:
+    """Batches alternate windows (and each gene's reference window, predicted once per gene)."""
+
+    def __init__(self, model, device, amp, rc_average, batch_size, write):
+        self.model, self.device, self.amp, self.rc = model, device, amp, rc_average
+        self.batch_size, self.write = batch_size, write
+        self.ref_pred: dict[str, np.ndarray] = {}  # gene id -> prediction, for the current chromosome
+        self.pending: list[tuple] = []  # (row fields, gene id, ref window or None, alt window)
+
+    @torch.no_grad()
+    def predict(self, windows: list[np.ndarray]) -> np.ndarray:
+        x = torch.from_numpy(np.stack(windows)).to(self.device)
+        return forward(self.model, x, self.amp, self.rc).cpu().numpy()
+
+    def add(self, fields: list[str], gene_id: str, ref: np.ndarray | None, alt: np.ndarray) -> None:
+        self.pending.append((fields, gene_id, ref, alt))
+        if len(self.pending) >= self.batch_size:
+            self.flush()
+
+    def flush(self) -> None:
+        if not self.pending:
+            return
+        need = {}
+        for _, gene_id, ref, _ in self.pending:
+            if gene_id not in self.ref_pred and ref is not None:
+                need[gene_id] = ref
+        if need:
+            for gene_id, pred in zip(need, self.predict(list(need.values()))):
+                self.ref_pred[gene_id] = pred
+        alt_pred = self.predict([alt for *_, alt in self.pending])
+        for (fields, gene_id, _, _), alt in zip(self.pending, alt_pred):
+            ref = self.ref_pred[gene_id]
+            values = [f"{v:.6g}" for v in ref] + [f"{v:.6g}" for v in alt] + [f"{v:.6g}" for v in alt - ref]
+            self.write("\t".join(fields + values) + "\n")
+        self.pending = []
+
+    def new_chromosome(self) -> None:
+        self.flush()
+        self.ref_pred.clear()  # memory bounded by one chromosome's genes
+
+
+def header(num_targets: int) -> str:
+    cols = ["id", "chrom", "pos", "variant", "ref", "alt", "strand", "region", "window_pos"]
+    if num_targets == 1:
+        cols += ["ref_pred", "alt_pred", "delta"]
+    else:
+        cols += [f"{w}_{t}" for w in ("ref_pred", "alt_pred", "delta") for t in range(num_targets)]
+    return "\t".join(cols) + "\n"
+
+
+class Genome:
+    """One FASTA chromosome at a time, read again from the start when another one is asked for."""
+
+    def __init__(self, path):
+        self.path, self.name, self.codes = path, None, None
+
+    def chromosome(self, name: str) -> np.ndarray | None:
+        from convert.fasta import iter_chromosomes
+
+        if name != self.name:
+            self.name, self.codes = name, None
+            for chrom, codes in iter_chromosomes(self.path, keep=lambda n: n == name):
+                if codes is not None:
+                    self.codes = codes
+                    break
+        return self.codes
+
+
+def score_vcf(a, model, device, amp, rc_average, geometry, edge, out_file) -> Summary:
+    from convert.gff import read_genes
+    from maize_ddp.variant_windows import alt_window, ref_window, window_position
+
+    summary = Summary()
+    scan = read_genes(a.gff, a.feature_type, a.id_attribute, a.strip_prefix, a.biotype)
+    by_chrom: dict[str, list] = {}
+    for g in scan.genes:
+        by_chrom.setdefault(g.chrom, []).append(g)
+    windows: dict[str, ChromosomeWindows] = {}
+    genome = Genome(a.fasta)
+    scorer = Scorer(model, device, amp, rc_average, a.batch_size, out_file.write)
+    out_file.write(header(model.config.num_targets))
+    current = None
+    for site in read_sites(a.vcf):
+        if isinstance(site, VcfError):
+            if not a.skip_invalid:
+                raise site
+            summary.lines += 1
+            summary.invalid(str(site))
+            continue
+        summary.lines += 1
+        if site.chrom != current:
+            scorer.new_chromosome()
+            current = site.chrom
+        if site.chrom not in windows:
+            windows[site.chrom] = _chromosome_windows(site.chrom, by_chrom, genome, geometry, edge, summary, a)
+        cw = windows[site.chrom]
+        p, r = site.pos - 1, len(site.ref)
+        genes = cw.genes_at(p, r) if cw is not None else []
+        summary.alleles += len(site.alts)
+        if not genes:
+            summary.outside_windows += len(site.alts)
+            continue
+        chrom = genome.chromosome(site.chrom)
+        problem = _ref_problem(site, chrom, a)
+        if problem:
+            if not a.skip_invalid:
+                raise VariantError(problem)
+            summary.invalid(problem)
+            summary.alleles -= len(site.alts)
+            continue
+        for alt in site.alts:
+            if alt == ".":
+                summary.no_alt += 1
+                continue
+            if symbolic(alt):
+                summary.symbolic += 1
+                continue
+            if max(len(alt), r) - 1 > a.max_indel and len(alt) != r:
+                summary.too_long += 1
+                continue
+            alt_codes = ascii_to_codes(alt)
+            summary.scored_alleles += 1
+            for gene in genes:
+                region, pos = window_position(gene, geometry, p, r)
+                fields = [gene.gene_id, site.chrom, str(site.pos), site.id, site.ref, alt, gene.strand, region, str(pos)]
+                ref = ref_window(chrom, gene, geometry) if gene.gene_id not in scorer.ref_pred else None
+                scorer.add(fields, gene.gene_id, ref, alt_window(chrom, gene, geometry, p, r, alt_codes))
+                summary.scored_rows += 1
+    scorer.flush()
+    return summary
+
+
+def _chromosome_windows(name, by_chrom, genome, geometry, edge, summary, a):
+    from convert.genome_to_npz import bases_off_chromosome
+    from maize_ddp.variant_windows import ChromosomeWindows
+
+    genes = by_chrom.get(name)
+    if not genes:
+        if len(summary.chromosomes_without_genes) < 50:
+            summary.chromosomes_without_genes.append(name)
+        return None
+    chrom = genome.chromosome(name)
+    if chrom is None:
+        raise VariantError(f"{a.fasta}: no chromosome {name!r}, which the VCF and {a.gff} name "
+                           "(are they from the same assembly?)")
+    if edge == "skip":  # as the data: a window running off the chromosome was not built
+        kept = [g for g in genes if not bases_off_chromosome(geometry.regions(g), len(chrom))]
+        summary.genes_off_edge += len(genes) - len(kept)
+        genes = kept
+    return ChromosomeWindows.of(genes, geometry)
+
+
+def _ref_problem(site: Site, chrom: np.ndarray, a) -> str | None:
+    p, r = site.pos - 1, len(site.ref)
+    if p + r > len(chrom):
+        return (f"{a.vcf}: line {site.line}: {site.chrom}:{site.pos} REF {site.ref[:20]} runs past the chromosome's "
+                f"end ({len(chrom)} bp in {a.fasta})")
+    genome_ref = codes_to_ascii(chrom[p:p + r])
+    if any(x != y and "N" not in (x, y) for x, y in zip(site.ref, genome_ref)):  # N matches anything
+        return (f"{a.vcf}: line {site.line}: REF {site.ref[:20]} at {site.chrom}:{site.pos}, but {a.fasta} has "
+                f"{genome_ref[:20]} there (a VCF of another assembly? see --skip-invalid)")
+    return None
+
+
+# ---------------------------------------------------------------- command line
+
+
+def check_out(out: Path, overwrite: bool, inputs) -> None:
+    """--out is a new file, or (with --overwrite) an earlier variants table: nothing else is replaced."""
+    for item in inputs:
+        if Path(item).exists() and os.path.realpath(item) == os.path.realpath(out):
+            raise VariantError(f"{out}: is the input {item}; choose another --out")
+    if out.is_dir():
+        raise VariantError(f"{out}: is a folder; --out is the TSV file to write")
+    if not out.exists():
+        return
+    if not overwrite:
+        raise VariantError(f"{out}: exists; pass --overwrite to replace it")
+    with open(out, "rb") as fh:
+        if not fh.read(64).decode("utf-8", "replace").startswith(HEADER_START):
+            raise VariantError(f"{out}: is not a variants table; not replacing it")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="python -m maize_ddp.variants", description=__doc__.split("\n\n")[0])
+    p.add_argument("checkpoint", type=Path, help="a run folder (uses checkpoints/best.pt) or a .pt file")
+    p.add_argument("--vcf", required=True, type=Path, help="VCF, plain or gzip/bgzip")
+    p.add_argument("--fasta", required=True, type=Path, help="the genome FASTA the data were built from")
+    p.add_argument("--gff", required=True, type=Path, help="the GFF3 the data were built from")
+    p.add_argument("--out", required=True, type=Path, help="variants TSV (a summary .summary.json goes beside it)")
+    p.add_argument("--overwrite", action="store_true", help="replace --out if it is an earlier variants table")
+    p.add_argument("--skip-invalid", action="store_true",
+                   help="count malformed VCF lines and REF/FASTA disagreements instead of stopping")
+    p.add_argument("--max-indel", type=int, default=50, help="longest indel scored, in bp (default 50)")
+    p.add_argument("--batch-size", type=positive_int, default=128, help="windows per forward pass")
+    p.add_argument("--device", default="auto", help="auto (cuda when available) | cpu | cuda")
+    genes = p.add_argument_group("genes (as given to convert.genome_to_npz)")
+    genes.add_argument("--feature-type", default="gene")
+    genes.add_argument("--id-attribute", default="ID")
+    genes.add_argument("--strip-prefix")
+    genes.add_argument("--biotype")
+    add_run_settings(p)
+    return p
+
+
+def summary_path(out: Path) -> Path:
+    return out.with_name(out.name.removesuffix(".tsv") + ".summary.json")
+
+
+def run(a) -> Summary:
+    check_out(a.out, a.overwrite, [a.vcf, a.fasta, a.gff])
+    device = distributed.pick_device(a.device, 0)
+    state = load(a.checkpoint)
+    geometry, edge = run_geometry(state, a.checkpoint)
+    model = model_from_checkpoint(state, device).eval()
+    if geometry.length != model.config.seq_len:
+        raise VariantError(f"{a.checkpoint}: the model takes {model.config.seq_len} bp, the recorded window "
+                           f"geometry makes {geometry.length} bp")
+    amp, rc_average = run_settings(state, a.amp, a.rc_average, device)
+    a.out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = temp_path(a.out)
+    try:
+        with open(tmp, "w") as fh:  # streamed: memory does not grow with the VCF
+            summary = score_vcf(a, model, device, amp, rc_average, geometry, edge, fh)
+        doc = {"generator": "maize_ddp.variants", "checkpoint": str(a.checkpoint), "vcf": str(a.vcf),
+               "fasta": str(a.fasta), "gff": str(a.gff), "geometry": geometry.__dict__, "edge": edge,
+               "rc_average": rc_average, **summary.__dict__}
+        atomic_write_text(summary_path(a.out), json.dumps(doc, indent=2) + "\n")
+        os.replace(tmp, a.out)  # the table last: once it is there, it is complete
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+    return summary
+
+
+def main(argv=None) -> int:
+    a = build_parser().parse_args(argv)
+    from maize_ddp.data import StoreError
+
+    try:
+        summary = run(a)
+    except KeyboardInterrupt:
+        print("error: interrupted", file=sys.stderr)
+        return 130
+    except (errors.Error, StoreError, OSError) as e:
+        print(f"error: {errors.describe(e)}", file=sys.stderr)
+        return 1
+    print(summary.line(a.out))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

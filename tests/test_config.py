@@ -36,6 +36,8 @@ def test_bad_values(tmp_path):
     for flag in ("--patience", "--bn-recalibration-batches", "--max-shift", "--grad-clip", "--seed"):
         with pytest.raises(ValueError, match=f"{flag} must not be negative"):
             config.resolve(["--data", "x", flag, "-1"])
+    with pytest.raises(ValueError, match="--log-every must be at least 1"):
+        config.resolve(["--data", "x", "--log-every", "0"])
     with pytest.raises(ValueError, match="--lr-min-ratio must be between 0 and 1"):
         config.resolve(["--data", "x", "--lr-min-ratio", "1.5"])
     bad = tmp_path / "bad.toml"

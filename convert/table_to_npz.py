@@ -212,7 +212,9 @@ def convert_table(
                 if repeat:
                     refuse(record, f"id {record.id!r} appears on an earlier row")
                 else:
-                    writers.setdefault(split, ShardWriter(tmp, split, shard_size, layout="codes")).add(codes, y, record.id)
+                    if split not in writers:  # a split column's own split names
+                        writers[split] = ShardWriter(tmp, split, shard_size, layout="codes")
+                    writers[split].add(codes, y, record.id)
             pending.clear()
 
         for record in records:

@@ -119,3 +119,28 @@ def test_training_batches_do_not_follow_a_sorted_table(tmp_path):
         means += [float(y.mean()) for _, y in loader]
     lag1 = np.corrcoef(means[:-1], means[1:])[0, 1]
     assert abs(lag1) < 0.2, lag1  # a plain block permutation of the same blocks gives +0.37
+
+
+def test_predict_fits_lengths_as_the_training_table_was_fitted(world, tmp_path):
+    rows = world["rows"][:300]
+    table = tmp_path / "ragged.tsv"
+    table.write_text("name\tsequence\tactivity\n" + "".join(
+        f"{r['name']}\t{r['sequence'][i % 7:]}\t{r['activity']}\n" for i, r in enumerate(rows)))
+    convert_table(table, tmp_path / "npz", seq_col="sequence", label_cols=["activity"], id_col="name",
+                  length=LENGTH, align="right")
+    npz_to_zarr.convert(tmp_path / "npz", tmp_path / "r.zarr")
+    res = run("maize_ddp.train", "--data", tmp_path / "r.zarr", "--out", tmp_path / "run", "--epochs", "1",
+              "--batch-size", "16", "--warmup-steps", "2", "--bn-recalibration-batches", "2", *SMALL_MODEL)
+    assert res.returncode == 0, res.stderr[-3000:]
+    # without --align, predict pads as the run's table_to_npz did (right-aligned): the same as
+    # predicting on sequences padded by hand
+    assert run("maize_ddp.predict", tmp_path / "run", "--data", table, "--seq-col", "sequence", "--id-col", "name",
+               "--out", tmp_path / "p.tsv").returncode == 0
+    padded = tmp_path / "padded.fa"
+    padded.write_text("".join(f">{r['name']}\n{r['sequence'][i % 7:].rjust(LENGTH, 'N')}\n"
+                              for i, r in enumerate(rows)))
+    assert run("maize_ddp.predict", tmp_path / "run", "--data", padded, "--out", tmp_path / "q.tsv").returncode == 0
+    assert read_table(tmp_path / "p.tsv") == read_table(tmp_path / "q.tsv")
+    left = run("maize_ddp.predict", tmp_path / "run", "--data", table, "--seq-col", "sequence", "--id-col", "name",
+               "--align", "left", "--out", tmp_path / "l.tsv")
+    assert left.returncode == 0 and read_table(tmp_path / "l.tsv") != read_table(tmp_path / "p.tsv")

@@ -20,7 +20,6 @@ See docs/interpret.md.
 from __future__ import annotations
 
 import argparse
-import io
 import json
 import re
 import sys

@@ -179,7 +179,7 @@ def score_vcf(a, model, device, amp, rc_average, geometry, edge, out_file) -> Su
     by_chrom: dict[str, list] = {}
     for g in scan.genes:
         by_chrom.setdefault(g.chrom, []).append(g)
-    windows: dict[str, ChromosomeWindows] = {}
+    windows: dict = {}  # chromosome -> ChromosomeWindows (None: no genes there)
     genome = Genome(a.fasta)
     scorer = Scorer(model, device, amp, rc_average, a.batch_size, out_file.write)
     out_file.write(header(model.config.num_targets))

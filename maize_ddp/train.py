@@ -30,6 +30,7 @@ import os
 import resource
 import sys
 import time
+import warnings
 from pathlib import Path
 
 import torch
@@ -40,7 +41,7 @@ from tqdm import tqdm
 from maize_ddp import checkpoint, config, distributed, errors, plots, runlock
 from maize_ddp.data import StoreError, make_loader, open_store, read_ids
 from maize_ddp.evaluate import autocast, evaluate_split, resolve_amp, test_report
-from maize_ddp.model import build_model, flat_length, recalibrate_batchnorm
+from maize_ddp.model import GeometryWarning, build_model, flat_length, recalibrate_batchnorm
 from maize_ddp.training_state import TrainingError, TrainingState, seed_rank
 
 
@@ -348,10 +349,25 @@ def train_and_report(cfg, d, train_loader, val_loader, bn_loader, resume: bool) 
     report(cfg, d, state, best, amp)
 
 
+def model_with_warning(cfg, d) -> torch.nn.Module:
+    """build_model, with its GeometryWarning (a sequence too short for the pools) printed once,
+    by rank 0, as one `warning:` line: every rank builds the model, the user needs it said once."""
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always", GeometryWarning)
+        model = build_model(cfg.model)
+    for w in caught:
+        if not issubclass(w.category, GeometryWarning):
+            warnings.showwarning(w.message, w.category, w.filename, w.lineno)
+        elif d.is_main:
+            sys.stderr.write(f"warning: {w.message}\n")
+            sys.stderr.flush()
+    return model
+
+
 def build(cfg, d, steps_per_epoch: int) -> tuple[TrainingState, str, object]:
     """Model, Adam(W), precision and the learning-rate schedule, seeded like every run."""
     torch.manual_seed(cfg.seed)
-    model = build_model(cfg.model).to(d.device)
+    model = model_with_warning(cfg, d).to(d.device)
     if cfg.sync_bn and d.device.type != "cuda":
         raise TrainingError("--sync-bn needs CUDA devices (PyTorch's SyncBatchNorm has no CPU kernel)")
     if cfg.sync_bn and d.enabled:

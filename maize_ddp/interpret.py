@@ -1,6 +1,6 @@
 """Why does the model predict what it does? Attribution maps of chosen sequences.
 
-    python -m maize_ddp.interpret RUN|CKPT --data STORE|NPZ_FOLDER [--split test]
+    python -m maize_ddp.interpret RUN|CKPT --data STORE|NPZ_FOLDER|TABLE|FASTA [--split test]
         (--ids ID [ID ...] | --top N) --method ism|saliency|both --out DIR
 
 ism: saturation in-silico mutagenesis, every non-N position x the 3 other bases, batched; the
@@ -35,6 +35,8 @@ from maize_ddp.codes import ALPHABET, codes_to_ascii
 from maize_ddp.evaluate import add_run_settings, count, forward, model_from_checkpoint, positive_int, run_settings
 from maize_ddp.interpret_input import InputError, RowSource, open_rows, rows_with_ids
 from maize_ddp.origin import landmarks
+from maize_ddp.predict import trained_align
+from maize_ddp.sequences import ALIGNMENTS
 
 GENERATOR = "maize_ddp.interpret"
 MANIFEST = "interpret.json"
@@ -160,7 +162,12 @@ def write_output(tmp: Path, ids, codes, pred, scores, methods, marks, a, run_inf
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="python -m maize_ddp.interpret", description=__doc__.split("\n\n")[0])
     p.add_argument("checkpoint", type=Path, help="a run folder (uses checkpoints/best.pt) or a .pt file")
-    p.add_argument("--data", required=True, type=Path, help="a .zarr/.wds store or a folder of .npz shards")
+    p.add_argument("--data", required=True, type=Path,
+                   help="a .zarr/.wds store, a folder of .npz shards, a sequence table (TSV/CSV) or a FASTA file")
+    p.add_argument("--seq-col", help="a table's sequence column")
+    p.add_argument("--id-col", help="a table's id column (default <file name>:<row>)")
+    p.add_argument("--align", choices=ALIGNMENTS, help="fit a table's sequences to the model's length as "
+                                                       "maize_ddp.predict does (default: as the run's data were)")
     p.add_argument("--split", default="test", help="split of a store (default: test; ignored for npz folders)")
     which = p.add_mutually_exclusive_group()
     which.add_argument("--ids", nargs="+", metavar="ID", help="explain these rows (by id)")
@@ -193,7 +200,8 @@ def run(a, d) -> dict | None:
         raise errors.ConfigError(f"--target {a.target}: the model has {mc.num_targets} target(s)")
     amp, rc_average = run_settings(state, a.amp, a.rc_average, d.device)
     methods = list(attribution.METHODS) if a.method == "both" else [a.method]
-    source = open_rows(a.data, a.split, mc.seq_len)
+    source = open_rows(a.data, a.split, mc.seq_len, seq_col=a.seq_col, id_col=a.id_col,
+                       align=a.align or trained_align(state))
     started = time.perf_counter()
     if a.ids:
         ids, codes = rows_with_ids(source, a.ids)

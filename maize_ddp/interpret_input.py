@@ -1,8 +1,8 @@
 """The rows an attribution command reads: ids and base codes in blocks, from a store split or an
 npz folder, plus what the data record about their origin (window landmarks).
 
-`open_rows` is the one place an input kind is recognised: a sequence table or FASTA (being added
-to predict as maize_ddp.sequences) plugs in here as another RowSource.
+`open_rows` is the one place an input kind is recognised: a store, an npz folder, or a sequence
+table or FASTA file read as maize_ddp.predict reads it.
 """
 from __future__ import annotations
 
@@ -29,13 +29,30 @@ class RowSource:
     blocks: Callable[[], Iterator[tuple[np.ndarray, np.ndarray]]]  # -> (ids str [b], codes uint8 [b, L])
 
 
-def open_rows(data, split: str, seq_len: int) -> RowSource:
+def open_rows(data, split: str, seq_len: int, **table) -> RowSource:
+    """A store's split, an npz folder, or a sequence table / FASTA file (`table`: seq_col,
+    id_col and align, as maize_ddp.predict takes them)."""
     data = Path(data)
     if (data / "zarr.json").exists() or (data / "manifest.json").exists():
         return _store_rows(data, split, seq_len)
     if data.is_dir():
         return _npz_rows(data, seq_len)
-    raise InputError(f"{data}: neither a store (.zarr/.wds) nor a folder of .npz shards")
+    if data.is_file():
+        return _sequence_rows(data, seq_len, **table)
+    raise InputError(f"{data}: no such store (.zarr/.wds), folder of .npz shards, table or FASTA file")
+
+
+def _sequence_rows(path: Path, seq_len: int, seq_col=None, id_col=None, align=None) -> RowSource:
+    from maize_ddp.predict import PredictError, sequence_batches
+
+    def blocks():
+        try:
+            for rows, codes in sequence_batches(path, seq_len, BLOCK_ROWS, seq_col=seq_col, id_col=id_col,
+                                                align=align):
+                yield np.array([r[0] for r in rows], dtype=str), codes.numpy()
+        except PredictError as e:
+            raise InputError(str(e)) from None
+    return RowSource(str(path), None, blocks)  # arbitrary sequences: no window landmarks
 
 
 def _store_rows(path: Path, split: str, seq_len: int) -> RowSource:

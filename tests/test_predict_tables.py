@@ -144,3 +144,15 @@ def test_predict_fits_lengths_as_the_training_table_was_fitted(world, tmp_path):
     left = run("maize_ddp.predict", tmp_path / "run", "--data", table, "--seq-col", "sequence", "--id-col", "name",
                "--align", "left", "--out", tmp_path / "l.tsv")
     assert left.returncode == 0 and read_table(tmp_path / "l.tsv") != read_table(tmp_path / "p.tsv")
+
+
+def test_interpret_reads_a_table_like_predict(world, tmp_path):
+    rows = world["rows"]
+    wanted = [rows[4]["name"], rows[1]["name"]]
+    res = run("maize_ddp.interpret", world["root"] / "run", "--data", world["table"], "--seq-col", "sequence",
+              "--id-col", "name", "--ids", *wanted, "--method", "saliency", "--no-figures", "--out", tmp_path / "i")
+    assert res.returncode == 0, res.stderr[-2000:]
+    with np.load(tmp_path / "i" / "attributions.npz") as z:
+        assert z["ids"].tolist() == wanted
+        assert ["".join("ACGTN"[c] for c in codes) for codes in z["codes"]] == [rows[4]["sequence"], rows[1]["sequence"]]
+        assert z["saliency"].shape == (2, 4, LENGTH) and np.abs(z["saliency"]).sum() > 0

@@ -40,13 +40,15 @@ OUTPUT_SIGNS = (
     ("zarr.json", lambda doc: str(doc.get("attributes", {}).get("format", "")).startswith("maize_ddp/")),
     ("manifest.json", lambda doc: str(doc.get("format", "")).startswith("maize_ddp/")),
     ("truth.json", lambda doc: doc.get("generator") == "convert.synth"),
-    ("summary.json", lambda doc: doc.get("generator") == "convert.genome_to_npz"
+    ("summary.json", lambda doc: doc.get("generator") in ("convert.genome_to_npz", "convert.table_to_npz")
      or "fasta" in doc.get("settings", {})),  # genome_to_npz before it wrote `generator`
+    ("interpret.json", lambda doc: doc.get("generator") == "maize_ddp.interpret"),
 )
 
 
 def is_our_output(path) -> bool:
-    """Whether path is a folder one of our commands wrote (a store, synth or genome_to_npz output)."""
+    """Whether path is a folder one of our commands wrote (a store; synth, genome_to_npz,
+    table_to_npz or interpret output)."""
     path = Path(path)
     for name, sign in OUTPUT_SIGNS:
         try:

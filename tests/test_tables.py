@@ -221,3 +221,12 @@ def test_command_line_and_missing_column(tmp_path, capsys):
     assert table_to_npz.main([str(table), "--seq-col", "sequence", "--label-col", "act0",
                               "--out", str(tmp_path / "o")]) == 1
     assert "exists" in capsys.readouterr().err
+    assert table_to_npz.main([str(table), "--seq-col", "sequence", "--label-col", "act0", "--seed", "3",
+                              "--out", str(tmp_path / "o"), "--overwrite"]) == 0
+    assert json.loads((tmp_path / "o" / "summary.json").read_text())["settings"]["seed"] == 3
+    other = tmp_path / "notes"
+    other.mkdir()
+    (other / "mine.txt").write_text("a user's file")
+    assert table_to_npz.main([str(table), "--seq-col", "sequence", "--label-col", "act0",
+                              "--out", str(other), "--overwrite"]) == 1
+    assert "is not a maize_ddp output" in capsys.readouterr().err and (other / "mine.txt").exists()

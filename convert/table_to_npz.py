@@ -166,6 +166,54 @@ def kind_of(problem: str) -> str:
     return next((kind for words, kind in PROBLEM_KINDS if words in problem), "other")
 
 
+class Refusals:
+    """A bad row: an error naming it, or with --drop-invalid a count by kind in the summary."""
+
+    def __init__(self, drop_invalid: bool, summary: TableSummary):
+        self.drop_invalid, self.summary = drop_invalid, summary
+
+    def __call__(self, record: Record, problem: str) -> None:
+        message = problem if problem.startswith(record.where) else f"{record.where}: {problem}"
+        if not self.drop_invalid:
+            raise TableError(message + " (or pass --drop-invalid to drop such rows)")
+        kind = kind_of(problem)
+        self.summary.dropped[kind] = self.summary.dropped.get(kind, 0) + 1
+        self.summary.dropped_examples.setdefault(kind, message)
+
+
+class SplitWriters:
+    """Checked rows to their split's shards, ID_BATCH at a time: a batch's ids are checked
+    against every earlier id (IdHashes) before any of its rows is written."""
+
+    def __init__(self, out: Path, shard_size: int, refuse: Refusals):
+        self.out, self.shard_size, self.refuse = out, shard_size, refuse
+        self.writers = {s: ShardWriter(out, s, shard_size, layout="codes") for s in SPLITS}
+        self.ids, self.pending = IdHashes(), []
+
+    def add(self, record: Record, split: str, codes: np.ndarray, y: np.ndarray) -> None:
+        self.pending.append((record, split, codes, y))
+        if len(self.pending) == ID_BATCH:
+            self.write_pending()
+
+    def write_pending(self) -> None:
+        repeats = self.ids.add([record.id for record, *_ in self.pending])
+        for (record, split, codes, y), repeat in zip(self.pending, repeats):
+            if repeat:
+                self.refuse(record, f"id {record.id!r} appears on an earlier row")
+                continue
+            if split not in self.writers:  # a split column's own split names
+                self.writers[split] = ShardWriter(self.out, split, self.shard_size, layout="codes")
+            self.writers[split].add(codes, y, record.id)
+        self.pending.clear()
+
+    def close(self, summary: TableSummary) -> None:
+        self.write_pending()
+        for writer in self.writers.values():
+            writer.flush()
+        summary.rows = {s: w.rows for s, w in self.writers.items()}
+        summary.shards = {s: w.shards for s, w in self.writers.items()}
+
+
 def convert_table(
     table, out, *,
     seq_col: str | None = None,
@@ -193,46 +241,19 @@ def convert_table(
         records = joined_records(table, labels, id_col, columns, summary)
     else:
         records = read_records(table, seq_col=seq_col, id_col=id_col, columns=columns)
-
-    def refuse(record: Record, problem: str) -> None:
-        message = problem if problem.startswith(record.where) else f"{record.where}: {problem}"
-        if not drop_invalid:
-            raise TableError(message + " (or pass --drop-invalid to drop such rows)")
-        reason = kind_of(problem)
-        summary.dropped[reason] = summary.dropped.get(reason, 0) + 1
-        summary.dropped_examples.setdefault(reason, message)
-
+    refuse = Refusals(drop_invalid, summary)
     with atomic_output_dir(out, overwrite, inputs) as tmp:
-        writers: dict[str, ShardWriter] = {s: ShardWriter(tmp, s, shard_size, layout="codes") for s in SPLITS}
-        ids, pending = IdHashes(), []
-
-        def write_pending() -> None:
-            repeats = ids.add([r.id for r, *_ in pending])
-            for (record, split, codes, y), repeat in zip(pending, repeats):
-                if repeat:
-                    refuse(record, f"id {record.id!r} appears on an earlier row")
-                else:
-                    if split not in writers:  # a split column's own split names
-                        writers[split] = ShardWriter(tmp, split, shard_size, layout="codes")
-                    writers[split].add(codes, y, record.id)
-            pending.clear()
-
+        rows = SplitWriters(tmp, shard_size, refuse)
         for record in records:
             summary.table_rows += 1
-            row = _checked_row(record, label_cols, splitter, summary, length, align)
-            if isinstance(row, str):
-                refuse(record, row)
-                continue
-            pending.append((record, *row))
-            if len(pending) == ID_BATCH:
-                write_pending()
+            checked = _checked_row(record, label_cols, splitter, summary, length, align)
+            if isinstance(checked, str):
+                refuse(record, checked)
+            else:
+                rows.add(record, *checked)
             if summary.table_rows % 100_000 == 0:
                 log(f"{summary.table_rows:,} rows read")
-        write_pending()
-        for writer in writers.values():
-            writer.flush()
-        summary.rows = {s: w.rows for s, w in writers.items()}
-        summary.shards = {s: w.shards for s, w in writers.items()}
+        rows.close(summary)
         if not summary.rows.get("train"):
             raise TableError(f"{table}: no row went to the train split ({summary.table_rows} rows read, "
                              f"{sum(summary.dropped.values())} dropped)")

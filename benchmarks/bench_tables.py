@@ -13,7 +13,6 @@ from __future__ import annotations
 import argparse
 import gzip
 import os
-import resource
 import shutil
 import subprocess
 import sys
@@ -76,7 +75,7 @@ def main(argv=None) -> int:
         shutil.rmtree(out, ignore_errors=True)
         seconds, rss = convert(table, out)
         results[scale] = (seconds, rss, table.stat().st_size, folder_bytes(out))
-    (s1, r1, t1, o1), (s8, r8, t8, o8) = results[1], results[8]
+    (s1, r1, *_), (s8, r8, *_) = results[1], results[8]
     print(f"{a.rows:,} and {8 * a.rows:,} rows x {a.seq_len} bp, gzip TSV; {os.cpu_count()} CPUs, "
           f"load average {os.getloadavg()[0]:.1f}\n")
     print("| table | rows/s | peak RSS (MB) | npz / gzip table |")

@@ -14,8 +14,12 @@ GFF coordinates are 1-based inclusive. On + the TSS is `start`, the TTS `end`; o
 first base "downstream of the TSS" and the TTS base the last base "upstream of the TTS", so both
 regions of a gene shorter than 500 + 500 bp simply overlap (as in DeepCRE).
 
+`--classes quartiles --class-column COL` makes one binary target `high` instead (1: the top
+quartile of COL, 0: the bottom quartile, the middle half left out), for `--task classification`.
+`--folds K` writes K complete datasets DIR/fold-I/{train,val,test} for cross-validation.
+
 Memory is bounded by one chromosome (the FASTA is streamed) plus one shard per split.
-See docs/genome.md.
+See docs/genome.md and docs/evaluation.md.
 """
 from __future__ import annotations
 
@@ -251,11 +255,17 @@ def chromosome_split(chrom: str, val_chroms: set[str], test_chroms: set[str]) ->
 
 
 def block_split(extents: list[tuple[int, int]], fractions: Sequence[float]) -> list[str | None]:
-    """Contiguous train|val|test blocks along one chromosome; None marks a gene dropped at a seam.
+    """Contiguous train|val|test blocks along one chromosome; None marks a gene dropped at a seam."""
+    return [None if b is None else SPLITS[b] for b in block_index(extents, fractions)]
+
+
+def block_index(extents: list[tuple[int, int]], fractions: Sequence[float]) -> list[int | None]:
+    """The contiguous block (0, 1, ...) of each gene along one chromosome, block sizes in
+    proportion to `fractions`; None marks a gene dropped at a seam.
 
     `extents` are the genes' window spans (start, end), sorted by gene position. A gene whose
     window overlaps a window of an earlier block is dropped, so no base of sequence is shared
-    between splits even where neighbouring genes' flanks overlap.
+    between blocks even where neighbouring genes' flanks overlap.
     """
     n = len(extents)
     bounds = np.round(np.cumsum(fractions) * n).astype(int)
@@ -271,7 +281,7 @@ def block_split(extents: list[tuple[int, int]], fractions: Sequence[float]) -> l
         if block > 0 and start < earlier_end:
             splits.append(None)
             continue
-        splits.append(SPLITS[block])
+        splits.append(block)
         block_end = max(block_end, end)
     return splits
 
@@ -306,6 +316,7 @@ class BuildSummary:
     skipped_off_edge: int = 0
     padded: int = 0
     dropped_at_block_seams: int = 0
+    classes: dict | None = None  # the high/low rule and its thresholds (--classes)
     seconds: float = 0.0
 
     def lines(self) -> list[str]:
@@ -325,6 +336,11 @@ class BuildSummary:
             f"  windows: {self.skipped_off_edge} skipped off a chromosome end, {self.padded} padded with N, "
             f"{self.dropped_at_block_seams} dropped at split seams (window overlapping another split)",
         ]
+        if self.classes:
+            c = self.classes
+            lines.append(f"  classes: high = {c['column']} >= {c['high_threshold']:.6g} (top quartile, {c['high']} genes), "
+                         f"low = {c['column']} <= {c['low_threshold']:.6g} (bottom quartile, {c['low']}); "
+                         f"{c['middle_dropped']} genes in between left out")
         if self.on_missing_chroms:
             lines.append(f"  {self.on_missing_chroms} genes on chromosomes absent from the FASTA: "
                          f"{_short(self.missing_chroms)}")
@@ -362,9 +378,12 @@ def build_dataset(
     targets: Mapping[str, Sequence[str]] | None = None,
     aggregate: str = "mean",
     transform: str = "log10p1",
+    classes: str | None = None,
+    class_column: str | None = None,
     val_chroms: Sequence[str] = (),
     test_chroms: Sequence[str] = (),
     split_fractions: Sequence[float] | None = None,
+    folds: int = 0,
     edge: str = "skip",
     allow_missing_chroms: bool = False,
     shard_size: int = 1000,
@@ -372,12 +391,15 @@ def build_dataset(
     compress: bool = False,
     overwrite: bool = False,
     log: Callable[[str], None] | None = None,
-) -> BuildSummary:
+) -> BuildSummary | list[BuildSummary]:
     """Write the npz dataset to `out` (atomically) and return what was written and skipped.
 
     Splits: genes on `val_chroms`/`test_chroms` go to val/test and the rest to train; without
     them, each chromosome is cut into contiguous train|val|test blocks by `split_fractions`
-    (default 0.8 0.1 0.1). `edge` is "skip" or "pad" for windows running off a chromosome.
+    (default 0.8 0.1 0.1). `folds` = K > 1 writes K datasets out/fold-I instead (see
+    fold_splitters) and returns their summaries. `classes="quartiles"` labels genes 1 (top
+    quartile of `class_column`) or 0 (bottom quartile) and leaves the middle half out.
+    `edge` is "skip" or "pad" for windows running off a chromosome.
     Raises ConversionError/GffError/FastaError (all ValueError) on bad input, ConvertError for an
     `out` it must not write (an input, or not one of our outputs); nothing is left at `out`.
     """
@@ -386,11 +408,14 @@ def build_dataset(
     geometry = geometry or WindowGeometry()
     val_set, test_set = set(val_chroms), set(test_chroms)
     fractions = _check_options(val_set, test_set, split_fractions, edge, shard_size, dtype)
+    _check_classes_and_folds(classes, class_column, targets, folds, val_set | test_set, split_fractions)
     out = Path(out)
     inputs = [fasta, gff, expression]
     refuse_existing(out, overwrite, inputs)  # before the long read: fail fast
 
     scan = read_genes(gff, feature_type, id_attribute, strip_prefix, biotype, biotype_attribute)
+    if classes:
+        targets, aggregate, transform = {"high": [class_column]}, "none", "none"
     labels = read_labels(expression, targets, id_column, aggregate, transform)
     joined = [g for g in scan.genes if g.gene_id in labels.by_gene]
     missing = [g.gene_id for g in scan.genes if g.gene_id not in labels.by_gene]
@@ -399,6 +424,10 @@ def build_dataset(
             f"{gff}: attribute {id_attribute!r} joins no gene to {expression} "
             f"(GFF ids like {_short([g.gene_id for g in scan.genes], 3)}; table ids like "
             f"{_short(list(labels.by_gene), 3)}; see --id-attribute, --strip-prefix, --id-column)")
+    table_rows, table_rows_unused = len(labels.by_gene), len(labels.by_gene) - len(joined)
+    class_rule = None
+    if classes:
+        labels, joined, class_rule = quartile_classes(labels, joined, class_column)
     by_chrom: dict[str, list[Gene]] = {}
     for gene in joined:
         by_chrom.setdefault(gene.chrom, []).append(gene)
@@ -410,46 +439,154 @@ def build_dataset(
             raise ConversionError(f"{flag}: no kept gene lies on {_short(unknown)} "
                                   f"(chromosomes with genes: {_short(sorted(by_chrom))})")
 
-    summary = BuildSummary(
-        out=str(out), seq_len=geometry.length, targets=labels.names, target_columns=labels.columns,
-        aggregate=aggregate, transform=transform,
-        split_mode=("by chromosome" if fractions is None else
-                    "in contiguous blocks per chromosome " + "/".join(f"{f:g}" for f in fractions)),
-        gff_features=scan.features, gff_genes=len(scan.genes), wrong_biotype=scan.wrong_biotype,
-        no_id=scan.no_id, no_strand=scan.no_strand, duplicate_id=scan.duplicate_id,
-        missing_from_table=len(missing), missing_examples=missing[:MAX_EXAMPLES],
-        table_rows=len(labels.by_gene), table_rows_unused=len(labels.by_gene) - len(joined),
-    )
+    def new_summary(where: Path, split_mode: str) -> BuildSummary:
+        return BuildSummary(
+            out=str(where), seq_len=geometry.length, targets=labels.names, target_columns=labels.columns,
+            aggregate=aggregate, transform=transform, split_mode=split_mode, classes=class_rule,
+            gff_features=scan.features, gff_genes=len(scan.genes), wrong_biotype=scan.wrong_biotype,
+            no_id=scan.no_id, no_strand=scan.no_strand, duplicate_id=scan.duplicate_id,
+            missing_from_table=len(missing), missing_examples=missing[:MAX_EXAMPLES],
+            table_rows=table_rows, table_rows_unused=table_rows_unused,
+        )
+
+    settings = dict(fasta=str(fasta), gff=str(gff), expression=str(expression),
+                    geometry=asdict(geometry), edge=edge, dtype=dtype, layout="N4L")
+    if class_rule:
+        settings["classes"] = class_rule  # converters copy settings into the store (`origin`)
+    write = dict(fasta=fasta, gff=gff, by_chrom=by_chrom, geometry=geometry, edge=edge, labels=labels,
+                 allow_missing=allow_missing_chroms, shard_size=shard_size, dtype=dtype, compress=compress,
+                 joined=len(joined), log=log)
     with atomic_output_dir(out, overwrite, inputs) as tmp:
-        writers = {s: ShardWriter(tmp, s, shard_size, dtype=dtype, compress=compress) for s in SPLITS}
-        with open(tmp / "genes.tsv", "w") as table:
-            table.write("\t".join(["split", "row", "gene_id", "chrom", "start", "end", "strand",
-                                   "n_padded", *labels.names]) + "\n")
-            fasta_names = []
-            for chrom, codes in iter_chromosomes(fasta, keep=lambda name: name in by_chrom):
-                fasta_names.append(chrom)
-                if codes is None:
-                    continue
-                _write_chromosome(chrom, codes, by_chrom[chrom], geometry, edge, fractions,
-                                  val_set, test_set, labels, writers, table, summary, fasta)
-                log(f"{chrom}: {len(by_chrom[chrom])} genes, {len(codes):,} bp")
-                del codes  # free this chromosome before the reader builds the next one
-        _check_chromosomes(fasta, gff, fasta_names, by_chrom, allow_missing_chroms, summary)
-        for writer in writers.values():
-            writer.flush()
-        summary.rows = {s: w.rows for s, w in writers.items()}
-        summary.shards = {s: w.shards for s, w in writers.items()}
-        if not any(summary.rows.values()):
-            raise ConversionError(
-                f"{fasta}: no gene left to write: {len(joined)} joined the table, "
-                f"{summary.skipped_off_edge} windows ran off a chromosome end (see --edge pad)")
-        summary.seconds = time.perf_counter() - began
-        settings = dict(fasta=str(fasta), gff=str(gff), expression=str(expression),
-                        geometry=asdict(geometry), edge=edge, dtype=dtype, layout="N4L")
-        # `generator` marks the folder as ours: --overwrite replaces nothing else.
-        (tmp / "summary.json").write_text(json.dumps({"generator": "convert.genome_to_npz", **asdict(summary),
-                                                      "settings": settings}, indent=2) + "\n")
+        if folds:
+            layout = fold_splitters(by_chrom, folds)
+            summaries = []
+            for i, (splitter, description) in enumerate(layout):
+                log(f"fold {i}: {description}")
+                summary = new_summary(out / f"fold-{i}", f"fold {i} of {folds}: {description}")
+                _write_dataset(tmp / f"fold-{i}", splitter, summary, began,
+                               {**settings, "fold": i, "folds": folds}, **write)
+                summaries.append(summary)
+            doc = {"generator": "convert.genome_to_npz", "folds": folds,
+                   "mode": "chromosomes" if len(by_chrom) >= folds else "position blocks",
+                   "fold_list": [{"fold": i, "folder": f"fold-{i}", "split": d, "rows": s.rows}
+                                 for i, ((_, d), s) in enumerate(zip(layout, summaries))], "settings": settings}
+            # folds.json describes the folds; summary.json marks the folder as ours (--overwrite)
+            (tmp / "folds.json").write_text(json.dumps(doc, indent=2) + "\n")
+            (tmp / "summary.json").write_text(json.dumps({k: doc[k] for k in ("generator", "folds", "mode",
+                                                                                "settings")}, indent=2) + "\n")
+            return summaries
+        if fractions is None:
+            def splitter(chrom, extents):
+                return [chromosome_split(chrom, val_set, test_set)] * len(extents)
+            mode = "by chromosome"
+        else:
+            def splitter(chrom, extents):
+                return block_split(extents, fractions)
+            mode = "in contiguous blocks per chromosome " + "/".join(f"{f:g}" for f in fractions)
+        summary = new_summary(out, mode)
+        _write_dataset(tmp, splitter, summary, began, settings, **write)
     return summary
+
+
+def quartile_classes(labels: Labels, genes: list[Gene], column: str) -> tuple[Labels, list[Gene], dict]:
+    """High/low labels as DeepCRE makes them: 1 for genes at or above the 75th percentile of
+    `column`, 0 at or below the 25th, the middle half dropped. The thresholds are computed once,
+    over every gene that joins the table (before windows are cut), so that all folds share them."""
+    values = np.array([float(labels.by_gene[g.gene_id][0]) for g in genes])
+    low, high = (float(q) for q in np.quantile(values, [0.25, 0.75]))
+    kept, by_gene = [], {}
+    for gene, value in zip(genes, values):
+        label = 1.0 if value >= high else 0.0 if value <= low else None
+        if label is not None:
+            kept.append(gene)
+            by_gene[gene.gene_id] = np.array([label], np.float32)
+    rule = {"rule": "quartiles", "column": column, "low_threshold": low, "high_threshold": high,
+            "high": int(sum(v[0] == 1 for v in by_gene.values())), "low": int(sum(v[0] == 0 for v in by_gene.values())),
+            "middle_dropped": len(genes) - len(kept),
+            "thresholds_over": f"the {len(genes)} genes joining the table, before windows are cut"}
+    if not rule["high"] or not rule["low"]:
+        raise ConversionError(f"{labels.path}: column {column!r} gives no high or no low genes "
+                              f"(quartiles {low:g} and {high:g} over {len(genes)} genes)")
+    return Labels(by_gene, ["high"], [[column]], labels.path), kept, rule
+
+
+def fold_splitters(by_chrom: dict[str, list[Gene]], k: int) -> list[tuple[Callable, str]]:
+    """K folds, each a splitter (chrom, window extents) -> split per gene, and a description.
+
+    With at least K chromosomes, fold I tests chromosome group I (chromosomes dealt to K groups
+    in turn, so one chromosome each when there are K) and validates on group I+1 (mod K). With
+    fewer, every chromosome's genes are cut into K contiguous position blocks: fold I tests block
+    I and validates on block I+1 (mod K), on every chromosome; the rest is train. Genes whose
+    window overlaps another block's are dropped (block_index), the same genes in every fold, so
+    no sequence is shared between a fold's splits and every kept gene is tested exactly once."""
+    if k < 2:
+        raise ConversionError(f"--folds must be at least 2, got {k}")
+    chroms = list(by_chrom)
+    if len(chroms) >= k:
+        groups = [chroms[i::k] for i in range(k)]
+
+        def by_chromosome(i):
+            test, val = set(groups[i]), set(groups[(i + 1) % k])
+            return (lambda chrom, extents: [chromosome_split(chrom, val, test)] * len(extents),
+                    f"test {_short(groups[i])}, val {_short(groups[(i + 1) % k])}")
+        return [by_chromosome(i) for i in range(k)]
+    if min(len(genes) for genes in by_chrom.values()) < k:
+        few = min(by_chrom, key=lambda c: len(by_chrom[c]))
+        raise ConversionError(f"--folds {k}: chromosome {few} has only {len(by_chrom[few])} genes, fewer than the folds")
+
+    def by_block(i):
+        roles = {i: "test", (i + 1) % k: "val"}
+        return (lambda chrom, extents: [None if b is None else roles.get(b, "train")
+                                        for b in block_index(extents, [1 / k] * k)],
+                f"test position block {i + 1}/{k}, val block {(i + 1) % k + 1}/{k} of every chromosome")
+    return [by_block(i) for i in range(k)]
+
+
+def _write_dataset(folder: Path, splitter, summary: BuildSummary, began: float, settings: dict, *, fasta, gff,
+                   by_chrom, geometry, edge, labels, allow_missing, shard_size, dtype, compress, joined, log) -> None:
+    """One pass over the FASTA writing one dataset (shards, genes.tsv, summary.json) to `folder`."""
+    folder.mkdir(parents=True, exist_ok=True)
+    writers = {s: ShardWriter(folder, s, shard_size, dtype=dtype, compress=compress) for s in SPLITS}
+    with open(folder / "genes.tsv", "w") as table:
+        table.write("\t".join(["split", "row", "gene_id", "chrom", "start", "end", "strand",
+                               "n_padded", *labels.names]) + "\n")
+        fasta_names = []
+        for chrom, codes in iter_chromosomes(fasta, keep=lambda name: name in by_chrom):
+            fasta_names.append(chrom)
+            if codes is None:
+                continue
+            _write_chromosome(chrom, codes, by_chrom[chrom], geometry, edge, splitter, labels, writers, table,
+                              summary, fasta)
+            log(f"{chrom}: {len(by_chrom[chrom])} genes, {len(codes):,} bp")
+            del codes  # free this chromosome before the reader builds the next one
+    _check_chromosomes(fasta, gff, fasta_names, by_chrom, allow_missing, summary)
+    for writer in writers.values():
+        writer.flush()
+    summary.rows = {s: w.rows for s, w in writers.items()}
+    summary.shards = {s: w.shards for s, w in writers.items()}
+    if not any(summary.rows.values()):
+        raise ConversionError(
+            f"{fasta}: no gene left to write: {joined} joined the table, "
+            f"{summary.skipped_off_edge} windows ran off a chromosome end (see --edge pad)")
+    summary.seconds = time.perf_counter() - began
+    # `generator` marks the folder as ours: --overwrite replaces nothing else.
+    (folder / "summary.json").write_text(json.dumps({"generator": "convert.genome_to_npz", **asdict(summary),
+                                                     "settings": settings}, indent=2) + "\n")
+
+
+def _check_classes_and_folds(classes, class_column, targets, folds, chroms, split_fractions) -> None:
+    if classes not in (None, "quartiles"):
+        raise ConversionError(f"--classes must be quartiles, got {classes!r}")
+    if classes and not class_column:
+        raise ConversionError("--classes needs --class-column, the table column to rank genes by (e.g. logMaxTPM)")
+    if class_column and not classes:
+        raise ConversionError("--class-column needs --classes quartiles")
+    if classes and targets:
+        raise ConversionError("--classes makes the single target `high`; drop --columns/--target")
+    if folds and (chroms or split_fractions is not None):
+        raise ConversionError("--folds chooses every split itself; drop --val-chroms/--test-chroms/--split-fractions")
+    if folds and folds < 2:
+        raise ConversionError(f"--folds must be at least 2, got {folds}")
 
 
 def _check_options(val_set, test_set, split_fractions, edge, shard_size, dtype) -> tuple[float, ...] | None:
@@ -472,8 +609,7 @@ def _check_options(val_set, test_set, split_fractions, edge, shard_size, dtype) 
     return fractions
 
 
-def _write_chromosome(chrom, codes, genes, geometry, edge, fractions, val_set, test_set, labels,
-                      writers, table, summary, fasta) -> None:
+def _write_chromosome(chrom, codes, genes, geometry, edge, splitter, labels, writers, table, summary, fasta) -> None:
     kept, padded = [], []
     for gene in genes:
         if gene.end > len(codes):
@@ -486,11 +622,7 @@ def _write_chromosome(chrom, codes, genes, geometry, edge, fractions, val_set, t
             continue
         kept.append(gene)
         padded.append(off)
-    if fractions is None:
-        splits = [chromosome_split(chrom, val_set, test_set)] * len(kept)
-    else:
-        extents = [_extent(geometry.regions(g)) for g in kept]
-        splits = block_split(extents, fractions)
+    splits = splitter(chrom, [_extent(geometry.regions(g)) for g in kept])
     for gene, off, split in zip(kept, padded, splits):
         if split is None:
             summary.dropped_at_block_seams += 1
@@ -580,11 +712,20 @@ def build_parser() -> argparse.ArgumentParser:
     tgt.add_argument("--transform", choices=tuple(TRANSFORMS), default="log10p1",
                      help="applied after aggregating (default log10p1 = log10(x + 1))")
 
+    tgt.add_argument("--classes", choices=("quartiles",),
+                     help="binary target `high` for --task classification: 1 = top quartile of --class-column, "
+                          "0 = bottom quartile, the middle half left out (DeepCRE's rule)")
+    tgt.add_argument("--class-column", metavar="COL", help="the table column ranking genes for --classes, e.g. logMaxTPM")
+
     spl = p.add_argument_group("split")
     spl.add_argument("--val-chroms", nargs="+", default=[], metavar="CHROM", help="chromosomes for val")
     spl.add_argument("--test-chroms", nargs="+", default=[], metavar="CHROM", help="chromosomes for test")
     spl.add_argument("--split-fractions", nargs=3, type=float, metavar=("TRAIN", "VAL", "TEST"),
                      help="contiguous blocks per chromosome (default 0.8 0.1 0.1 when no --*-chroms)")
+    spl.add_argument("--folds", type=int, default=0, metavar="K",
+                     help="write K cross-validation datasets OUT/fold-I/{train,val,test}: one chromosome group per "
+                          "fold when there are at least K chromosomes, else K position blocks per chromosome "
+                          "(see docs/evaluation.md)")
     return p
 
 
@@ -603,12 +744,16 @@ def main(argv: Sequence[str] | None = None) -> int:
             feature_type=args.feature_type, biotype=args.biotype, biotype_attribute=args.biotype_attribute,
             id_attribute=args.id_attribute, strip_prefix=args.strip_prefix, id_column=args.id_column,
             targets=targets, aggregate=args.aggregate, transform=args.transform,
+            classes=args.classes, class_column=args.class_column, folds=args.folds,
             val_chroms=args.val_chroms, test_chroms=args.test_chroms, split_fractions=args.split_fractions,
             edge=args.edge, allow_missing_chroms=args.allow_missing_chroms, shard_size=args.shard_size,
             dtype=args.dtype, compress=args.compress, overwrite=args.overwrite,
             log=None if args.quiet else (lambda message: print(message, file=sys.stderr, flush=True)),
         )
-    return run_command(work, lambda summary: print("\n".join(summary.lines())))
+    def show(result) -> None:
+        for summary in result if isinstance(result, list) else [result]:
+            print("\n".join(summary.lines()))
+    return run_command(work, show)
 
 
 if __name__ == "__main__":

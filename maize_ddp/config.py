@@ -32,6 +32,8 @@ def option(default, help: str):
 class TrainConfig:
     data: str = option("", "a .zarr or .wds store written by convert/")
     out: str = option("runs/run", "run folder: config, metrics, checkpoints, test report")
+    task: str = option("regression", "regression (MSE; Pearson/R²) | classification (labels 0/1, BCE with "
+                                      "logits; accuracy/auROC, best checkpoint by val auROC)")
     epochs: int = option(10, "passes over the training split")
     batch_size: int = option(32, "per rank; the global batch is batch_size x world size")
     lr: float = option(6e-3, "peak learning rate of Adam(W) (for the global batch)")
@@ -57,7 +59,8 @@ class TrainConfig:
                                       "tensorboard package)")
     compile: bool = option(False, "torch.compile the training forward and backward (CUDA graphs on a single "
                                   "GPU); evaluation stays eager")
-    patience: int = option(0, "early stopping after this many epochs without a better val r; 0 = off")
+    patience: int = option(0, "early stopping after this many epochs without a better val r (auROC for "
+                              "classification); 0 = off")
     resume: bool = option(False, "continue from OUT/checkpoints/last.pt when it exists")
     check: bool = option(False, "resolve the config, open the store and take the resume decision as a run "
                                 "would, print one line (check: ok resume=yes|no out=PATH) and exit")
@@ -66,6 +69,8 @@ class TrainConfig:
     def validate(self) -> None:
         if not self.data:
             raise ConfigError("--data is required: a .zarr or .wds store (see python -m convert.npz_to_zarr)")
+        if self.task not in ("regression", "classification"):
+            raise ConfigError(f"--task must be regression or classification, not {self.task!r}")
         if self.amp not in ("auto", "off", "bf16", "fp16"):
             raise ConfigError(f"--amp must be auto, off, bf16 or fp16, not {self.amp!r}")
         for name in ("epochs", "batch_size", "log_every"):

@@ -9,6 +9,10 @@ Each rank runs the unwrapped model over its share of the split (shares may diffe
 there is no collective inside the loop), folds the predictions into exact float64 moments and, for
 the report, keeps (row, true, predicted). After the loop the moments are merged across ranks;
 rank 0 gathers the rows for Spearman, the predictions file and the scatter plot.
+
+A classification run (--task classification) outputs logits; here they become probabilities
+(sigmoid), and accuracy and auROC are computed once on the (label, probability) arrays gathered
+from every rank: auROC depends on ranks, which no per-rank summary can merge exactly.
 """
 from __future__ import annotations
 
@@ -25,7 +29,35 @@ from maize_ddp import distributed, errors, plots
 from maize_ddp.checkpoint import atomic_write_text, load
 from maize_ddp.codes import reverse_complement
 from maize_ddp.data.store import read_ids
-from maize_ddp.metrics import RegressionMoments, merge_all
+from maize_ddp.metrics import RegressionMoments, bce_with_logits, binary_summary, merge_all, not_binary
+
+TASKS = ("regression", "classification")
+
+
+class LabelError(errors.Error, ValueError):
+    """Labels a classification run cannot use (not 0/1)."""
+
+
+def task_of(state: dict) -> str:
+    """A checkpoint's task; runs from before classification existed are regression."""
+    return state.get("config", {}).get("task", "regression")
+
+
+def output_name(task: str) -> str:
+    """The predictions column: a regression's value, a classification's probability of class 1."""
+    return "probability" if task == "classification" else "predicted"
+
+
+def probabilities(logits: np.ndarray) -> np.ndarray:
+    """float32 sigmoid, as torch computes it: the probabilities written are those scored."""
+    return torch.sigmoid(torch.from_numpy(np.ascontiguousarray(logits, dtype=np.float32))).numpy()
+
+
+def check_binary(y: np.ndarray, where, split: str) -> None:
+    row = not_binary(y)
+    if row is not None:
+        raise LabelError(f"{where}: {split} row {row} has label {y[row].tolist()}; a classification run needs "
+                         "labels 0 or 1 (convert.genome_to_npz --classes quartiles makes them)")
 
 
 def resolve_amp(amp: str, device: torch.device) -> str:
@@ -85,15 +117,27 @@ def predict_batches(model, loader, device, amp="off", rc_average=False, keep=Fal
     return moments, (np.zeros(0, np.int64), np.zeros((0, t), np.float32), np.zeros((0, t), np.float32))
 
 
-def evaluate_split(d, model, loader, amp="off") -> dict:
+def evaluate_split(d, model, loader, amp="off", task="regression") -> dict:
     """Exact metrics over the whole split; every rank gets the same numbers."""
+    if task == "classification":
+        return classify_split(d, model, loader, amp)
     local, _ = predict_batches(model, loader, d.device, amp)
     parts = distributed.all_gather_objects(d, local.to_array())
     return merge_all([RegressionMoments.from_array(p) for p in parts]).summary()
 
 
+def classify_split(d, model, loader, amp="off") -> dict:
+    """Accuracy, auROC and BCE of a split: every rank gathers every rank's (labels, logits), so
+    every rank computes the same exact figures (and takes the same early-stopping decision)."""
+    _, (_, y, logits) = predict_batches(model, loader, d.device, amp, keep=True)
+    parts = distributed.all_gather_objects(d, (y, logits))
+    y, logits = (np.concatenate(p) for p in zip(*parts))
+    check_binary(y, loader.info.path, loader.split)
+    return {**binary_summary(y, probabilities(logits)), "bce": bce_with_logits(y, logits)}
+
+
 def test_report(d, model, loader, out_dir: Path, amp="off", rc_average=False, split="test",
-                extra: dict | None = None) -> dict | None:
+                extra: dict | None = None, task="regression") -> dict | None:
     """Metrics, predictions in source order with each row's id, and the scatter plot; files
     written by rank 0."""
     local, (rows, y, pred) = predict_batches(model, loader, d.device, amp, rc_average, keep=True)
@@ -107,6 +151,8 @@ def test_report(d, model, loader, out_dir: Path, amp="off", rc_average=False, sp
     if not np.array_equal(rows, np.arange(loader.info.splits[split].n)):
         raise RuntimeError(f"evaluation did not cover every {split} row exactly once")
     ids = read_ids(loader.info, split)  # first: a damaged id file must fail before any file is written
+    if task == "classification":
+        return classification_report(out_dir, split, ids[rows], rows, y, pred, rc_average, loader.info.path, extra)
     summary = moments.summary()
     spearman = [float(stats.spearmanr(y[:, t], pred[:, t])[0]) for t in range(y.shape[1])]
     report = {"split": split, "n": summary["n"], "pearson": summary["pearson"], "spearman": float(np.mean(spearman)),
@@ -123,10 +169,38 @@ def test_report(d, model, loader, out_dir: Path, amp="off", rc_average=False, sp
     return report
 
 
-def predictions_table(ids, rows, y, pred) -> str:
-    """TSV: id, row in the split, then true and predicted value(s) per target."""
+def classification_report(out_dir, split, ids, rows, y, logits, rc_average, where, extra) -> dict:
+    """Accuracy and auROC on the probabilities exactly as the predictions table holds them, the
+    table, and the ROC curve; the metrics file, which says the report is complete, comes last."""
+    check_binary(y, where, split)
+    prob = probabilities(logits)
+    summary = binary_summary(y, prob)
+    report = {"split": split, "task": "classification", "n": summary["n"], "accuracy": summary["accuracy"],
+              "auroc": summary["auroc"], "positives": summary["positives"], "bce": bce_with_logits(y, logits),
+              "rc_average": rc_average, "per_target": summary["per_target"], **(extra or {})}
+    out_dir = Path(out_dir)
+    prefix = "test" if split == "test" else split
+    atomic_write_text(out_dir / f"{prefix}_predictions.tsv", predictions_table(ids, rows, y, prob, "probability"))
+    plots.roc(out_dir / ("roc.png" if split == "test" else f"roc_{split}.png"), y[:, 0], prob[:, 0],
+              summary["per_target"]["auroc"][0], split)
+    atomic_write_text(out_dir / f"{prefix}_metrics.json", json.dumps(report, indent=2) + "\n")
+    return report
+
+
+def describe_report(split: str, report: dict) -> str:
+    """The report's one summary line."""
+    if report.get("task") == "classification":
+        return (f"{split}: n {report['n']}  accuracy {report['accuracy']:.4f}  auroc {report['auroc']:.4f}  "
+                f"bce {report['bce']:.4f}")
+    return (f"{split}: n {report['n']}  pearson {report['pearson']:.4f}  spearman {report['spearman']:.4f}  "
+            f"r2 {report['r2']:.4f}  mse {report['mse']:.4f}")
+
+
+def predictions_table(ids, rows, y, pred, output: str = "predicted") -> str:
+    """TSV: id, row in the split, then true and predicted value(s) per target (`output` names the
+    predicted column: "probability" for a classification run)."""
     t = y.shape[1]
-    cols = ["true", "predicted"] if t == 1 else [f"true_{i}" for i in range(t)] + [f"predicted_{i}" for i in range(t)]
+    cols = ["true", output] if t == 1 else [f"true_{i}" for i in range(t)] + [f"{output}_{i}" for i in range(t)]
     lines = ["id\trow\t" + "\t".join(cols)]
     lines += ["\t".join([i, str(r)] + [f"{v:.9g}" for v in yt] + [f"{v:.9g}" for v in pt])
               for i, r, yt, pt in zip(ids.tolist(), rows.tolist(), y, pred)]
@@ -202,7 +276,7 @@ def main(argv=None) -> int:
                              train=False, num_workers=a.num_workers, pin_memory=d.device.type == "cuda")
         amp, rc_average = run_settings(state, a.amp, a.rc_average, d.device)
         report = test_report(d, model, loader, out, amp, rc_average, split=a.split,
-                             extra={"checkpoint": str(a.checkpoint), "data": str(a.data)})
+                             extra={"checkpoint": str(a.checkpoint), "data": str(a.data)}, task=task_of(state))
     except KeyboardInterrupt:
         print("error: interrupted", file=sys.stderr)
         return 130
@@ -213,8 +287,7 @@ def main(argv=None) -> int:
         if d is not None:
             distributed.shutdown(d)
     if report:
-        print(f"{a.split}: n {report['n']}  pearson {report['pearson']:.4f}  spearman {report['spearman']:.4f}  "
-              f"r2 {report['r2']:.4f}  mse {report['mse']:.4f}  -> {out}")
+        print(f"{describe_report(a.split, report)}  -> {out}")
     return 0
 
 

@@ -92,3 +92,53 @@ def merge_all(parts: list[RegressionMoments]) -> RegressionMoments:
     for part in parts[1:]:
         total = total.merge(part)
     return total
+
+
+# --- binary classification ---------------------------------------------------------------------
+# auROC depends on every score's rank, so it has no mergeable moments: the ranks' (label, score)
+# arrays are gathered and the metrics computed once, in float64, on the concatenation.
+
+
+def auroc(y, score) -> float:
+    """Area under the ROC curve, ties counted half: the Mann-Whitney U of the positives' scores
+    over the negatives', divided by n_pos * n_neg. NaN when a class is absent."""
+    from scipy.stats import rankdata
+
+    y = np.asarray(y, dtype=np.float64).ravel()
+    score = np.asarray(score, dtype=np.float64).ravel()
+    pos = y == 1
+    n_pos, n_neg = int(pos.sum()), int((~pos).sum())
+    if n_pos == 0 or n_neg == 0:
+        return float("nan")
+    ranks = rankdata(score)  # average ranks for ties
+    u = ranks[pos].sum() - n_pos * (n_pos + 1) / 2.0
+    return float(u / (n_pos * n_neg))
+
+
+def binary_summary(y, prob) -> dict:
+    """Accuracy (probability >= 0.5 is class 1) and auROC per target and their means, over
+    labels y in {0, 1} and probabilities, both [N, T]."""
+    y = np.asarray(y, dtype=np.float64)
+    prob = np.asarray(prob, dtype=np.float64)
+    y, prob = (y[:, None], prob[:, None]) if y.ndim == 1 else (y, prob)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        accuracy = ((prob >= 0.5) == (y == 1)).mean(0) if len(y) else np.full(y.shape[1], np.nan)
+    aucs = np.array([auroc(y[:, t], prob[:, t]) for t in range(y.shape[1])])
+    return {"n": int(len(y)), "accuracy": float(np.mean(accuracy)), "auroc": float(np.mean(aucs)),
+            "positives": int((y[:, 0] == 1).sum()) if len(y) else 0,
+            "per_target": {"accuracy": accuracy.tolist(), "auroc": aucs.tolist()}}
+
+
+def bce_with_logits(y, logits) -> float:
+    """Mean binary cross-entropy of logits, float64, in the overflow-safe form torch uses."""
+    y = np.asarray(y, dtype=np.float64)
+    z = np.asarray(logits, dtype=np.float64)
+    if z.size == 0:
+        return float("nan")
+    return float(np.mean(np.maximum(z, 0) - z * y + np.log1p(np.exp(-np.abs(z)))))
+
+
+def not_binary(y) -> int | None:
+    """The first row holding a label other than 0 or 1, or None."""
+    bad = np.flatnonzero(~np.isin(np.asarray(y).reshape(len(y), -1), (0.0, 1.0)).all(1))
+    return int(bad[0]) if len(bad) else None

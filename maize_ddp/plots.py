@@ -1,4 +1,5 @@
-"""The two figures of a run: true vs predicted on test, and the learning curves."""
+"""The figures of a run: true vs predicted on test (a ROC curve for classification), and the
+learning curves."""
 from __future__ import annotations
 
 import io
@@ -38,15 +39,40 @@ def scatter(path: Path, y_true: np.ndarray, y_pred: np.ndarray, pearson: float, 
     _save(fig, path)
 
 
+def roc_points(y_true: np.ndarray, score: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(false positive rate, true positive rate) at every distinct threshold, from (0, 0) to (1, 1)."""
+    order = np.argsort(-np.asarray(score, dtype=np.float64), kind="stable")
+    y, s = np.asarray(y_true)[order] == 1, np.asarray(score, dtype=np.float64)[order]
+    last = np.r_[np.flatnonzero(np.diff(s) != 0), len(s) - 1]  # the last row of each tied score
+    tp, fp = np.cumsum(y)[last], np.cumsum(~y)[last]
+    return (np.r_[0, fp] / max(fp[-1], 1), np.r_[0, tp] / max(tp[-1], 1)) if len(s) else (np.zeros(1), np.zeros(1))
+
+
+def roc(path: Path, y_true: np.ndarray, prob: np.ndarray, auroc: float, title: str = "test", curves=None):
+    """The ROC curve; `curves` adds more as (label, y, score) triples (cv_report: one per fold)."""
+    fig, ax = plt.subplots(figsize=(5.5, 5))
+    for label, y, s in curves or ():
+        ax.plot(*roc_points(y, s), lw=1, alpha=0.6, label=label)
+    ax.plot(*roc_points(y_true, prob), lw=2, color="k" if curves else "C0", label=f"auROC {auroc:.3f}")
+    ax.plot([0, 1], [0, 1], "k--", lw=1, alpha=0.5)
+    ax.set_xlabel("false positive rate")
+    ax.set_ylabel("true positive rate")
+    ax.set_title(f"{title}: auROC = {auroc:.3f}, n = {len(y_true)}")
+    ax.legend(loc="lower right", fontsize="small")
+    _save(fig, path)
+
+
 def curves(path: Path, history: list[dict]):
+    """Losses and the validation score (Pearson r, or auROC for a classification run)."""
     epochs = [h["epoch"] for h in history]
+    classification = bool(history) and "val_auroc" in history[0]
     fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(10, 4))
     ax1.plot(epochs, [h["train_loss"] for h in history], "o-", label="train")
     ax1.plot(epochs, [h["val_loss"] for h in history], "o-", label="validation")
     ax1.set_xlabel("epoch")
-    ax1.set_ylabel("MSE loss")
+    ax1.set_ylabel("BCE loss" if classification else "MSE loss")
     ax1.legend()
-    ax2.plot(epochs, [h["val_pearson"] for h in history], "o-", color="C2")
+    ax2.plot(epochs, [h["val_auroc" if classification else "val_pearson"] for h in history], "o-", color="C2")
     ax2.set_xlabel("epoch")
-    ax2.set_ylabel("validation Pearson r")
+    ax2.set_ylabel("validation auROC" if classification else "validation Pearson r")
     _save(fig, path)

@@ -7,7 +7,8 @@
 
 Npz shards are read one at a time (arr_0 one-hot as [N,4,L] or [N,L,4], or base codes [N,L]);
 tables and FASTA are streamed (maize_ddp.sequences) in batches, and predictions are written in
-input order as they come; labels are not needed. Every table starts with the row's id.
+input order as they come; labels are not needed. Every table starts with the row's id. A
+classification run's column is `probability` (of class 1, the sigmoid of the model's logit).
 --out is a new file: an existing one is replaced only with --overwrite, and only when it is a
 predictions table (never a checkpoint, a folder or any other file).
 """
@@ -28,8 +29,8 @@ from maize_ddp.id_hashes import IdHashes
 from maize_ddp.npz_shards import arr0_layout
 from maize_ddp.sequences import ALIGNMENTS, fit_length, length_problem, read_records, sequence_problem, to_codes
 from maize_ddp.store_format import StoreError, check_ids
-from maize_ddp.evaluate import (add_run_settings, forward, model_from_checkpoint, positive_int, predict_batches,
-                                predictions_table, run_settings)
+from maize_ddp.evaluate import (add_run_settings, forward, model_from_checkpoint, output_name, positive_int,
+                                predict_batches, predictions_table, probabilities, run_settings, task_of)
 
 HEADERS = ("id\t", "row\t", "file\trow\t")  # how a predictions table starts (now, and before row ids)
 
@@ -123,23 +124,28 @@ def sequence_batches(path: Path, seq_len: int, batch_size: int, *, seq_col=None,
 
 
 @torch.no_grad()
-def write_predictions(fh, model, batches, leading: tuple[str, ...], device, amp: str, rc_average: bool) -> int:
+def write_predictions(fh, model, batches, leading: tuple[str, ...], device, amp: str, rc_average: bool,
+                      task: str = "regression") -> int:
     """Predict batch by batch, writing `leading` columns (the first is the id) and the
     predictions as each batch comes: the input is never held whole. Returns the row count."""
     model.eval()
     t = model.config.num_targets
-    header = "\t".join(leading) + "\t" + ("predicted" if t == 1 else "\t".join(f"predicted_{i}" for i in range(t)))
+    name = output_name(task)
+    header = "\t".join(leading) + "\t" + (name if t == 1 else "\t".join(f"{name}_{i}" for i in range(t)))
     fh.write((header + "\n").encode())
     n = 0
     for rows, codes in batches:
         pred = forward(model, codes.to(device, non_blocking=True), amp, rc_average).cpu().numpy()
+        if task == "classification":
+            pred = probabilities(pred)
         fh.write("".join("\t".join(map(str, row)) + "\t" + "\t".join(f"{v:.9g}" for v in p) + "\n"
                          for row, p in zip(rows, pred)).encode())
         n += len(rows)
     return n
 
 
-def predict_store(model, data: str, split: str, device, batch_size: int, amp: str, rc_average: bool) -> str:
+def predict_store(model, data: str, split: str, device, batch_size: int, amp: str, rc_average: bool,
+                  task: str = "regression") -> str:
     from maize_ddp.data import make_loader, open_store, read_ids
 
     mc = model.config
@@ -150,7 +156,9 @@ def predict_store(model, data: str, split: str, device, batch_size: int, amp: st
     loader.close()
     order = np.argsort(rows)
     rows, y, pred = rows[order], y[order], pred[order]
-    return predictions_table(read_ids(info, split)[rows], rows, y, pred)
+    if task == "classification":
+        pred = probabilities(pred)
+    return predictions_table(read_ids(info, split)[rows], rows, y, pred, output_name(task))
 
 
 def trained_align(state: dict) -> str | None:
@@ -189,7 +197,7 @@ def main(argv=None) -> int:
         seq_len = model.config.seq_len
         is_store = (a.data / "zarr.json").exists() or (a.data / "manifest.json").exists()
         if is_store:
-            text = predict_store(model, str(a.data), a.split, device, a.batch_size, amp, rc_average)
+            text = predict_store(model, str(a.data), a.split, device, a.batch_size, amp, rc_average, task_of(state))
 
             def write(fh) -> int:
                 fh.write(text.encode())
@@ -205,7 +213,7 @@ def main(argv=None) -> int:
                 raise PredictError(f"{a.data}: no such store, folder or file")
 
             def write(fh) -> int:
-                return write_predictions(fh, model, batches, leading, device, amp, rc_average)
+                return write_predictions(fh, model, batches, leading, device, amp, rc_average, task_of(state))
         a.out.parent.mkdir(parents=True, exist_ok=True)
         written = []
         atomic_write(a.out, lambda fh: written.append(write(fh)))

@@ -7,7 +7,8 @@
 The story, top to bottom: set up the process group from torchrun's environment; build the model
 for the store's sequence length and target count; Adam(W) with warm-up + cosine; wrap in DDP; every
 epoch stream the rank's share of the shuffled training rows, validate on every row exactly once
-with exact all-reduced Pearson/R²/MSE, write metrics and checkpoints; finally reload the best
+with exact all-reduced Pearson/R²/MSE (--task classification: BCE with logits, accuracy and auROC
+on the gathered predictions), write metrics and checkpoints; finally reload the best
 checkpoint and write the test report (train_and_report reads in that order). What a checkpoint
 saves and restores is one TrainingState (training_state.py). Rank 0 alone prints and writes;
 every write is atomic.
@@ -40,14 +41,16 @@ from tqdm import tqdm
 
 from maize_ddp import checkpoint, config, distributed, errors, plots, runlock
 from maize_ddp.data import StoreError, make_loader, open_store, read_ids
-from maize_ddp.evaluate import autocast, evaluate_split, resolve_amp, test_report
+from maize_ddp.evaluate import autocast, describe_report, evaluate_split, resolve_amp, test_report
 from maize_ddp.model import GeometryWarning, build_model, flat_length, recalibrate_batchnorm
 from maize_ddp.training_state import TrainingError, TrainingState, seed_rank
 
 
 # What a run leaves in its folder: any of them means the folder holds a run.
 RUN_FILES = ("checkpoints/last.pt", "checkpoints/best.pt", "metrics.jsonl", "test_metrics.json",
-             "test_predictions.tsv", "scatter.png", "curves.png")
+             "test_predictions.tsv", "scatter.png", "roc.png", "curves.png")
+# The training loss of each task (the model outputs logits for classification).
+LOSSES = {"regression": F.mse_loss, "classification": F.binary_cross_entropy_with_logits}
 
 
 def lr_lambda(warmup_steps: int, total_steps: int, min_ratio: float):
@@ -59,14 +62,15 @@ def lr_lambda(warmup_steps: int, total_steps: int, min_ratio: float):
     return factor
 
 
-def train_step(model, codes, y, optimizer, scaler, amp: str, grad_clip: float) -> tuple[torch.Tensor, torch.Tensor]:
+def train_step(model, codes, y, optimizer, scaler, amp: str, grad_clip: float,
+               loss_fn=F.mse_loss) -> tuple[torch.Tensor, torch.Tensor]:
     """One optimizer step, queued on the device without reading anything back. Returns the
     (local) loss and the global gradient norm as device tensors; DDP has averaged the gradients,
     so the norm is the same on every rank. A non-finite step is not refused here (that would
     be a host read every step): StepMeter finds it at the next check, which comes before any
     checkpoint is written. With a GradScaler (fp16) an overflowed step is skipped as ever."""
     with autocast(codes.device, amp):
-        loss = F.mse_loss(model(codes).float(), y)
+        loss = loss_fn(model(codes).float(), y)
     optimizer.zero_grad(set_to_none=True)
     if scaler is not None:
         scaler.scale(loss).backward()
@@ -193,8 +197,22 @@ def open_data(cfg) -> None:
     for split in ("train", "val", "test"):
         store.check(split=split)
     read_ids(store, "test")  # the test report's ids: a damaged id file fails now, not after training
+    if cfg.task == "classification":
+        check_binary_stats(store)
     cfg.model.seq_len, cfg.model.num_targets = store.seq_len, store.num_targets
     flat_length(cfg.model)  # a model too deep for these sequences fails now, naming the block
+
+
+def check_binary_stats(store) -> None:
+    """Refuse classification on labels that are not 0/1, before any process starts, from the
+    split statistics the store records: values in [0, 1] have variance mean*(1 - mean) exactly
+    when every one is 0 or 1. (Validation and the test report check every row they read.)"""
+    for name, split in sorted(store.splits.items()):
+        for t, (mean, std) in enumerate(zip(split.label_mean, split.label_std)):
+            if not (0 <= mean <= 1 and math.isclose(std * std, mean * (1 - mean), rel_tol=1e-4, abs_tol=1e-6)):
+                raise TrainingError(f"{store.path}: --task classification needs labels 0 or 1, but {name} target "
+                                    f"{t} has mean {mean:.4g} and sd {std:.4g} (make high/low labels with "
+                                    "convert.genome_to_npz --classes quartiles)")
 
 
 def check(cfg) -> None:
@@ -325,13 +343,13 @@ def train_and_report(cfg, d, train_loader, val_loader, bn_loader, resume: bool) 
         val = validate(cfg, d, state.model, val_loader, bn_loader, amp)
         loss_sum, loss_count = distributed.all_reduce_sum(d, state.epoch_loss)
         row = {"epoch": state.epoch + 1, "step": state.step, "train_loss": loss_sum / max(loss_count, 1),
-               "val_loss": val["mse"], "val_pearson": val["pearson"], "val_r2": val["r2"],
-               "val_per_target": val["per_target"], "lr": state.optimizer.param_groups[0]["lr"],
+               **val_columns(cfg.task, val), "lr": state.optimizer.param_groups[0]["lr"],
                "samples_per_s": samples / seconds, "seconds": seconds, "peak_memory_mb": peak_memory_mb(d.device)}
-        improved = state.end_epoch(row, val["pearson"])
+        improved = state.end_epoch(row, row[VAL_SCORE[cfg.task]])
         steps_log.epoch(row)
         if d.is_main:
-            bar.set_postfix(loss=f"{row['train_loss']:.4f}", val_loss=f"{val['mse']:.4f}", val_r=f"{val['pearson']:.4f}")
+            bar.set_postfix(loss=f"{row['train_loss']:.4f}", val_loss=f"{row['val_loss']:.4f}",
+                            **{VAL_SCORE[cfg.task]: f"{row[VAL_SCORE[cfg.task]]:.4f}"})
             bar.close()
             # best.pt first, with the launch id: a launch killed before its first last.pt
             # recognises its own files when restarted (should_resume)
@@ -342,11 +360,25 @@ def train_and_report(cfg, d, train_loader, val_loader, bn_loader, resume: bool) 
             checkpoint.atomic_write_text(out / "metrics.jsonl", "".join(json.dumps(h) + "\n" for h in state.history))
         save_last()
         if state.stopped_early(cfg.patience) and d.is_main:
-            print(f"[maize_ddp] early stop: no better val Pearson for {state.stale_epochs} epochs", flush=True)
+            print(f"[maize_ddp] early stop: no better {VAL_SCORE[cfg.task]} for {state.stale_epochs} epochs",
+                  flush=True)
     steps_log.close()
     for each in (train_loader, val_loader, bn_loader):
         each.close()
     report(cfg, d, state, best, amp)
+
+
+# The validation figure that picks the best checkpoint and drives early stopping.
+VAL_SCORE = {"regression": "val_pearson", "classification": "val_auroc"}
+
+
+def val_columns(task: str, val: dict) -> dict:
+    """An epoch's validation figures, as metrics.jsonl keeps them."""
+    if task == "classification":
+        return {"val_loss": val["bce"], "val_accuracy": val["accuracy"], "val_auroc": val["auroc"],
+                "val_per_target": val["per_target"]}
+    return {"val_loss": val["mse"], "val_pearson": val["pearson"], "val_r2": val["r2"],
+            "val_per_target": val["per_target"]}
 
 
 def model_with_warning(cfg, d) -> torch.nn.Module:
@@ -425,7 +457,7 @@ def train_epoch(cfg, d, state: TrainingState, model, loader, amp: str, lr_factor
             group["lr"] = cfg.lr * lr_factor(state.step)
         if getattr(model, "cuda_graphs", False):
             torch.compiler.cudagraph_mark_step_begin()  # the previous step's graph outputs are spent
-        loss, norm = train_step(model, codes, y, state.optimizer, state.scaler, amp, cfg.grad_clip)
+        loss, norm = train_step(model, codes, y, state.optimizer, state.scaler, amp, cfg.grad_clip, LOSSES[cfg.task])
         state.took_step(loss, norm)
         samples += len(codes) * d.world_size
         steps_log.took(len(codes) * d.world_size)
@@ -494,8 +526,9 @@ class StepLog:
 
     def epoch(self, row: dict) -> None:
         if self.tb is not None:
-            for key in ("val_loss", "val_pearson", "val_r2"):
-                self.tb.add_scalar(f"val/{key[4:]}", row[key], row["step"])
+            for key in ("val_loss", "val_pearson", "val_r2", "val_accuracy", "val_auroc"):
+                if key in row:
+                    self.tb.add_scalar(f"val/{key[4:]}", row[key], row["step"])
             self.tb.flush()
 
     def close(self) -> None:
@@ -528,7 +561,7 @@ def validate(cfg, d, model, val_loader, bn_loader, amp: str) -> dict:
         distributed.average_buffers(d, model)
     else:
         distributed.broadcast_buffers(d, model)
-    return evaluate_split(d, model, val_loader, amp)
+    return evaluate_split(d, model, val_loader, amp, cfg.task)
 
 
 def report(cfg, d, state: TrainingState, best: Path, amp: str) -> None:
@@ -541,12 +574,10 @@ def report(cfg, d, state: TrainingState, best: Path, amp: str) -> None:
                        pin_memory=d.device.type == "cuda")
     with loader(cfg.data, "test", batch_size=cfg.batch_size * 4, train=False, **loader_args) as test_loader:
         result = test_report(d, state.model, test_loader, out, amp, cfg.rc_average,
-                             extra={"best_epoch": best_state["epoch"], "data": str(cfg.data)})
+                             extra={"best_epoch": best_state["epoch"], "data": str(cfg.data)}, task=cfg.task)
     if d.is_main:
         plots.curves(out / "curves.png", state.history)
-        print(f"[maize_ddp] test: n {result['n']}  pearson {result['pearson']:.4f}  "
-              f"spearman {result['spearman']:.4f}  r2 {result['r2']:.4f}  mse {result['mse']:.4f}  -> {out}",
-              flush=True)
+        print(f"[maize_ddp] {describe_report('test', result)}  -> {out}", flush=True)
 
 
 if __name__ == "__main__":

@@ -120,8 +120,8 @@ class TrainingState:
     epoch: int = 0  # epochs finished
     batch: int = 0  # batches done in the epoch under way
     history: list = field(default_factory=list)  # one metrics row per finished epoch
-    best_pearson: float = -math.inf
-    stale_epochs: int = 0  # epochs since validation Pearson last improved
+    best_score: float = -math.inf  # the best validation score: Pearson r, or auROC for classification
+    stale_epochs: int = 0  # epochs since the validation score last improved
     meter: StepMeter | None = None  # this rank's loss sums, on the device
 
     def __post_init__(self):
@@ -143,14 +143,14 @@ class TrainingState:
         """This rank's loss sum and batches in the epoch under way (a host read)."""
         return [self.meter.epoch_loss(), self.batch]
 
-    def end_epoch(self, row: dict, val_pearson: float) -> bool:
-        """Record a finished epoch's metrics; return whether validation improved."""
+    def end_epoch(self, row: dict, val_score: float) -> bool:
+        """Record a finished epoch's metrics; return whether the validation score improved."""
         self.history.append(row)
         self.epoch, self.batch = self.epoch + 1, 0
         self.meter.new_epoch()
-        improved = not math.isnan(val_pearson) and val_pearson > self.best_pearson
-        self.best_pearson, self.stale_epochs = ((val_pearson, 0) if improved else
-                                                (self.best_pearson, self.stale_epochs + 1))
+        improved = not math.isnan(val_score) and val_score > self.best_score
+        self.best_score, self.stale_epochs = ((val_score, 0) if improved else
+                                              (self.best_score, self.stale_epochs + 1))
         return improved
 
     def stopped_early(self, patience: int) -> bool:
@@ -165,7 +165,7 @@ class TrainingState:
         return {"model": self.model.state_dict(), "optimizer": self.optimizer.state_dict(),
                 "scaler": self.scaler.state_dict() if self.scaler else None,
                 "epoch": self.epoch, "batch": self.batch, "history": self.history,
-                "best_pearson": self.best_pearson, "stale_epochs": self.stale_epochs, "ranks": ranks, **extra}
+                "best_score": self.best_score, "stale_epochs": self.stale_epochs, "ranks": ranks, **extra}
 
     def restore(self, saved: dict, d: distributed.Dist, where) -> None:
         """Continue from a checkpoint. A mid-epoch one holds each rank's data position, so it
@@ -182,7 +182,9 @@ class TrainingState:
         if self.scaler is not None and saved.get("scaler"):
             self.scaler.load_state_dict(saved["scaler"])
         self.epoch, self.batch, self.history = saved["epoch"], saved["batch"], saved["history"]
-        self.best_pearson, self.stale_epochs = saved["best_pearson"], saved["stale_epochs"]
+        # "best_pearson": the key before classification runs, whose best score is an auROC
+        self.best_score = saved["best_score"] if "best_score" in saved else saved["best_pearson"]
+        self.stale_epochs = saved["stale_epochs"]
         if len(saved["ranks"]) == d.world_size:
             mine = saved["ranks"][d.rank]
             set_rng_state(mine["rng"])

@@ -519,8 +519,8 @@ def fold_splitters(by_chrom: dict[str, list[Gene]], k: int) -> list[tuple[Callab
     I and validates on block I+1 (mod K), on every chromosome; the rest is train. Genes whose
     window overlaps another block's are dropped (block_index), the same genes in every fold, so
     no sequence is shared between a fold's splits and every kept gene is tested exactly once."""
-    if k < 2:
-        raise ConversionError(f"--folds must be at least 2, got {k}")
+    if k < 3:
+        raise ConversionError(f"--folds must be at least 3 (each fold needs a test, a val and a train part), got {k}")
     chroms = list(by_chrom)
     if len(chroms) >= k:
         groups = [chroms[i::k] for i in range(k)]
@@ -585,8 +585,8 @@ def _check_classes_and_folds(classes, class_column, targets, folds, chroms, spli
         raise ConversionError("--classes makes the single target `high`; drop --columns/--target")
     if folds and (chroms or split_fractions is not None):
         raise ConversionError("--folds chooses every split itself; drop --val-chroms/--test-chroms/--split-fractions")
-    if folds and folds < 2:
-        raise ConversionError(f"--folds must be at least 2, got {folds}")
+    if folds and folds < 3:
+        raise ConversionError(f"--folds must be at least 3 (each fold needs a test, a val and a train part), got {folds}")
 
 
 def _check_options(val_set, test_set, split_fractions, edge, shard_size, dtype) -> tuple[float, ...] | None:

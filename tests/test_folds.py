@@ -73,7 +73,7 @@ def test_chromosome_folds(tmp_path):
 
 
 @pytest.mark.parametrize("flags, message", [
-    (["--folds", "1"], "--folds must be at least 2"),
+    (["--folds", "2"], "--folds must be at least 3"),
     (["--folds", "3", "--test-chroms", "c1"], "--folds chooses every split itself"),
     (["--folds", "50"], "fewer than the folds"),
 ])

@@ -29,6 +29,7 @@ from slurm_cluster import SlurmCluster, make_tiny_store, unavailable_reason  # n
 ROOT = Path(__file__).resolve().parents[1]
 TRAIN = ROOT / "launch" / "slurm" / "train.sbatch"
 CONVERT = ROOT / "launch" / "slurm" / "convert.sbatch"
+CV = ROOT / "launch" / "slurm" / "cv.sbatch"
 PY = os.environ.get("MAIZE_DDP_PYTHON", sys.executable)
 JOB_TIMEOUT = float(os.environ.get("MAIZE_SLURM_JOB_TIMEOUT", "300"))  # seconds per training job
 REPORT = ("test_metrics.json", "test_predictions.tsv", "scatter.png", "curves.png", "metrics.jsonl", "config.json")
@@ -185,6 +186,34 @@ def test_convert_job(slurm, store, work, fmt):
     s = open_store(dst)
     assert (s.seq_len, s.num_targets) == (200, 1)
     assert {k: s.splits[k].n for k in ("train", "val", "test")} == {"train": 256, "val": 64, "test": 64}
+
+
+# ---- cross-validation: one array task per fold -------------------------------------------------
+@pytest.mark.slurm
+def test_cv_array_job_trains_each_fold_and_reports(slurm, work):
+    """sbatch --array=0-2 cv.sbatch: each task converts and trains its fold through launch/local.sh
+    (torchrun, one process); the report is written once every fold is finished."""
+    from test_cv import TINY as CV_TINY, make_folds
+
+    folds, runs = make_folds(work, folds=3, genes=60), work / "runs"
+    job = slurm.sbatch("--job-name=t-cv", "--array=0-2", "--nodes=1", "--cpus-per-task=1", "--time=15",
+                       "--gpus-per-node=0", f"--output={work}/logs/%x-%A_%a.out", f"--chdir={work}", str(CV),
+                       str(folds), str(runs), *CV_TINY, env=job_env(NPROC_PER_NODE=1), cwd=work)
+    logs = ""
+    for task in (0, 1, 2):
+        logs += finish(slurm, f"{job}_{task}")
+    for fold in ("fold-0", "fold-1", "fold-2"):
+        assert (runs / fold / "test_metrics.json").is_file(), logs
+        assert f"[cv] {fold}: training" in logs, logs
+    assert ranks_in(logs) == [(0, 1)] * 3, logs
+    assert (runs / "cv_metrics.tsv").is_file(), logs
+
+
+def test_cv_script_outside_slurm_says_how_to_submit(tmp_path):
+    res = subprocess.run(["bash", str(CV), str(tmp_path), str(tmp_path / "runs")], cwd=tmp_path,
+                         env=_bare_env(tmp_path), capture_output=True, text=True, timeout=60)
+    assert res.returncode == 2, res
+    assert "error: not inside a SLURM array job: submit with 'sbatch --array=0-<K-1> launch/slurm/cv.sbatch" in res.stderr
 
 
 # ---- failing early and clearly -------------------------------------------------------------------

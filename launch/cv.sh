@@ -1,0 +1,85 @@
+#!/bin/bash
+# Cross-validation on this machine: train every fold of a genome_to_npz --folds folder, then
+# report per-fold and pooled test metrics (guide: docs/evaluation.md).
+#
+#   launch/cv.sh FOLDS_DIR RUNS_DIR [trainer flags ...]
+#   launch/cv.sh data/folds runs/cv --config presets/gene_level.toml --task classification
+#
+# For each FOLDS_DIR/fold-I (listed in FOLDS_DIR/folds.json): convert it to
+# RUNS_DIR/stores/fold-I.zarr unless that store is there and newer than the fold; skip the fold if
+# RUNS_DIR/fold-I/test_metrics.json exists (finished); resume it (--resume) if it has a
+# checkpoints/last.pt; else train it afresh with $LAUNCHER (default launch/local.sh: torchrun on
+# the GPUs, or 2 CPU processes). Run it again after any interruption: it goes on fold by fold.
+# When every fold is finished: python -m maize_ddp.cv_report RUNS_DIR/fold-* --out RUNS_DIR.
+#
+# Environment knobs:
+#   FOLD=I                 this fold only (what launch/slurm/cv.sbatch's array tasks set)
+#   LAUNCHER=script        the per-fold trainer launcher, given --data STORE --out RUN [flags]
+#   MAIZE_DDP_PYTHON=...   interpreter for the converter and the report (default: .venv, else python3);
+#   NPROC_PER_NODE, VENV, MAX_RESTARTS ... are launch/local.sh's.
+set -euo pipefail
+
+die() { echo "error: $*" >&2; exit 2; }
+log() { echo "[cv] $*"; }
+
+root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+if [ -n "${MAIZE_DDP_PYTHON:-}" ]; then PY=$MAIZE_DDP_PYTHON
+elif [ -x "$root/.venv/bin/python" ]; then PY=$root/.venv/bin/python
+else PY=$(command -v python3 || command -v python || true); fi
+{ [ -n "$PY" ] && [ -x "$PY" ]; } || die "no python found; set MAIZE_DDP_PYTHON=/path/to/python"
+export MAIZE_DDP_PYTHON=$PY
+[ $# -ge 2 ] || die "usage: launch/cv.sh FOLDS_DIR RUNS_DIR [trainer flags]  (FOLDS_DIR: python -m convert.genome_to_npz --folds K --out FOLDS_DIR)"
+folds_dir=$1 runs_dir=$2
+shift 2
+LAUNCHER=${LAUNCHER:-$root/launch/local.sh}
+[ -f "$folds_dir/folds.json" ] || die "$folds_dir/folds.json: not found (make the folds with python -m convert.genome_to_npz --folds K --out $folds_dir)"
+mapfile -t folds < <("$PY" -c 'import json, sys; print(*(f["folder"] for f in json.load(open(sys.argv[1]))["fold_list"]), sep="\n")' \
+    "$folds_dir/folds.json") || die "$folds_dir/folds.json: not a genome_to_npz folds description"
+[ "${#folds[@]}" -gt 0 ] || die "$folds_dir/folds.json: lists no fold"
+
+if [ -n "${FOLD:-}" ]; then
+    case "$FOLD" in '' | *[!0-9]*) die "FOLD must be a fold number, got '$FOLD'" ;; esac
+    [ "$FOLD" -lt "${#folds[@]}" ] || die "FOLD=$FOLD: $folds_dir has ${#folds[@]} folds (0-$(( ${#folds[@]} - 1 )))"
+    todo=("${folds[$FOLD]}")
+else
+    todo=("${folds[@]}")
+fi
+
+run_fold() {
+    local name=$1 store="$runs_dir/stores/$1.zarr" run="$runs_dir/$1"
+    shift  # the rest: trainer flags
+    [ -d "$folds_dir/$name" ] || die "$folds_dir/$name: fold folder not found"
+    if [ -f "$run/test_metrics.json" ]; then
+        log "$name: finished ($run/test_metrics.json); skipped"
+        return
+    fi
+    # a store older than its fold was made from earlier folds: convert again (npz_to_zarr writes atomically)
+    if [ ! -f "$store/zarr.json" ] || [ "$folds_dir/$name/summary.json" -nt "$store/zarr.json" ]; then
+        log "$name: converting to $store"
+        mkdir -p "$runs_dir/stores"
+        "$PY" -m convert.npz_to_zarr "$folds_dir/$name" "$store" --overwrite --quiet
+    fi
+    local resume=()
+    if [ -f "$run/checkpoints/last.pt" ]; then
+        resume=(--resume)
+        log "$name: resuming $run"
+    else
+        log "$name: training $run"
+    fi
+    "$LAUNCHER" --data "$store" --out "$run" "$@" "${resume[@]}" ||
+        die "$name: training failed (exit $?); run the same command again to resume it"
+}
+
+for name in "${todo[@]}"; do
+    run_fold "$name" "$@"
+done
+
+runs=()
+for name in "${folds[@]}"; do
+    [ -f "$runs_dir/$name/test_metrics.json" ] && runs+=("$runs_dir/$name")
+done
+if [ "${#runs[@]}" -eq "${#folds[@]}" ]; then
+    "$PY" -m maize_ddp.cv_report "${runs[@]}" --out "$runs_dir"
+else
+    log "${#runs[@]} of ${#folds[@]} folds finished; the report waits for the rest"
+fi

@@ -32,6 +32,11 @@ export MAIZE_DDP_PYTHON=$PY
 folds_dir=$1 runs_dir=$2
 shift 2
 LAUNCHER=${LAUNCHER:-$root/launch/local.sh}
+for arg in "$@"; do  # each fold has its own store and run folder: a flag naming one would merge the folds
+    case "$arg" in --data | --data=* | --out | --out=* | --default-out | --default-out=*)
+        die "$arg: cv.sh chooses each fold's --data (RUNS_DIR/stores/fold-I.zarr) and --out (RUNS_DIR/fold-I); drop it" ;;
+    esac
+done
 [ -f "$folds_dir/folds.json" ] || die "$folds_dir/folds.json: not found (make the folds with python -m convert.genome_to_npz --folds K --out $folds_dir)"
 mapfile -t folds < <("$PY" -c 'import json, sys; print(*(f["folder"] for f in json.load(open(sys.argv[1]))["fold_list"]), sep="\n")' \
     "$folds_dir/folds.json") || die "$folds_dir/folds.json: not a genome_to_npz folds description"

@@ -81,6 +81,8 @@ def test_cv_refuses_a_folder_without_folds(tmp_path):
     assert res.returncode == 2 and res.stderr.strip() == (
         f"error: {tmp_path}/folds.json: not found (make the folds with python -m convert.genome_to_npz "
         f"--folds K --out {tmp_path})")
+    res = cv(tmp_path, tmp_path / "runs", "--out", "x")
+    assert res.returncode == 2 and res.stderr.startswith("error: --out: cv.sh chooses each fold's --data"), res.stderr
 
 
 # ---- cv_report against references ---------------------------------------------------------------

@@ -123,7 +123,8 @@ def tables(task: str, rows: list[dict]) -> tuple[str, str]:
     cols = ["fold", *COLUMNS[task]]
     tsv = "\n".join(["\t".join(cols)] + ["\t".join(fmt(r[c]) for c in cols) for r in rows]) + "\n"
     md = ["| " + " | ".join(cols) + " |", "|" + "---|" * len(cols)]
-    md += ["| " + " | ".join((f"**{fmt(r[c])}**" if r["fold"] == "pooled" and c != "fold" else fmt(r[c]))
+    md += ["| " + " | ".join((f"**{fmt(r[c])}**" if r["fold"] == "pooled" and c not in ("fold", "n", "positives")
+                              else fmt(r[c]))
                              for c in cols) + " |" for r in rows]
     return tsv, "\n".join(md) + "\n"
 

@@ -10,13 +10,15 @@ trip), arr_1 float32 labels [N, T] and ids, plus summary.json. Then convert.npz_
 npz_to_wds turns DIR into a store. See docs/tables.md.
 
 Splits: a split column (--split-col), else each row (or each --group-col value, so related
-rows never straddle splits) goes to train/val/test by a seeded hash of its id (or group) and
---split-fractions. A hash, not a shuffle: a row's split depends on neither the table's order
-nor the other rows, and the table is read once, streamed.
+rows never straddle splits) goes to train/val/test by a seeded hash of its id (its sequence
+when the table has no --id-col; or its group) and --split-fractions. A hash, not a shuffle: a
+row's split depends on neither the table's order, nor its name, nor the other rows, and the
+table is read once, streamed.
 """
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import hashlib
 import json
 import math
@@ -34,7 +36,6 @@ from maize_ddp.id_hashes import IdHashes
 from maize_ddp.npz_shards import ShardWriter
 from maize_ddp.sequences import (ALIGNMENTS, Record, fit_length, is_fasta, length_problem, read_records,
                                  sequence_problem, table_records, to_codes)
-from maize_ddp.store_format import MAX_ID_CHARS
 
 from .output import atomic_output_dir, refuse_existing, run_command
 
@@ -75,6 +76,8 @@ class TableSummary:
         if self.label_rows_unused:
             lines.append(f"  {self.label_rows_unused} label rows match no sequence")
         lines += [f"  warning: split {s!r} is empty" for s, n in self.rows.items() if n == 0 and s in SPLITS]
+        lines += [f"  warning: {n} rows went to split {s!r}, which the trainer does not read (it reads "
+                  "train, val and test)" for s, n in self.rows.items() if s not in SPLITS]
         return lines
 
 
@@ -86,6 +89,7 @@ class Splitter:
     group_col: str | None = None
     fractions: tuple[float, float, float] = (0.8, 0.1, 0.1)
     seed: int = 0
+    by_id: bool = True  # hash the row's id (from --id-col or FASTA), else its sequence
 
     def columns(self) -> list[str]:
         return [c for c in (self.split_col, self.group_col) if c]
@@ -93,7 +97,7 @@ class Splitter:
     def describe(self) -> str:
         if self.split_col:
             return f"from column {self.split_col!r}"
-        by = f"group column {self.group_col!r}" if self.group_col else "row id"
+        by = f"group column {self.group_col!r}" if self.group_col else "row id" if self.by_id else "sequence"
         return f"by a hash of the {by}, seed {self.seed}, fractions " + "/".join(f"{f:g}" for f in self.fractions)
 
     def __call__(self, record: Record) -> tuple[str | None, str | None]:
@@ -103,9 +107,14 @@ class Splitter:
             if not SPLIT_NAME.match(name):
                 return None, f"split {name!r} in column {self.split_col!r} is not a split name"
             return name, None
-        key = record.columns[self.group_col] if self.group_col else record.id
-        if self.group_col and not key:
-            return None, f"empty group in column {self.group_col!r}"
+        if self.group_col:
+            key = record.columns[self.group_col]
+            if not key:
+                return None, f"empty group in column {self.group_col!r}"
+        else:
+            # an id of the table's own, else the sequence: never `<file>:<row>`, which a renamed
+            # or re-sorted copy of the table would change, moving rows between splits
+            key = record.id if self.by_id else record.seq.upper()
         digest = hashlib.blake2b(f"{self.seed}\t{key}".encode(), digest_size=8).digest()
         u = int.from_bytes(digest, "little") / 2.0 ** 64
         train, val, _ = self.fractions
@@ -235,6 +244,7 @@ def convert_table(
     out = Path(out)
     inputs = [table] + ([labels] if labels else [])
     refuse_existing(out, overwrite, inputs)
+    splitter = dataclasses.replace(splitter, by_id=bool(id_col))
     summary = TableSummary(str(out), length or 0, list(label_cols), splitter.describe())
     columns = list(dict.fromkeys([*label_cols, *splitter.columns()]))
     if labels:
@@ -273,8 +283,6 @@ def _checked_row(record: Record, label_cols, splitter: Splitter, summary: TableS
     problem = sequence_problem(record)
     if problem:
         return problem
-    if len(record.id) > MAX_ID_CHARS:
-        return f"id {record.id[:40]!r}... is longer than {MAX_ID_CHARS} characters"
     y, problem = parse_labels(record, label_cols)
     if problem:
         return f"id {record.id!r}: {problem}"

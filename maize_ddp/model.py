@@ -137,10 +137,10 @@ class GeometryWarning(UserWarning):
 
 def wasted_dilated_blocks(cfg: ModelConfig, flat_len: int) -> list[int]:
     """Dilations of the residual blocks whose every off-centre tap falls in the padding: with
-    `flat_len` positions left after the pools, a block of dilation d reaches d * (ks - 1) / 2
-    positions away, and at flat_len or more it is a 1x1 convolution at the cost of a dilated one."""
-    reach = (cfg.convdks - 1) // 2
-    return [2 ** i for i in range(cfg.convdc) if 2 ** i * reach >= flat_len]
+    `flat_len` positions left after the pools, the nearest off-centre taps of a block of dilation
+    d are d positions away, and at d >= flat_len the block is a 1x1 convolution at the cost of a
+    dilated one."""
+    return [2 ** i for i in range(cfg.convdc) if 2 ** i >= flat_len]
 
 
 def geometry_warning(cfg: ModelConfig) -> str | None:

@@ -65,6 +65,7 @@ def npz_batches(folder: Path, seq_len: int, batch_size: int):
     files = sorted(f for f in folder.rglob("*.npz") if not f.name.startswith("._"))  # not macOS metadata
     if not files:
         raise PredictError(f"{folder}: no .npz files found")
+    seen = IdHashes()
     for f in files:
         try:
             with np.load(f) as z:
@@ -89,16 +90,38 @@ def npz_batches(folder: Path, seq_len: int, batch_size: int):
             ids = np.array([f"{name}:{row}" for row in range(len(codes))])
         if ids.shape != (len(codes),):
             raise PredictError(f"{f}: ids has shape {list(ids.shape)} for {len(codes)} rows")
+        repeats = seen.add(ids.tolist())  # unique within a shard already: across shards too
+        if repeats.any():
+            raise PredictError(f"{f}: id {str(ids[np.argmax(repeats)])!r} is also the id of a row in an "
+                               "earlier shard; ids must be unique")
         for start in range(0, len(codes), batch_size):
             rows = [(i, str(name), start + k) for k, i in enumerate(ids[start:start + batch_size].tolist())]
             yield rows, torch.from_numpy(codes[start:start + batch_size])
 
 
+def check_sequence_file(path: Path) -> None:
+    """A file given as --data must be a sequence table or FASTA, not a piece of another input."""
+    if path.suffix == ".npz":
+        raise PredictError(f"{path}: an npz shard; pass the folder that holds the shards")
+    if path.name in ("zarr.json", "manifest.json"):
+        raise PredictError(f"{path}: a store's metadata; pass the store folder, {path.parent}")
+
+
 def sequence_batches(path: Path, seq_len: int, batch_size: int, *, seq_col=None, id_col=None, align=None):
     """Yield ([(id,)] * B, codes [B, L]) from a sequence table or FASTA, in file order. A bad
-    sequence, a repeated id or (without --align) a length other than the model's is an error
-    naming the row."""
-    seen, batch, ids = IdHashes(), [], []
+    sequence, a repeated id, (without --align) a length other than the model's, or no sequence
+    at all is an error naming the file and the row."""
+    check_sequence_file(path)
+    seen = IdHashes()
+
+    def checked(batch: list[np.ndarray], ids: list[str], wheres: list[str]):
+        repeats = seen.add(ids)  # a batch at a time: per id it would cost 20x more
+        if repeats.any():
+            k = int(np.argmax(repeats))
+            raise PredictError(f"{wheres[k]}: id {ids[k]!r} appears on an earlier row; ids must be unique")
+        return [(i,) for i in ids], torch.from_numpy(np.stack(batch))
+
+    batch, ids, wheres, rows = [], [], [], 0
     try:
         for record in read_records(path, seq_col=seq_col, id_col=id_col):
             problem = sequence_problem(record)
@@ -110,17 +133,19 @@ def sequence_batches(path: Path, seq_len: int, batch_size: int, *, seq_col=None,
             elif len(codes) != seq_len:
                 raise PredictError(length_problem(record, len(codes), seq_len, "the model was built for",
                                                   "pass --align left|right|centre to pad with N or trim"))
-            if seen.add([record.id])[0]:
-                raise PredictError(f"{record.where}: id {record.id!r} appears on an earlier row; ids must be unique")
             batch.append(codes)
-            ids.append((record.id,))
+            ids.append(record.id)
+            wheres.append(record.where)
+            rows += 1
             if len(batch) == batch_size:
-                yield ids, torch.from_numpy(np.stack(batch))
-                batch, ids = [], []
+                yield checked(batch, ids, wheres)
+                batch, ids, wheres = [], [], []
+        if batch:
+            yield checked(batch, ids, wheres)
     except errors.Error as e:
         raise PredictError(str(e)) from None
-    if batch:
-        yield ids, torch.from_numpy(np.stack(batch))
+    if rows == 0:
+        raise PredictError(f"{path}: no sequences (only a header, or an empty file)")
 
 
 @torch.no_grad()

@@ -21,6 +21,7 @@ import numpy as np
 
 from maize_ddp.codes import ascii_to_codes
 from maize_ddp.errors import Error
+from maize_ddp.store_format import MAX_ID_CHARS
 from maize_ddp.textio import gzip_errors_as, open_maybe_gzip
 
 ALIGNMENTS = ("left", "right", "centre")
@@ -77,7 +78,10 @@ def table_records(path, *, seq_col: str | None, id_col: str | None = None,
     whose field count differs from the header's comes with columns["__problem__"] saying so."""
     name = Path(path).name
     with gzip_errors_as(SequenceError, path), open_maybe_gzip(path) as handle:
-        reader = csv.reader(handle, delimiter=delimiter_of(path))
+        # A TSV has no quoting: a field that starts with '"' (a note like "5 inch) is text, not
+        # the start of a quoted field that would swallow the rows after it.
+        comma = delimiter_of(path) == ","
+        reader = csv.reader(handle, delimiter=delimiter_of(path), quoting=csv.QUOTE_MINIMAL if comma else csv.QUOTE_NONE)
         header = next(reader, None)
         if not header:
             raise SequenceError(f"{path}: empty file (expected a header row naming the columns)")
@@ -130,14 +134,19 @@ def sequence_problem(record: Record) -> str | None:
         return record.columns["__problem__"]
     if not record.id:
         return "empty id"
+    if len(record.id) > MAX_ID_CHARS:
+        return f"id {record.id[:40]!r}... is longer than {MAX_ID_CHARS} characters"
+    if any(c in record.id for c in "\t\r\n"):
+        return f"id {record.id!r} holds a tab or line break (ids are the first column of tab-separated outputs)"
     if not record.seq:
         return f"id {record.id!r}: empty sequence"
-    raw = np.frombuffer(record.seq.encode("utf-8", "replace"), np.uint8)
-    valid = _VALID[raw]
+    if not record.seq.isascii():
+        at = next(i for i, c in enumerate(record.seq) if not c.isascii())
+        return f"id {record.id!r}: sequence has {record.seq[at]!r} at position {at + 1} (only A, C, G, T, N)"
+    valid = _VALID[np.frombuffer(record.seq.encode("ascii"), np.uint8)]
     if not valid.all():
         at = int(np.argmin(valid))
-        char = record.seq.encode("utf-8", "replace")[at:at + 1].decode("utf-8", "replace")
-        return f"id {record.id!r}: sequence has {char!r} at position {at + 1} (only A, C, G, T, N)"
+        return f"id {record.id!r}: sequence has {record.seq[at]!r} at position {at + 1} (only A, C, G, T, N)"
     return None
 
 

@@ -23,7 +23,8 @@ def open_maybe_gzip(path: str | os.PathLike, text: bool = True):
     if not text:
         return raw
     # errors="replace": a stray non-UTF-8 byte in a free-text attribute must not stop a run.
-    return io.TextIOWrapper(raw, encoding="utf-8", errors="replace", newline=None)
+    # utf-8-sig: the invisible byte-order mark Excel puts before a CSV's first column name.
+    return io.TextIOWrapper(raw, encoding="utf-8-sig", errors="replace", newline=None)
 
 
 @contextlib.contextmanager

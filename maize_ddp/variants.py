@@ -269,6 +269,13 @@ def _ref_problem(site: Site, chrom: np.ndarray, a) -> str | None:
 # ---------------------------------------------------------------- command line
 
 
+def _is_our_summary(path: Path) -> bool:
+    try:
+        return json.loads(path.read_text()).get("generator") == "maize_ddp.variants"
+    except (OSError, ValueError, AttributeError):
+        return False
+
+
 def check_out(out: Path, overwrite: bool, inputs) -> None:
     """--out is a new file, or (with --overwrite) an earlier variants table: nothing else is replaced."""
     for item in inputs:
@@ -276,6 +283,9 @@ def check_out(out: Path, overwrite: bool, inputs) -> None:
             raise VariantError(f"{out}: is the input {item}; choose another --out")
     if out.is_dir():
         raise VariantError(f"{out}: is a folder; --out is the TSV file to write")
+    summary = summary_path(out)
+    if summary.exists() and not _is_our_summary(summary):
+        raise VariantError(f"{summary}: exists and is not a variants summary; not replacing it (choose another --out)")
     if not out.exists():
         return
     if not overwrite:

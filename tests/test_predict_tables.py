@@ -156,3 +156,16 @@ def test_interpret_reads_a_table_like_predict(world, tmp_path):
         assert z["ids"].tolist() == wanted
         assert ["".join("ACGTN"[c] for c in codes) for codes in z["codes"]] == [rows[4]["sequence"], rows[1]["sequence"]]
         assert z["saliency"].shape == (2, 4, LENGTH) and np.abs(z["saliency"]).sum() > 0
+
+
+@pytest.mark.parametrize("make,words", [
+    (lambda d: (d / "h.tsv").write_text("name\tsequence\n") and d / "h.tsv", "no sequences"),
+    (lambda d: np.savez(d / "x.npz", arr_0=np.zeros((2, 60), np.uint8)) or d / "x.npz",
+     "an npz shard; pass the folder that holds the shards"),
+])
+def test_predict_refuses_inputs_that_give_no_predictions(world, tmp_path, make, words):
+    data = make(tmp_path)
+    res = run("maize_ddp.predict", world["root"] / "run", "--data", data, "--seq-col", "sequence",
+              "--id-col", "name", "--out", tmp_path / "p.tsv")
+    assert res.returncode == 1 and words in res.stderr and res.stderr.count("\n") == 1
+    assert not (tmp_path / "p.tsv").exists()

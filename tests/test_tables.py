@@ -230,3 +230,49 @@ def test_command_line_and_missing_column(tmp_path, capsys):
     assert table_to_npz.main([str(table), "--seq-col", "sequence", "--label-col", "act0",
                               "--out", str(other), "--overwrite"]) == 1
     assert "is not a maize_ddp output" in capsys.readouterr().err and (other / "mine.txt").exists()
+
+
+def test_a_tsv_field_starting_with_a_quote_is_text(tmp_path):
+    table = tmp_path / "q.tsv"
+    table.write_text('id\tsequence\tact\tnote\nr1\tACGT\t1\t"5 inch\nr2\tACGA\t2\tok\nr3\tACGC\t3\tok\nr4\tACGG\t4\tx"\n')
+    summary = convert_table(table, tmp_path / "o", seq_col="sequence", label_cols=["act"], id_col="id",
+                            splitter=Splitter(fractions=(1.0, 0.0, 0.0)))
+    assert summary.rows["train"] == 4 and summary.table_rows == 4
+
+
+def test_excel_csv_with_a_byte_order_mark(tmp_path):
+    table = tmp_path / "bom.csv"
+    table.write_bytes("\ufeffname,sequence,act\nr1,ACGT,1\nr2,ACGA,2\n".encode("utf-8"))
+    summary = convert_table(table, tmp_path / "o", seq_col="sequence", label_cols=["act"], id_col="name",
+                            splitter=Splitter(fractions=(1.0, 0.0, 0.0)))
+    assert summary.rows["train"] == 2
+
+
+@pytest.mark.parametrize("row,words", [
+    ('"a\tb",ACGT,1', "holds a tab or line break"),
+    ('"a\nb",ACGT,1', "holds a tab or line break"),
+    ("r1,ACÉGT,1", "sequence has 'É' at position 3"),
+])
+def test_ids_that_would_break_a_table_and_non_ascii_bases_are_named(tmp_path, row, words):
+    table = tmp_path / "t.csv"
+    table.write_text(f"name,sequence,act\nr0,ACGT,0\n{row}\n")
+    with pytest.raises(TableError, match=words):
+        convert_table(table, tmp_path / "o", seq_col="sequence", label_cols=["act"], id_col="name")
+
+
+def test_without_an_id_column_the_split_follows_the_sequence_not_the_file(tmp_path):
+    rows = random_table(np.random.default_rng(9), 300)
+    splits = []
+    for name in ("a.tsv", "renamed.tsv"):
+        out = tmp_path / name.replace(".tsv", "")
+        convert_table(write_table(tmp_path / name, rows), out, seq_col="sequence", label_cols=["act0"])
+        splits.append({s: sorted(map(tuple, codes.tolist())) for s, (codes, _, _) in read_npz_folder(out).items()})
+    assert splits[0] == splits[1]
+
+
+def test_split_names_the_trainer_does_not_read_are_warned_about(tmp_path):
+    table = tmp_path / "t.tsv"
+    table.write_text("name\tsequence\tact\tset\nr1\tACGT\t1\ttrain\nr2\tACGA\t2\tvalidation\n")
+    summary = convert_table(table, tmp_path / "o", seq_col="sequence", label_cols=["act"], id_col="name",
+                            splitter=Splitter(split_col="set"))
+    assert "warning: 1 rows went to split 'validation', which the trainer does not read" in "\n".join(summary.lines())

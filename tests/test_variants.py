@@ -281,3 +281,14 @@ def test_gzip_vcf_and_the_cli(built, tmp_path):
                          env=ENV, capture_output=True, text=True, timeout=120)
     assert res.returncode == 0, res.stderr
     assert "1 in gene windows" in res.stdout and table(out)[0]["id"] == gene.gene_id
+
+
+def test_a_summary_file_that_is_not_ours_is_never_replaced(tmp_path):
+    from maize_ddp.variants import VariantError, check_out, summary_path
+
+    out = tmp_path / "v.tsv"
+    summary_path(out).write_text('{"notes": "a user\'s own file"}')
+    with pytest.raises(VariantError, match="is not a variants summary"):
+        check_out(out, True, [])
+    summary_path(out).write_text('{"generator": "maize_ddp.variants"}')
+    check_out(out, True, [])  # an earlier run's summary: fine to replace

@@ -155,8 +155,8 @@ def geometry_warning(cfg: ModelConfig) -> str | None:
     pools = " x ".join(str(getattr(cfg, f"pool{i}ks")) for i in (1, 2, 3))
     return (f"seq_len {cfg.seq_len} leaves {flat} position(s) after the pools ({pools}): {len(wasted)} of the "
             f"{cfg.convdc} dilated blocks (dilation {wasted[0]}..{wasted[-1]}) reach only padding. For short "
-            "sequences use smaller pools and fewer blocks (e.g. --pool1ks 2 --pool2ks 2 --pool3ks 2 --convdc 4), "
-            "as presets/core_promoter.toml does")
+            "sequences use smaller pools or fewer blocks (e.g. --pool1ks 4 --pool2ks 2 --pool3ks 2 --convdc 3 "
+            "for ~170 bp, as presets/core_promoter.toml does)")
 
 
 class BasenjiModel(nn.Module):

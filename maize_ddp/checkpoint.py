@@ -26,7 +26,7 @@ def temp_path(path: Path) -> Path:
     return path.with_name(f".{path.name}.tmp-{os.getpid()}")
 
 
-def _write(path: Path, write) -> None:
+def atomic_write(path: Path, write) -> None:
     """Run write(fh) on a temp file beside `path`, fsync, rename over `path`."""
     path = Path(path)
     tmp = temp_path(path)
@@ -46,7 +46,7 @@ def _write(path: Path, write) -> None:
 
 
 def atomic_write_bytes(path: Path, data: bytes) -> None:
-    _write(path, lambda fh: fh.write(data))
+    atomic_write(path, lambda fh: fh.write(data))
 
 
 def atomic_write_text(path: Path, text: str) -> None:
@@ -55,7 +55,7 @@ def atomic_write_text(path: Path, text: str) -> None:
 
 def save(path: Path, state: dict) -> None:
     # through a Python file object, so that a failed write surfaces as its OSError
-    _write(path, lambda fh: torch.save(state, fh))
+    atomic_write(path, lambda fh: torch.save(state, fh))
 
 
 def remove_stale_temps(folder: Path, live=lambda pid: False) -> list[Path]:

@@ -7,6 +7,8 @@ from __future__ import annotations
 
 import errno
 import os
+import sys
+from typing import Callable
 
 
 class Error(Exception):
@@ -47,3 +49,20 @@ def disk_full(path) -> bool:
     except OSError:
         return False
     return st.f_bavail * st.f_frsize < 1 << 20  # under 1 MiB left
+
+
+def run_main(work: Callable[[], str | None], extra: tuple[type[BaseException], ...] = ()) -> int:
+    """A command's main: run `work` and print the line it returns. A user's error (ours, an
+    OSError, or one of `extra`) is one `error:` line and exit 1; Ctrl-C is exit 130; anything
+    else is a bug and keeps its traceback."""
+    try:
+        message = work()
+    except KeyboardInterrupt:
+        print("error: interrupted", file=sys.stderr)
+        return 130
+    except (Error, OSError, *extra) as e:
+        print(f"error: {describe(e)}", file=sys.stderr)
+        return 1
+    if message:
+        print(message)
+    return 0

@@ -261,11 +261,15 @@ def main(argv=None) -> int:
     p.add_argument("--device", default="auto", help="auto (cuda when available) | cpu | cuda")
     add_run_settings(p)
     a = p.parse_args(argv)
-    from maize_ddp.data import StoreError, make_loader, open_store
+    return errors.run_main(lambda: evaluate(a), extra=(torch.distributed.DistError,))
 
-    d = None
+
+def evaluate(a) -> str | None:
+    """The command's work: the report's summary line (rank 0), None on other ranks."""
+    from maize_ddp.data import make_loader, open_store
+
+    d = distributed.init(a.device)
     try:
-        d = distributed.init(a.device)
         state = load(a.checkpoint)
         model = model_from_checkpoint(state, d.device)
         mc = state["config"]["model"]
@@ -277,18 +281,9 @@ def main(argv=None) -> int:
         amp, rc_average = run_settings(state, a.amp, a.rc_average, d.device)
         report = test_report(d, model, loader, out, amp, rc_average, split=a.split,
                              extra={"checkpoint": str(a.checkpoint), "data": str(a.data)}, task=task_of(state))
-    except KeyboardInterrupt:
-        print("error: interrupted", file=sys.stderr)
-        return 130
-    except (errors.Error, StoreError, OSError, torch.distributed.DistError) as e:
-        print(f"error: {errors.describe(e)}", file=sys.stderr)
-        return 1
     finally:
-        if d is not None:
-            distributed.shutdown(d)
-    if report:
-        print(f"{describe_report(a.split, report)}  -> {out}")
-    return 0
+        distributed.shutdown(d)
+    return f"{describe_report(a.split, report)}  -> {out}" if report else None
 
 
 if __name__ == "__main__":

@@ -227,26 +227,16 @@ def run(a, d) -> dict | None:
 
 def main(argv=None) -> int:
     a = build_parser().parse_args(argv)
-    from maize_ddp.data import StoreError
 
-    d = None
-    info = None
-    try:
+    def work() -> str | None:
         d = distributed.init(a.device)
-        info = run(a, d)
-    except KeyboardInterrupt:
-        print("error: interrupted", file=sys.stderr)
-        return 130
-    except (errors.Error, StoreError, OSError, torch.distributed.DistError) as e:
-        print(f"error: {errors.describe(e)}", file=sys.stderr)
-        return 1
-    finally:
-        if d is not None:
+        try:
+            info = run(a, d)
+        finally:
             distributed.shutdown(d)
-    if info:
-        print(f"explained {info['n']} sequences ({', '.join(info['methods'])}) in {info['seconds']:.1f} s "
-              f"on {info['world_size']} process(es) -> {a.out}")
-    return 0
+        return info and (f"explained {info['n']} sequences ({', '.join(info['methods'])}) in "
+                         f"{info['seconds']:.1f} s on {info['world_size']} process(es) -> {a.out}")
+    return errors.run_main(work, extra=(torch.distributed.DistError,))
 
 
 if __name__ == "__main__":

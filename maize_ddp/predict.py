@@ -22,8 +22,7 @@ import numpy as np
 import torch
 
 from maize_ddp import distributed, errors
-from maize_ddp.checkpoint import _write as atomic_write
-from maize_ddp.checkpoint import load
+from maize_ddp.checkpoint import atomic_write, load
 from maize_ddp.codes import OneHotError, arr0_to_codes
 from maize_ddp.id_hashes import IdHashes
 from maize_ddp.npz_shards import arr0_layout
@@ -211,45 +210,39 @@ def main(argv=None) -> int:
     p.add_argument("--device", default="auto", help="auto (cuda when available) | cpu | cuda")
     add_run_settings(p)
     a = p.parse_args(argv)
-    from maize_ddp.data import StoreError
+    return errors.run_main(lambda: predict(a))
 
-    try:
-        check_out(a.out, a.overwrite)
-        device = distributed.pick_device(a.device, 0)
-        state = load(a.checkpoint)
-        model = model_from_checkpoint(state, device)
-        amp, rc_average = run_settings(state, a.amp, a.rc_average, device)
-        seq_len = model.config.seq_len
-        is_store = (a.data / "zarr.json").exists() or (a.data / "manifest.json").exists()
-        if is_store:
-            text = predict_store(model, str(a.data), a.split, device, a.batch_size, amp, rc_average, task_of(state))
 
-            def write(fh) -> int:
-                fh.write(text.encode())
-                return text.count("\n") - 1
+def predict(a) -> str:
+    """The command's work: predictions for --data written to --out (temp file, then rename)."""
+    check_out(a.out, a.overwrite)
+    device = distributed.pick_device(a.device, 0)
+    state = load(a.checkpoint)
+    model = model_from_checkpoint(state, device)
+    amp, rc_average = run_settings(state, a.amp, a.rc_average, device)
+    task, seq_len = task_of(state), model.config.seq_len
+    if (a.data / "zarr.json").exists() or (a.data / "manifest.json").exists():
+        text = predict_store(model, str(a.data), a.split, device, a.batch_size, amp, rc_average, task)
+
+        def write(fh) -> int:
+            fh.write(text.encode())
+            return text.count("\n") - 1
+    else:
+        if a.data.is_dir():
+            batches, leading = npz_batches(a.data, seq_len, a.batch_size), ("id", "file", "row")
+        elif a.data.is_file():
+            batches = sequence_batches(a.data, seq_len, a.batch_size, seq_col=a.seq_col, id_col=a.id_col,
+                                       align=a.align or trained_align(state))
+            leading = ("id",)
         else:
-            if a.data.is_dir():
-                batches, leading = npz_batches(a.data, seq_len, a.batch_size), ("id", "file", "row")
-            elif a.data.is_file():
-                batches = sequence_batches(a.data, seq_len, a.batch_size, seq_col=a.seq_col, id_col=a.id_col,
-                                           align=a.align or trained_align(state))
-                leading = ("id",)
-            else:
-                raise PredictError(f"{a.data}: no such store, folder or file")
+            raise PredictError(f"{a.data}: no such store, folder or file")
 
-            def write(fh) -> int:
-                return write_predictions(fh, model, batches, leading, device, amp, rc_average, task_of(state))
-        a.out.parent.mkdir(parents=True, exist_ok=True)
-        written = []
-        atomic_write(a.out, lambda fh: written.append(write(fh)))
-    except KeyboardInterrupt:
-        print("error: interrupted", file=sys.stderr)
-        return 130
-    except (errors.Error, StoreError, OSError) as e:
-        print(f"error: {errors.describe(e)}", file=sys.stderr)
-        return 1
-    print(f"wrote {written[0]} predictions to {a.out}")
-    return 0
+        def write(fh) -> int:
+            return write_predictions(fh, model, batches, leading, device, amp, rc_average, task)
+    a.out.parent.mkdir(parents=True, exist_ok=True)
+    written = []
+    atomic_write(a.out, lambda fh: written.append(write(fh)))
+    return f"wrote {written[0]} predictions to {a.out}"
 
 
 if __name__ == "__main__":

@@ -349,18 +349,7 @@ def run(a) -> Summary:
 
 def main(argv=None) -> int:
     a = build_parser().parse_args(argv)
-    from maize_ddp.data import StoreError
-
-    try:
-        summary = run(a)
-    except KeyboardInterrupt:
-        print("error: interrupted", file=sys.stderr)
-        return 130
-    except (errors.Error, StoreError, OSError) as e:
-        print(f"error: {errors.describe(e)}", file=sys.stderr)
-        return 1
-    print(summary.line(a.out))
-    return 0
+    return errors.run_main(lambda: run(a).line(a.out))
 
 
 if __name__ == "__main__":

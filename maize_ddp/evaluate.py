@@ -230,8 +230,10 @@ def run_folder(checkpoint: Path) -> Path:
 
 
 def default_out(checkpoint: Path, data: str, split: str) -> Path:
-    """RUN/eval-STORE-SPLIT: beside the run's own report, never over it."""
-    return run_folder(checkpoint) / f"eval-{Path(data).name}-{split}"
+    """RUN/eval-STORE-SPLIT for the run's best checkpoint, RUN/eval-CKPT-STORE-SPLIT for another
+    one (last.pt, say): beside the run's own report, never over it, nor over each other."""
+    other = checkpoint.suffix == ".pt" and checkpoint.name != "best.pt"
+    return run_folder(checkpoint) / f"eval-{checkpoint.stem + '-' if other else ''}{Path(data).name}-{split}"
 
 
 def positive_int(text: str) -> int:

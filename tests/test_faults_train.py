@@ -328,3 +328,15 @@ def test_run_lock_rules(tmp_path, monkeypatch):
             with pytest.raises(RunLockError, match=str(tmp_path)):
                 mine.acquire()
             assert lock.read_text() == holder
+
+
+def test_evaluations_of_two_checkpoints_get_their_own_folders(tmp_path):
+    from maize_ddp.evaluate import default_out
+
+    run = tmp_path / "run"
+    (run / "checkpoints").mkdir(parents=True)
+    for name in ("best.pt", "last.pt"):
+        (run / "checkpoints" / name).touch()
+    best = default_out(run, "d/data.zarr", "test")
+    assert best == default_out(run / "checkpoints" / "best.pt", "d/data.zarr", "test") == run / "eval-data.zarr-test"
+    assert default_out(run / "checkpoints" / "last.pt", "d/data.zarr", "test") == run / "eval-last-data.zarr-test"

@@ -449,8 +449,11 @@ def build_dataset(
             table_rows=table_rows, table_rows_unused=table_rows_unused,
         )
 
+    # `genes`: how genes were read from the GFF, so maize_ddp.variants finds the same genes
     settings = dict(fasta=str(fasta), gff=str(gff), expression=str(expression),
-                    geometry=asdict(geometry), edge=edge, dtype=dtype, layout="N4L")
+                    geometry=asdict(geometry), edge=edge, dtype=dtype, layout="N4L",
+                    genes=dict(feature_type=feature_type, id_attribute=id_attribute, strip_prefix=strip_prefix,
+                               biotype=biotype, biotype_attribute=biotype_attribute))
     if class_rule:
         settings["classes"] = class_rule  # converters copy settings into the store (`origin`)
     write = dict(fasta=fasta, gff=gff, by_chrom=by_chrom, geometry=geometry, edge=edge, labels=labels,

@@ -67,7 +67,20 @@ def run_geometry(state: dict, where) -> tuple:
                 "the data were built with: build them with convert.genome_to_npz and convert them again")
     geo = origin_geometry(origin)
     fields = ("tss_upstream", "tss_downstream", "tts_upstream", "tts_downstream", "spacer", "promoter_only")
-    return WindowGeometry(**{k: geo[k] for k in fields if k in geo}), origin["settings"].get("edge", "skip")
+    settings = origin["settings"]
+    return WindowGeometry(**{k: geo[k] for k in fields if k in geo}), settings.get("edge", "skip"), \
+        settings.get("genes") or {}
+
+
+GENE_DEFAULTS = {"feature_type": "gene", "id_attribute": "ID", "strip_prefix": None, "biotype": None,
+                 "biotype_attribute": None}
+
+
+def gene_options(a, recorded: dict) -> dict:
+    """How to read genes from the GFF: a flag as given, else as genome_to_npz read them for the
+    run's data (recorded in its origin), else genome_to_npz's default."""
+    return {k: getattr(a, k, None) if getattr(a, k, None) is not None else recorded.get(k, default)
+            for k, default in GENE_DEFAULTS.items()}
 
 
 # ---------------------------------------------------------------- counting
@@ -175,7 +188,7 @@ def score_vcf(a, model, device, amp, rc_average, geometry, edge, out_file) -> Su
     from maize_ddp.variant_windows import alt_window, ref_window, window_position
 
     summary = Summary()
-    scan = read_genes(a.gff, a.feature_type, a.id_attribute, a.strip_prefix, a.biotype)
+    scan = read_genes(a.gff, **a.genes)
     by_chrom: dict[str, list] = {}
     for g in scan.genes:
         by_chrom.setdefault(g.chrom, []).append(g)
@@ -308,11 +321,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--max-indel", type=int, default=50, help="longest indel scored, in bp (default 50)")
     p.add_argument("--batch-size", type=positive_int, default=128, help="windows per forward pass")
     p.add_argument("--device", default="auto", help="auto (cuda when available) | cpu | cuda")
-    genes = p.add_argument_group("genes (as given to convert.genome_to_npz)")
-    genes.add_argument("--feature-type", default="gene")
-    genes.add_argument("--id-attribute", default="ID")
+    genes = p.add_argument_group("genes (default: as convert.genome_to_npz read them for the run's data)")
+    genes.add_argument("--feature-type")
+    genes.add_argument("--id-attribute")
     genes.add_argument("--strip-prefix")
     genes.add_argument("--biotype")
+    genes.add_argument("--biotype-attribute")
     add_run_settings(p)
     return p
 
@@ -325,7 +339,8 @@ def run(a) -> Summary:
     check_out(a.out, a.overwrite, [a.vcf, a.fasta, a.gff])
     device = distributed.pick_device(a.device, 0)
     state = load(a.checkpoint)
-    geometry, edge = run_geometry(state, a.checkpoint)
+    geometry, edge, recorded_genes = run_geometry(state, a.checkpoint)
+    a.genes = gene_options(a, recorded_genes)
     model = model_from_checkpoint(state, device).eval()
     if geometry.length != model.config.seq_len:
         raise VariantError(f"{a.checkpoint}: the model takes {model.config.seq_len} bp, the recorded window "

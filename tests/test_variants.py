@@ -124,6 +124,21 @@ def test_the_store_records_the_geometry(built):
     origin = open_store(built["root"] / "data.zarr").meta.origin
     assert origin["generator"] == "convert.genome_to_npz"
     assert WindowGeometry(**origin["settings"]["geometry"]) == GEOMETRY
+    assert origin["settings"]["genes"] == {"feature_type": "gene", "id_attribute": "ID", "strip_prefix": None,
+                                           "biotype": None, "biotype_attribute": None}
+
+
+def test_genes_are_read_as_the_runs_data_were_unless_a_flag_says_otherwise():
+    from types import SimpleNamespace
+
+    from maize_ddp.variants import gene_options
+
+    recorded = {"feature_type": "mRNA", "id_attribute": "locus_tag", "strip_prefix": "gene-", "biotype": None}
+    a = SimpleNamespace(feature_type=None, id_attribute="Name", strip_prefix=None, biotype=None,
+                        biotype_attribute=None)
+    assert gene_options(a, recorded) == {"feature_type": "mRNA", "id_attribute": "Name", "strip_prefix": "gene-",
+                                         "biotype": None, "biotype_attribute": None}
+    assert gene_options(a, {})["feature_type"] == "gene"  # data from before genes were recorded
 
 
 @pytest.mark.parametrize("gid,offset", [("chr1g0010", -20), ("chr1g0011", -20), ("chr1g0011", 170)])

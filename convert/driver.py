@@ -56,7 +56,8 @@ def convert(writer: StoreWriter, src, dst, *, split=None, workers=1, overwrite=F
     started = time.perf_counter()
     sources = find_sources(src, split)
     inputs = [src, *sources]  # the output may not be, hold or lie inside any of these
-    refuse_existing(dst, overwrite, inputs=inputs)
+    kind = {"zarr": "zarr.json", "wds": "manifest.json"}[writer.kind]  # --overwrite replaces only this
+    refuse_existing(dst, overwrite, inputs=inputs, kind=kind)
     with Progress(len(sources), "scan", quiet, unit="files") as bar:
         plan = scan_and_plan(sources, src, workers, drop_nonfinite, lambda scan: bar.update(1, 0))
     # How the rows were made (the window geometry, ...): SRC's own description; with --split,
@@ -66,7 +67,7 @@ def convert(writer: StoreWriter, src, dst, *, split=None, workers=1, overwrite=F
     split_ids = SplitIds()
     # Workers are forked before the writer starts any thread (zarr starts one on first use).
     with WorkerPool(workers, writer.result_bytes(plan)) as pool:
-        with atomic_output_dir(dst, overwrite, inputs=inputs) as tmp:
+        with atomic_output_dir(dst, overwrite, inputs=inputs, kind=kind) as tmp:
             writer.open(tmp, plan)
             jobs = (writer.job(s, first, drop_nonfinite) for s, first in zip(plan.scans, plan.first_rows()))
             with Progress(plan.rows, "convert", quiet) as bar:

@@ -411,7 +411,7 @@ def build_dataset(
     _check_classes_and_folds(classes, class_column, targets, folds, val_set | test_set, split_fractions)
     out = Path(out)
     inputs = [fasta, gff, expression]
-    refuse_existing(out, overwrite, inputs)  # before the long read: fail fast
+    refuse_existing(out, overwrite, inputs, kind="summary.json")  # before the long read: fail fast
 
     scan = read_genes(gff, feature_type, id_attribute, strip_prefix, biotype, biotype_attribute)
     if classes:
@@ -459,7 +459,7 @@ def build_dataset(
     write = dict(fasta=fasta, gff=gff, by_chrom=by_chrom, geometry=geometry, edge=edge, labels=labels,
                  allow_missing=allow_missing_chroms, shard_size=shard_size, dtype=dtype, compress=compress,
                  joined=len(joined), log=log)
-    with atomic_output_dir(out, overwrite, inputs) as tmp:
+    with atomic_output_dir(out, overwrite, inputs, kind="summary.json") as tmp:
         if folds:
             layout = fold_splitters(by_chrom, folds)
             summaries = []

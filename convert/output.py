@@ -35,33 +35,42 @@ from .shards import ConvertError
 
 OWNER_FILE = ".convert-owner"
 BAR_DELAY_S = 0.5  # no bar for runs (or failures) quicker than this: a bad input gets one line
-# The file each of our commands writes at the top of its output, and what in it says so.
+# The file each of our commands writes at the top of its output, what in it says so, and what
+# the output is (for messages).
 OUTPUT_SIGNS = (
-    ("zarr.json", lambda doc: str(doc.get("attributes", {}).get("format", "")).startswith("maize_ddp/")),
-    ("manifest.json", lambda doc: str(doc.get("format", "")).startswith("maize_ddp/")),
-    ("truth.json", lambda doc: doc.get("generator") == "convert.synth"),
+    ("zarr.json", lambda doc: str(doc.get("attributes", {}).get("format", "")).startswith("maize_ddp/"),
+     "a Zarr store"),
+    ("manifest.json", lambda doc: str(doc.get("format", "")).startswith("maize_ddp/"), "a WebDataset store"),
+    ("truth.json", lambda doc: doc.get("generator") == "convert.synth", "a convert.synth dataset"),
     ("summary.json", lambda doc: doc.get("generator") in ("convert.genome_to_npz", "convert.table_to_npz")
-     or "fasta" in doc.get("settings", {})),  # genome_to_npz before it wrote `generator`
-    ("interpret.json", lambda doc: doc.get("generator") == "maize_ddp.interpret"),
+     or "fasta" in doc.get("settings", {}),  # genome_to_npz before it wrote `generator`
+     "an npz dataset of genome_to_npz or table_to_npz"),
+    ("interpret.json", lambda doc: doc.get("generator") == "maize_ddp.interpret", "an interpret output"),
 )
 
 
-def is_our_output(path) -> bool:
-    """Whether path is a folder one of our commands wrote (a store; synth, genome_to_npz,
-    table_to_npz or interpret output)."""
+def output_kind(path) -> str | None:
+    """The sign file of the command that wrote the folder at path (a store, synth, genome_to_npz,
+    table_to_npz or interpret output), or None when none of ours did."""
     path = Path(path)
-    for name, sign in OUTPUT_SIGNS:
+    for name, sign, _ in OUTPUT_SIGNS:
         try:
             doc = json.loads((path / name).read_text())
             if isinstance(doc, dict) and sign(doc):
-                return True
+                return name
         except (OSError, ValueError, AttributeError):
             continue  # absent, unreadable or of another shape: not this sign
-    return False
+    return None
 
 
-def refuse_existing(dst, overwrite: bool, inputs: Iterable = ()) -> None:
+def is_our_output(path) -> bool:
+    return output_kind(path) is not None
+
+
+def refuse_existing(dst, overwrite: bool, inputs: Iterable = (), kind: str | None = None) -> None:
     """Refuse a DST that would destroy what this command did not create (see the module doc).
+    `kind`, the sign file this command writes: --overwrite replaces only an output of that kind
+    (npz_to_zarr never replaces a WebDataset store that happens to sit at DST).
 
     First repairs what a killed command left beside DST: that may put DST itself back.
     """
@@ -72,8 +81,13 @@ def refuse_existing(dst, overwrite: bool, inputs: Iterable = ()) -> None:
         return
     if not overwrite:
         raise ConvertError(f"{dst}: already exists (pass --overwrite to replace it)")
-    if not (is_our_output(dst) or _empty_dir(dst)):
+    found = output_kind(dst)
+    if found is None and not _empty_dir(dst):
         raise ConvertError(f"{dst}: exists and is not a maize_ddp output; refusing to replace it")
+    if found is not None and kind is not None and found != kind:
+        what = {name: text for name, _, text in OUTPUT_SIGNS}
+        raise ConvertError(f"{dst}: is {what[found]}, and this command writes {what[kind]}; refusing to replace "
+                           "it (choose another output, or remove it yourself)")
 
 
 def refuse_overlap(dst, inputs: Iterable) -> None:
@@ -93,7 +107,7 @@ def _empty_dir(path: Path) -> bool:
 
 
 @contextlib.contextmanager
-def atomic_output_dir(dst, overwrite: bool = False, inputs: Iterable = ()):
+def atomic_output_dir(dst, overwrite: bool = False, inputs: Iterable = (), kind: str | None = None):
     """Yield a fresh temporary folder; on success it becomes DST, on any failure it goes away.
 
     OSErrors raised inside (a full or read-only disk) become one-line ConvertErrors, unless they
@@ -101,7 +115,7 @@ def atomic_output_dir(dst, overwrite: bool = False, inputs: Iterable = ()):
     """
     dst = Path(dst)
     inputs = list(inputs)
-    refuse_existing(dst, overwrite, inputs)
+    refuse_existing(dst, overwrite, inputs, kind)
     tmp = dst.with_name(f"{dst.name}.tmp-{os.getpid()}")
     try:
         if tmp.exists():
@@ -114,7 +128,7 @@ def atomic_output_dir(dst, overwrite: bool = False, inputs: Iterable = ()):
         raise ConvertError(f"{dst}: cannot create the output folder ({_strerror(e)})") from None
     try:
         yield tmp
-        refuse_existing(dst, overwrite, inputs)  # DST may have appeared while we worked
+        refuse_existing(dst, overwrite, inputs, kind)  # DST may have appeared while we worked
         _replace(tmp, dst)
     except BaseException as e:
         _remove_tree(tmp)

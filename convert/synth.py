@@ -147,7 +147,7 @@ def generate(out, *, train=4000, val=500, test=500, seq_len=3020, num_targets=1,
              noise_sd=0.5, layout="N4L", dtype="float32", seed=0, overwrite=False) -> dict:
     check_settings(train=train, val=val, test=test, seq_len=seq_len, num_targets=num_targets,
                    shard_size=shard_size, noise_sd=noise_sd, seed=seed)
-    with atomic_output_dir(out, overwrite) as tmp:
+    with atomic_output_dir(out, overwrite, kind="truth.json") as tmp:
         truth = _write(tmp, train, val, test, seq_len, num_targets, shard_size, noise_sd, layout, dtype, seed)
     return truth
 

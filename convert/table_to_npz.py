@@ -243,7 +243,7 @@ def convert_table(
     _check_options(table, labels, id_col, label_cols, splitter, length, align, shard_size)
     out = Path(out)
     inputs = [table] + ([labels] if labels else [])
-    refuse_existing(out, overwrite, inputs)
+    refuse_existing(out, overwrite, inputs, kind="summary.json")
     splitter = dataclasses.replace(splitter, by_id=bool(id_col))
     summary = TableSummary(str(out), length or 0, list(label_cols), splitter.describe())
     columns = list(dict.fromkeys([*label_cols, *splitter.columns()]))
@@ -252,7 +252,7 @@ def convert_table(
     else:
         records = read_records(table, seq_col=seq_col, id_col=id_col, columns=columns)
     refuse = Refusals(drop_invalid, summary)
-    with atomic_output_dir(out, overwrite, inputs) as tmp:
+    with atomic_output_dir(out, overwrite, inputs, kind="summary.json") as tmp:
         rows = SplitWriters(tmp, shard_size, refuse)
         for record in records:
             summary.table_rows += 1

@@ -191,7 +191,7 @@ def run(a, d) -> dict | None:
     from convert.output import atomic_output_dir, refuse_existing
 
     # before hours of work, and once: the other ranks stop quietly when rank 0 refuses
-    distributed.on_main(d, lambda: refuse_existing(a.out, a.overwrite, [a.data, a.checkpoint]))
+    distributed.on_main(d, lambda: refuse_existing(a.out, a.overwrite, [a.data, a.checkpoint], MANIFEST))
     state = load(a.checkpoint)
     model = model_from_checkpoint(state, d.device)
     model.eval()
@@ -220,7 +220,7 @@ def run(a, d) -> dict | None:
             "origin": source.origin, "world_size": d.world_size, "seconds": round(seconds, 3),
             "scores": "ism[n, k, l] = f(base k at l) - f(reference); saliency = gradient x one-hot input; "
                       f"bases in order {ALPHABET[:4]}"}
-    with atomic_output_dir(a.out, a.overwrite, [a.data, a.checkpoint]) as tmp:
+    with atomic_output_dir(a.out, a.overwrite, [a.data, a.checkpoint], MANIFEST) as tmp:
         write_output(tmp, ids, codes, pred, scores, methods, marks, a, info)
     return info
 

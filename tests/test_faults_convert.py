@@ -58,6 +58,13 @@ def genome_and_not_ours(tmp: Path) -> None:
     (tmp / "out" / "thesis.tex").write_text("mine")
 
 
+def a_wds_store(tmp: Path) -> None:
+    from convert import npz_to_wds
+
+    shards(tmp)
+    npz_to_wds.convert(tmp / "proj" / "shards", tmp / "out")
+
+
 def dangling(tmp: Path) -> None:
     shards(tmp)
     (tmp / "proj" / "shards" / "train" / "b.npz").symlink_to(tmp / "moved.npz")
@@ -106,6 +113,10 @@ SCENARIOS = [
      "{tmp}/out: exists and is not a maize_ddp output; refusing to replace it"),
     ("synth: --overwrite a folder not ours", not_ours, SYNTH + " --overwrite",
      "{tmp}/out: exists and is not a maize_ddp output; refusing to replace it"),
+    ("zarr: --overwrite a WebDataset store", a_wds_store, "zarr {tmp}/proj/shards {tmp}/out --overwrite",
+     "{tmp}/out: is a WebDataset store, and this command writes a Zarr store; refusing to replace it"),
+    ("synth: --overwrite a WebDataset store", a_wds_store, SYNTH + " --overwrite",
+     "{tmp}/out: is a WebDataset store, and this command writes a convert.synth dataset; refusing"),
     ("synth: --num-targets 0", None, SYNTH + " --num-targets 0", "--num-targets must be at least 1, not 0"),
     ("synth: --train -5", None, SYNTH + " --train -5", "--train must be at least 0, not -5"),
     ("synth: --shard-size 0", None, SYNTH + " --shard-size 0", "--shard-size must be at least 1, not 0"),

@@ -38,13 +38,19 @@ class PredictError(errors.Error, ValueError):
     pass
 
 
-def check_out(out: Path, overwrite: bool) -> None:
-    """--out may be replaced only when asked and only when it is a predictions table: a typo
-    must not turn a checkpoint, or anything else, into a TSV."""
+def check_out(out: Path, overwrite: bool, data: Path | None = None) -> None:
+    """--out may be replaced only when asked and only when it is a predictions table of predict's
+    own: a typo must not turn a checkpoint, the input, or a run's report into another table."""
     if out.is_dir():
         raise PredictError(f"{out}: is a folder; --out is the predictions file to write")
     if out.suffix == ".pt" or out.parent.name == "checkpoints":
         raise PredictError(f"{out}: looks like a checkpoint (.pt, or inside checkpoints/); choose another --out")
+    if data is not None and out.exists() and out.resolve() == data.resolve():
+        raise PredictError(f"{out}: is the input (--data); choose another --out")
+    split, _, rest = out.name.partition("_predictions")
+    if rest == ".tsv" and (out.parent / f"{split}_metrics.json").exists():
+        raise PredictError(f"{out}: is part of a report (beside {split}_metrics.json, which it must match); "
+                           "choose another --out")
     if not out.exists():
         return
     if not overwrite:
@@ -215,7 +221,7 @@ def main(argv=None) -> int:
 
 def predict(a) -> str:
     """The command's work: predictions for --data written to --out (temp file, then rename)."""
-    check_out(a.out, a.overwrite)
+    check_out(a.out, a.overwrite, a.data)
     device = distributed.pick_device(a.device, 0)
     state = load(a.checkpoint)
     model = model_from_checkpoint(state, device)

@@ -25,6 +25,7 @@ from maize_ddp.store_format import MAX_ID_CHARS
 from maize_ddp.textio import gzip_errors_as, open_maybe_gzip
 
 ALIGNMENTS = ("left", "right", "centre")
+SEPARATORS = ((";", "semicolon"), ("\t", "tab"), (",", "comma"))  # to explain a header read as one column
 _VALID = np.zeros(256, dtype=bool)
 _VALID[np.frombuffer(b"ACGTNacgtn", np.uint8)] = True
 csv.field_size_limit(1 << 30)  # a sequence column may hold megabases
@@ -91,12 +92,15 @@ def table_records(path, *, seq_col: str | None, id_col: str | None = None,
             if col not in header:
                 shown = ", ".join(header[:12]) + (", ..." if len(header) > 12 else "")
                 kind = "comma" if delimiter_of(path) == "," else "tab"
-                raise SequenceError(f"{path}: no column {col!r} (the {kind}-separated header has: {shown})")
+                hint = next((f"; the header looks {name}-separated: a file whose name holds .csv is read as "
+                             "comma-separated, any other as tab-separated" for sep, name in SEPARATORS
+                             if len(header) == 1 and sep in header[0]), "")
+                raise SequenceError(f"{path}: no column {col!r} (the {kind}-separated header has: {shown}){hint}")
             index[col] = header.index(col)
         row = 0
         for fields in reader:
-            if not fields or (len(fields) == 1 and not fields[0].strip()):
-                continue  # a blank line
+            if not any(f.strip() for f in fields):
+                continue  # a blank line, or a spreadsheet's empty row (",,,,")
             where = f"{path}: line {reader.line_num}"
             if len(fields) != len(header):
                 yield Record(where, row, "", "", {"__problem__": f"has {len(fields)} fields, the header {len(header)}"})

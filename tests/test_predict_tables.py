@@ -169,3 +169,17 @@ def test_predict_refuses_inputs_that_give_no_predictions(world, tmp_path, make, 
               "--id-col", "name", "--out", tmp_path / "p.tsv")
     assert res.returncode == 1 and words in res.stderr and res.stderr.count("\n") == 1
     assert not (tmp_path / "p.tsv").exists()
+
+
+def test_predict_never_writes_over_its_input_or_a_runs_report(world, tmp_path):
+    run_dir = world["root"] / "run"
+    report = (run_dir / "test_predictions.tsv").read_bytes()
+    res = run("maize_ddp.predict", run_dir, "--data", world["root"] / "lib.zarr", "--split", "val",
+              "--out", run_dir / "test_predictions.tsv", "--overwrite")
+    assert res.returncode == 1 and "is part of a report" in res.stderr
+    assert (run_dir / "test_predictions.tsv").read_bytes() == report
+    copy = tmp_path / "lib.tsv"
+    copy.write_bytes(world["table"].read_bytes())
+    res = run("maize_ddp.predict", run_dir, "--data", copy, "--seq-col", "sequence", "--out", copy)
+    assert res.returncode == 1 and "is the input (--data)" in res.stderr
+    assert copy.read_bytes() == world["table"].read_bytes()

@@ -276,3 +276,15 @@ def test_split_names_the_trainer_does_not_read_are_warned_about(tmp_path):
     summary = convert_table(table, tmp_path / "o", seq_col="sequence", label_cols=["act"], id_col="name",
                             splitter=Splitter(split_col="set"))
     assert "warning: 1 rows went to split 'validation', which the trainer does not read" in "\n".join(summary.lines())
+
+
+def test_spreadsheet_empty_rows_are_skipped_and_a_semicolon_header_is_explained(tmp_path):
+    table = tmp_path / "t.csv"
+    table.write_text("name,sequence,act\nr1,ACGT,1\nr2,ACGA,2\n,,\n,,\n")
+    summary = convert_table(table, tmp_path / "o", seq_col="sequence", label_cols=["act"], id_col="name",
+                            splitter=Splitter(fractions=(1.0, 0.0, 0.0)))
+    assert summary.table_rows == 2
+    semi = tmp_path / "semi.csv"
+    semi.write_text("name;sequence;act\nr1;ACGT;1\n")
+    with pytest.raises(Exception, match="the header looks semicolon-separated"):
+        convert_table(semi, tmp_path / "o2", seq_col="sequence", label_cols=["act"], id_col="name")

@@ -214,7 +214,7 @@ def run(a, d) -> dict | None:
         return None
     scores, pred = gathered
     marks = landmarks(source.origin, mc.seq_len)
-    info = {"checkpoint": str(a.checkpoint), "data": str(a.data), "split": a.split, "methods": methods,
+    info = {"checkpoint": str(a.checkpoint), "data": str(a.data), "split": a.split if source.split else None, "methods": methods,
             "target": a.target, "rc_average": rc_average, "amp": amp, "n": len(ids), "seq_len": mc.seq_len,
             "landmarks": {k: list(v) if isinstance(v, tuple) else v for k, v in marks.items()},
             "origin": source.origin, "world_size": d.world_size, "seconds": round(seconds, 3),

@@ -27,6 +27,7 @@ class RowSource:
     where: str  # for messages: the store and split, or the folder
     origin: dict | None  # the dataset's origin (maize_ddp.origin), None when not recorded
     blocks: Callable[[], Iterator[tuple[np.ndarray, np.ndarray]]]  # -> (ids str [b], codes uint8 [b, L])
+    split: str | None = None  # the store's split read; None for npz folders, tables and FASTA
 
 
 def open_rows(data, split: str, seq_len: int, **table) -> RowSource:
@@ -70,7 +71,7 @@ def _store_rows(path: Path, split: str, seq_len: int) -> RowSource:
             pieces, _ = source.read([(start, stop)])
             yield ids[start:stop], np.concatenate(pieces)
     origin = info.meta.origin if info.meta is not None else None
-    return RowSource(f"{path} split {split!r}", origin, blocks)
+    return RowSource(f"{path} split {split!r}", origin, blocks, split)
 
 
 def _npz_rows(folder: Path, seq_len: int) -> RowSource:
@@ -100,5 +101,6 @@ def rows_with_ids(source: RowSource, wanted: list[str]) -> tuple[list[str], np.n
     missing = [i for i in wanted if i not in found]
     if missing:
         more = f" (and {len(missing) - 3} more)" if len(missing) > 3 else ""
-        raise InputError(f"{source.where}: no row with id {', '.join(repr(m) for m in missing[:3])}{more}")
+        elsewhere = " (in another split? see --split)" if source.split else ""
+        raise InputError(f"{source.where}: no row with id {', '.join(repr(m) for m in missing[:3])}{more}{elsewhere}")
     return list(wanted), np.stack([found[i] for i in wanted])

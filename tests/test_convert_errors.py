@@ -290,8 +290,13 @@ def test_overwrite_replaces_only_our_outputs(tmp_path, capsys, kind):
     assert (dst / "thesis.tex").read_text() == "mine"
     (dst / "thesis.tex").unlink()  # an empty folder holds nothing to lose
     assert CONVERTERS[kind].main([str(src), str(dst), "--quiet", "--overwrite"]) == 0
-    other = "wds" if kind == "zarr" else "zarr"  # a store of the other format is ours too
-    assert CONVERTERS[other].main([str(src), str(dst), "--quiet", "--overwrite"]) == 0
+    assert CONVERTERS[kind].main([str(src), str(dst), "--quiet", "--overwrite"]) == 0  # its own output
+    capsys.readouterr()
+    other = "wds" if kind == "zarr" else "zarr"  # a store of the other format is not this command's to replace
+    before = sorted(p.relative_to(dst) for p in dst.rglob("*"))
+    assert CONVERTERS[other].main([str(src), str(dst), "--quiet", "--overwrite"]) == 1
+    assert "refusing to replace it" in capsys.readouterr().err
+    assert sorted(p.relative_to(dst) for p in dst.rglob("*")) == before
     assert sorted(p.name for p in tmp_path.iterdir()) == [dst.name, "src"]
 
 

@@ -62,27 +62,34 @@ def r2(y: np.ndarray, p: np.ndarray) -> float:
     return float(1.0 - np.sum((y - p) ** 2) / np.sum((y - y.mean()) ** 2))
 
 
-def ridge(data: dict, k: int, regions: str) -> dict:
-    t0 = time.perf_counter()
-    X = {s: features(data[s][0], k, regions) for s in data}
-    y = {s: data[s][1][:, 0] for s in data}
-    mu, sd = X["train"].mean(0), X["train"].std(0)
-    sd[sd == 0] = 1.0
-    Z = {s: (X[s] - mu) / sd for s in X}
+def fit_ridge(Z: dict, y: dict, score=None) -> tuple[float, list[float], dict]:
+    """Closed-form ridge on standardised features Z[split], alpha chosen by score(y_val, pred_val)
+    (default Pearson) over ALPHAS: (alpha, the val scores, predictions for every split)."""
+    score = score or pearson
     y_mean = y["train"].mean()
     evals, evecs = linalg.eigh(Z["train"].T @ Z["train"])
     proj = evecs.T @ (Z["train"].T @ (y["train"] - y_mean))
-    val_r = []
-    for alpha in ALPHAS:
-        w = evecs @ (proj / (evals + alpha))
-        val_r.append(pearson(y["val"], Z["val"] @ w + y_mean))
-    best = int(np.nanargmax(val_r))
-    alpha = float(ALPHAS[best])
+    val = [score(y["val"], Z["val"] @ (evecs @ (proj / (evals + a))) + y_mean) for a in ALPHAS]
+    alpha = float(ALPHAS[int(np.nanargmax(val))])
     w = evecs @ (proj / (evals + alpha))
-    pred = {s: Z[s] @ w + y_mean for s in Z}
+    return alpha, val, {s: Z[s] @ w + y_mean for s in Z}
+
+
+def standardised(data: dict, k: int, regions: str) -> tuple[dict, dict]:
+    """k-mer frequency features scaled by the train split's mean and sd, and the first target."""
+    X = {s: features(data[s][0], k, regions) for s in data}
+    mu, sd = X["train"].mean(0), X["train"].std(0)
+    sd[sd == 0] = 1.0
+    return {s: (X[s] - mu) / sd for s in X}, {s: data[s][1][:, 0] for s in data}
+
+
+def ridge(data: dict, k: int, regions: str) -> dict:
+    t0 = time.perf_counter()
+    Z, y = standardised(data, k, regions)
+    alpha, val_r, pred = fit_ridge(Z, y)
     return {"model": f"{k}-mer ridge ({'promoter+terminator' if regions == 'split' else 'whole window'})",
             "k": k, "regions": regions, "features": int(Z["train"].shape[1]), "alpha": alpha,
-            "val_pearson": val_r[best], "val_r2": r2(y["val"], pred["val"]),
+            "val_pearson": float(np.nanmax(val_r)), "val_r2": r2(y["val"], pred["val"]),
             "test_pearson": pearson(y["test"], pred["test"]),
             "test_spearman": float(stats.spearmanr(y["test"], pred["test"])[0]),
             "test_r2": r2(y["test"], pred["test"]), "n_test": int(len(y["test"])),

@@ -70,9 +70,8 @@ echo "== 3/4 k-mer baselines on the same folds"
 """4-mer ridge per fold (features of benchmarks/kmer_ridge.py), scored like the CNN by cv_report."""
 import json, sys, time
 import numpy as np
-from scipy import linalg
 sys.path.insert(0, "benchmarks")
-from kmer_ridge import ALPHAS, features, load_split
+from kmer_ridge import fit_ridge, load_split, standardised
 from maize_ddp.cv_report import fold_metrics, spread
 from maize_ddp.metrics import auroc
 
@@ -83,18 +82,9 @@ for task in ("regression", "classification"):
         t0 = time.perf_counter()
         store = f"{work}/{task}/runs/stores/fold-{i}.zarr"
         data = {s: load_split(store, s) for s in ("train", "val", "test")}
-        X = {s: features(data[s][0], 4, "split") for s in data}
-        y = {s: data[s][1][:, 0] for s in data}
-        mu, sd = X["train"].mean(0), X["train"].std(0)
-        sd[sd == 0] = 1.0
-        Z = {s: (X[s] - mu) / sd for s in X}
-        y_mean = y["train"].mean()
-        evals, evecs = linalg.eigh(Z["train"].T @ Z["train"])
-        proj = evecs.T @ (Z["train"].T @ (y["train"] - y_mean))
-        score = (lambda a, b: auroc(a, b)) if task == "classification" else (lambda a, b: np.corrcoef(a, b)[0, 1])
-        val = [score(y["val"], Z["val"] @ (evecs @ (proj / (evals + a))) + y_mean) for a in ALPHAS]
-        alpha = ALPHAS[int(np.nanargmax(val))]
-        pred = Z["test"] @ (evecs @ (proj / (evals + alpha))) + y_mean
+        Z, y = standardised(data, 4, "split")
+        alpha, _, preds = fit_ridge(Z, y, auroc if task == "classification" else None)
+        pred = preds["test"]
         if task == "classification":  # a ridge score on 0/1 labels: clipped to [0, 1], accuracy at 0.5
             pred = np.clip(pred, 0, 1)
         m = fold_metrics(task, y["test"][:, None], pred[:, None])

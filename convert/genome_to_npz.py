@@ -123,7 +123,11 @@ def bases_off_chromosome(regions: list[tuple[int, int]], chrom_len: int) -> int:
 
 def extract_window(chrom: np.ndarray, gene: Gene, geometry: WindowGeometry) -> np.ndarray:
     """The gene's window as uint8 codes [L], reading 5'->3' on the gene's strand."""
-    pieces = [slice_with_n(chrom, a, b)[0] for a, b in geometry.regions(gene)]
+    return assemble_window([slice_with_n(chrom, a, b)[0] for a, b in geometry.regions(gene)], gene, geometry)
+
+
+def assemble_window(pieces: list[np.ndarray], gene: Gene, geometry: WindowGeometry) -> np.ndarray:
+    """The window from its regions' + strand bases (as geometry.regions orders them)."""
     if gene.strand == "-":
         # Reverse-complementing each region in place equals cutting the whole window on +
         # ([TTS region] N.. [TSS region]) and reverse-complementing it: the spacer is all N.

@@ -25,9 +25,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from convert.genome_to_npz import WindowGeometry, extract_window, slice_with_n
+from convert.genome_to_npz import WindowGeometry, assemble_window, extract_window, slice_with_n
 from convert.gff import Gene
-from maize_ddp.codes import N_CODE, reverse_complement
 
 
 def anchors(gene: Gene, geometry: WindowGeometry) -> list[int]:
@@ -60,12 +59,7 @@ def alt_window(chrom: np.ndarray, gene: Gene, geometry: WindowGeometry, p: int, 
         else:  # the allele replaces the anchor base
             anchor = p - lo + min(c - p, len(alt))
         pieces.append(mutated[anchor - (c - a):anchor + (b - c)])
-    if gene.strand == "-":
-        pieces = [reverse_complement(piece) for piece in pieces]
-    spacer = np.full(geometry.spacer, N_CODE, np.uint8)
-    window = pieces[0] if len(pieces) == 1 else np.concatenate([pieces[0], spacer, pieces[1]])
-    assert len(window) == geometry.length
-    return window
+    return assemble_window(pieces, gene, geometry)
 
 
 def ref_window(chrom: np.ndarray, gene: Gene, geometry: WindowGeometry) -> np.ndarray:

@@ -143,8 +143,8 @@ def joined_records(fasta, labels, id_col: str, columns: Sequence[str],
     next to sequences)."""
     by_id: dict[str, dict[str, str]] = {}
     for r in table_records(labels, seq_col=None, id_col=id_col, columns=columns):
-        if "__problem__" in r.columns:
-            raise TableError(f"{r.where}: {r.columns['__problem__']}")
+        if r.problem:
+            raise TableError(f"{r.where}: {r.problem}")
         if r.id in by_id:
             raise TableError(f"{r.where}: id {r.id!r} appears twice in the labels table")
         by_id[r.id] = r.columns
@@ -152,7 +152,7 @@ def joined_records(fasta, labels, id_col: str, columns: Sequence[str],
     for r in read_records(fasta):
         found = by_id.get(r.id)
         if found is None:
-            r.columns["__problem__"] = f"id {r.id!r}: no row in {labels}"
+            r.problem = f"id {r.id!r}: no row in {labels}"
         else:
             r.columns.update(found)
             used += 1

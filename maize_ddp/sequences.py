@@ -45,6 +45,7 @@ class Record:
     id: str
     seq: str
     columns: dict[str, str] = field(default_factory=dict)
+    problem: str | None = None  # why the row is unusable as read (a wrong field count), if it is
 
 
 def is_fasta(path) -> bool:
@@ -76,7 +77,7 @@ def delimiter_of(path) -> str:
 def table_records(path, *, seq_col: str | None, id_col: str | None = None,
                   columns: Sequence[str] = ()) -> Iterator[Record]:
     """A table's rows; without seq_col (a labels table) every record's sequence is empty. A row
-    whose field count differs from the header's comes with columns["__problem__"] saying so."""
+    whose field count differs from the header's comes with `problem` saying so."""
     name = Path(path).name
     with gzip_errors_as(SequenceError, path), open_maybe_gzip(path) as handle:
         # A TSV has no quoting: a field that starts with '"' (a note like "5 inch) is text, not
@@ -103,7 +104,7 @@ def table_records(path, *, seq_col: str | None, id_col: str | None = None,
                 continue  # a blank line, or a spreadsheet's empty row (",,,,")
             where = f"{path}: line {reader.line_num}"
             if len(fields) != len(header):
-                yield Record(where, row, "", "", {"__problem__": f"has {len(fields)} fields, the header {len(header)}"})
+                yield Record(where, row, "", "", problem=f"has {len(fields)} fields, the header {len(header)}")
             else:
                 row_id = fields[index[id_col]].strip() if id_col else f"{name}:{row}"
                 yield Record(where, row, row_id, fields[index[seq_col]].strip() if seq_col else "",
@@ -134,8 +135,8 @@ def fasta_records(path) -> Iterator[Record]:
 
 def sequence_problem(record: Record) -> str | None:
     """Why the record cannot be used as a sequence, or None."""
-    if "__problem__" in record.columns:
-        return record.columns["__problem__"]
+    if record.problem:
+        return record.problem
     if not record.id:
         return "empty id"
     if len(record.id) > MAX_ID_CHARS:

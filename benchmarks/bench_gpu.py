@@ -2,6 +2,7 @@
 
     python benchmarks/bench_gpu.py                 # one GPU: 3020 bp, batch 32 and 256, fp32 and bf16 (< 5 min)
     python benchmarks/bench_gpu.py --small         # the same table at a small size (automatic without CUDA)
+    python benchmarks/bench_gpu.py --out gpu.md    # also rewrite gpu.md after every case (a cut-off run keeps its rows)
 
 For each precision and batch size, four loops train the default model for two epochs of the same
 rows, and each epoch is timed (the device synchronised at both ends):
@@ -39,6 +40,8 @@ TINY = ["--conv1kc", "8", "--conv2kc", "8", "--conv3kc", "8", "--convdc", "1", "
         "--pool1ks", "2", "--pool2ks", "2", "--pool3ks", "2", "--pdrop1", "0", "--pdrop2", "0", "--pdrop3", "0",
         "--pdropd", "0", "--pdrop4", "0"]
 LOOPS = ("ideal eager", "ideal compiled", "trainer", "trainer --compile")
+# the order cases run in: what the targets compare comes first, so a run cut short still answers them
+RUN_ORDER = ("ideal eager", "trainer", "trainer --compile", "ideal compiled")
 
 
 def make_store(work: Path, rows: int, seq_len: int) -> Path:
@@ -190,6 +193,8 @@ def main(argv=None) -> int:
     p.add_argument("--seq-len", type=int, default=None, help="default 3020; small: 256")
     p.add_argument("--workers", type=int, default=None, help="trainer DataLoader workers (default 4; small: 0)")
     p.add_argument("--loops", default=",".join(LOOPS), help="comma-separated subset of: " + ", ".join(LOOPS))
+    p.add_argument("--out", type=Path, default=None,
+                   help="Markdown file rewritten after every case with the table so far (default: stdout only)")
     a = p.parse_args(argv)
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
     small = a.small or device.type != "cuda"
@@ -205,20 +210,33 @@ def main(argv=None) -> int:
     t0 = time.perf_counter()
     store = make_store(work, rows, seq_len)
     name = torch.cuda.get_device_name(device) if device.type == "cuda" else "CPU"
-    print(f"## {name}, torch {torch.__version__}: {rows} rows x {seq_len} bp, 1 process, "
-          f"{'tiny' if a.tiny else 'default'} model, trainer workers {workers}\n", flush=True)
+    title = (f"## {name}, torch {torch.__version__}: {rows} rows x {seq_len} bp, 1 process, "
+             f"{'tiny' if a.tiny else 'default'} model, trainer workers {workers}\n")
+    print(title, flush=True)
+
+    def report(final: bool) -> str:
+        done = "" if final else "\n(cut short: the cases above are all that ran)"
+        return (f"{title}\n{table(results, precisions, batches, device.type == 'cuda')}\n\n"
+                f"{targets(results, precisions, batches)}{done}\n")
+
     results = {}
     for amp in precisions:
-        for batch in batches:
-            for kind in loops:
+        for kind in [k for k in RUN_ORDER if k in loops]:
+            for batch in batches:
                 results[(kind, amp, batch)] = measure(kind, store, work, device, amp, batch,
                                                       TINY if a.tiny else [], workers)
                 print(f"  {kind:18s} {amp:4s} batch {batch:4d}: {results[(kind, amp, batch)]['steady']:,.0f} "
                       f"samples/s", file=sys.stderr, flush=True)
+                if a.out:
+                    a.out.with_suffix(".tmp").write_text(report(final=False))
+                    a.out.with_suffix(".tmp").replace(a.out)
     print(table(results, precisions, batches, device.type == "cuda"))
     print()
     print(targets(results, precisions, batches))
     print(f"\n({time.perf_counter() - t0:.0f} s in all)")
+    if a.out:
+        a.out.with_suffix(".tmp").write_text(report(final=True) + f"\n({time.perf_counter() - t0:.0f} s in all)\n")
+        a.out.with_suffix(".tmp").replace(a.out)
     return 0
 
 

@@ -44,6 +44,8 @@ class TrainConfig:
     amp: str = option("auto", "mixed precision: auto (fp32 on GPU and CPU: bf16 measured no faster for this model, "
                               "see docs/gpu.md) | off | bf16 (half the activation memory) | fp16")
     device: str = option("auto", "auto (cuda when available) | cpu | cuda")
+    backend: str = option("auto", "process-group backend: auto (nccl on GPUs, gloo on CPUs) | nccl | gloo (gloo "
+                                  "lets several processes share one GPU: the DDP path on CUDA without NCCL)")
     sync_bn: bool = option(False, "synchronise BatchNorm statistics across ranks")
     seed: int = option(0, "seeds the model, the shuffle and augmentation")
     num_workers: int = option(0, "DataLoader workers per rank")
@@ -71,6 +73,10 @@ class TrainConfig:
             raise ConfigError("--data is required: a .zarr or .wds store (see python -m convert.npz_to_zarr)")
         if self.task not in ("regression", "classification"):
             raise ConfigError(f"--task must be regression or classification, not {self.task!r}")
+        if self.backend not in ("auto", "nccl", "gloo"):
+            raise ConfigError(f"--backend must be auto, nccl or gloo, not {self.backend!r}")
+        if self.backend == "nccl" and self.device == "cpu":
+            raise ConfigError("--backend nccl needs GPUs; on --device cpu use gloo (or auto)")
         if self.amp not in ("auto", "off", "bf16", "fp16"):
             raise ConfigError(f"--amp must be auto, off, bf16 or fp16, not {self.amp!r}")
         for name in ("epochs", "batch_size", "log_every"):

@@ -50,19 +50,21 @@ def env_rank() -> tuple[int, int]:
     return int(os.environ.get("RANK", "0")), int(os.environ.get("WORLD_SIZE", "1"))
 
 
-def gpu_shortfall(requested: str, visible_gpus: int, local_world_size: int) -> str | None:
+def gpu_shortfall(requested: str, visible_gpus: int, local_world_size: int, backend: str = "auto") -> str | None:
     """Why this node cannot give each of its processes a GPU of its own, or None when it can
     (or the run is on CPU). A pure function of what the node shows, so it is tested without GPUs.
     Two processes on one GPU are not a slower run but a failed one: NCCL refuses them
-    ("Duplicate GPU detected"), one error per rank, long after start-up."""
+    ("Duplicate GPU detected"), one error per rank, long after start-up. Gloo takes them: that is
+    how the DDP path on CUDA tensors is exercised on a machine with one GPU."""
     if requested == "cpu" or (requested == "auto" and visible_gpus == 0):
         return None
     if visible_gpus == 0:
         return "--device cuda was asked for but no CUDA device is visible; use --device cpu"
-    if local_world_size > visible_gpus:
+    if local_world_size > visible_gpus and backend != "gloo":
         return (f"this node starts {local_world_size} processes but has {visible_gpus} visible GPU"
                 f"{'s' if visible_gpus != 1 else ''}: one process per GPU, so torchrun --nproc-per-node "
-                f"{visible_gpus} (launch/local.sh counts them for you), or train on CPU with --device cpu")
+                f"{visible_gpus} (launch/local.sh counts them for you), or train on CPU with --device cpu "
+                "(--backend gloo lets processes share a GPU, to test the DDP path)")
     return None
 
 
@@ -70,11 +72,11 @@ def visible_gpus() -> int:
     return torch.cuda.device_count() if torch.cuda.is_available() else 0
 
 
-def pick_device(requested: str, local_rank: int, local_world_size: int = 1) -> torch.device:
+def pick_device(requested: str, local_rank: int, local_world_size: int = 1, backend: str = "auto") -> torch.device:
     if requested not in ("auto", "cpu", "cuda"):
         raise ConfigError(f"--device must be auto, cpu or cuda, not {requested!r}")
     gpus = visible_gpus()
-    problem = gpu_shortfall(requested, gpus, local_world_size)
+    problem = gpu_shortfall(requested, gpus, local_world_size, backend)
     if problem:
         raise ConfigError(problem)
     if requested == "cpu" or gpus == 0:
@@ -82,19 +84,31 @@ def pick_device(requested: str, local_rank: int, local_world_size: int = 1) -> t
     return torch.device("cuda", local_rank % gpus)
 
 
-def init(requested_device: str = "auto", timeout_s: float = 1800) -> Dist:
+def pick_backend(requested: str, device: torch.device) -> str:
+    if requested not in ("auto", "nccl", "gloo"):
+        raise ConfigError(f"--backend must be auto, nccl or gloo, not {requested!r}")
+    if requested == "nccl" and device.type != "cuda":
+        raise ConfigError("--backend nccl needs a GPU; this process runs on the CPU (use gloo or auto)")
+    if requested == "auto":
+        return "nccl" if device.type == "cuda" else "gloo"
+    return requested
+
+
+def init(requested_device: str = "auto", timeout_s: float = 1800, requested_backend: str = "auto") -> Dist:
     rank, world_size = env_rank()
     local_rank = int(os.environ.get("LOCAL_RANK", "0"))
     # before the process group forms: a node with more processes than GPUs stops here, one line a rank
-    device = pick_device(requested_device, local_rank, int(os.environ.get("LOCAL_WORLD_SIZE", "1")))
+    device = pick_device(requested_device, local_rank, int(os.environ.get("LOCAL_WORLD_SIZE", "1")),
+                         requested_backend)
     backend = None
     if world_size > 1:
-        backend = "nccl" if device.type == "cuda" else "gloo"
+        backend = pick_backend(requested_backend, device)
         if device.type == "cuda":
             torch.cuda.set_device(device)
         try:
+            # device_id binds NCCL's communicator to this GPU at once; gloo has no such binding
             dist.init_process_group(backend, timeout=timedelta(seconds=timeout_s),
-                                    device_id=device if device.type == "cuda" else None)
+                                    device_id=device if backend == "nccl" else None)
         except Exception as e:
             restarted = int(os.environ.get("TORCHELASTIC_RESTART_COUNT", "0")) > 0
             if restarted and os.environ.get("TORCH_DISABLE_SHARE_RDZV_TCP_STORE") != "1":

@@ -240,7 +240,7 @@ def main(argv=None) -> int:
         if cfg.check:
             check(cfg)
             return 0
-        d = distributed.init(cfg.device)
+        d = distributed.init(cfg.device, requested_backend=cfg.backend)
         # one write call, so the ranks' start-up lines do not interleave in a shared log
         sys.stdout.write(distributed.describe(d) + "\n")
         sys.stdout.flush()

@@ -25,6 +25,11 @@ ENV = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONUNBUFFERED": "1", "TORCH_DIS
     ("cuda", 0, 1, "--device cuda was asked for but no CUDA device is visible; use --device cpu"),
 ])
 def test_gpu_shortfall(requested, gpus, procs, expected):
+    # gloo takes several processes on one GPU (the DDP path on CUDA tensors, on a one-GPU machine)
+    assert distributed.gpu_shortfall(requested, gpus, procs, "gloo") == (
+        "--device cuda was asked for but no CUDA device is visible; use --device cpu" if gpus == 0 and requested == "cuda"
+        else None)
+    assert distributed.gpu_shortfall(requested, gpus, procs, "nccl") == distributed.gpu_shortfall(requested, gpus, procs)
     found = distributed.gpu_shortfall(requested, gpus, procs)
     assert found == expected if expected is None else found.startswith(expected), found
 
@@ -57,3 +62,28 @@ def test_each_rank_says_it_on_its_own_line(tmp_path):
                     for r in (0, 1)], res.stderr[-3000:]
     assert "maize_ddp/" not in res.stderr  # torchrun prints its own traceback; none runs through our code
     assert not (tmp_path / "run").exists()
+
+
+def test_backend_choice():
+    assert distributed.pick_backend("auto", torch.device("cpu")) == "gloo"
+    assert distributed.pick_backend("auto", torch.device("cuda", 0)) == "nccl"
+    assert distributed.pick_backend("gloo", torch.device("cuda", 0)) == "gloo"
+    with pytest.raises(ConfigError, match="--backend nccl needs a GPU"):
+        distributed.pick_backend("nccl", torch.device("cpu"))
+    with pytest.raises(ConfigError, match="--backend must be auto, nccl or gloo"):
+        distributed.pick_backend("mpi", torch.device("cpu"))
+
+
+def test_gloo_shares_one_gpu_among_processes(monkeypatch):
+    """--backend gloo: four processes on a node with one GPU all take cuda:0 and form a gloo group."""
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 1)
+    monkeypatch.setattr(torch.cuda, "set_device", lambda device: None)
+    formed = {}
+    monkeypatch.setattr(torch.distributed, "init_process_group",
+                        lambda backend, **k: formed.update(backend=backend, device_id=k.get("device_id")))
+    for name, value in {"WORLD_SIZE": "4", "RANK": "2", "LOCAL_RANK": "2", "LOCAL_WORLD_SIZE": "4"}.items():
+        monkeypatch.setenv(name, value)
+    d = distributed.init("auto", requested_backend="gloo")
+    assert (d.device, d.backend, d.rank) == (torch.device("cuda", 0), "gloo", 2)
+    assert formed == {"backend": "gloo", "device_id": None}

@@ -10,7 +10,7 @@
 #                lacks) into a temp folder, the project from this checkout (PYTHONPATH); nvidia-smi, torch
 #   1. bench     benchmarks/bench_gpu.py: ideal eager / ideal compiled / trainer / trainer --compile,
 #                fp32 and bf16, batch 32 and 256, first epoch vs steady, peak GPU memory
-#   2. real      Jores et al. 2021 leaf promoters (.gpu/data or ../shared/data/jores2021): table ->
+#   2. real      Jores et al. 2021 leaf promoters ($JORES_LEAF, else .gpu/data, else ../shared/data/jores2021): table ->
 #                npz -> Zarr -> presets/core_promoter.toml on one GPU; test r, R², time
 #   3. interpret benchmarks/bench_interpret.py: ISM and saliency sequences/s at 300 and 3020 bp
 #   4. ddp       torchrun, 2 processes on the one GPU with --backend gloo (CUDA tensors through DDP's
@@ -35,15 +35,15 @@ export PYTHONUNBUFFERED=1 TORCH_DISABLE_SHARE_RDZV_TCP_STORE=1 MPLBACKEND=Agg
 
 if [[ $DRY == 1 ]]; then
     DEVICE=cpu; export OMP_NUM_THREADS=1 CUDA_VISIBLE_DEVICES=""
-    BENCH=(--tiny --rows 256 --seq-len 64 --batch-sizes 16 --precisions off,bf16)
+    BENCH=(--tiny --rows 256 --seq-len 64 --batch-sizes 16 --precisions off)
     INTERPRET=(--device cpu --seq-lens 300 --batch-sizes 256)
-    REAL_ROWS=400; REAL_FLAGS=(--epochs 1); DDP_ROWS=256; DDP_LEN=300
+    REAL_ROWS=400; REAL_FLAGS=(--epochs 1); DDP_ROWS=256; DDP_EVAL_ROWS=64; DDP_LEN=300
     LIMIT_BENCH=600; LIMIT_REAL=300; LIMIT_INTERPRET=300; LIMIT_DDP=600
 else
     DEVICE=cuda
     BENCH=(--rows 8192 --seq-len 3020 --batch-sizes 32,256 --precisions off,bf16 --workers 4)
     INTERPRET=(--device cuda --seq-lens 300,3020 --batch-sizes 256,1024,4096)
-    REAL_ROWS=0; REAL_FLAGS=(--num-workers 2); DDP_ROWS=8192; DDP_LEN=1000
+    REAL_ROWS=0; REAL_FLAGS=(--num-workers 2); DDP_ROWS=8192; DDP_EVAL_ROWS=512; DDP_LEN=1000
     LIMIT_BENCH=${LIMIT_BENCH:-230}; LIMIT_REAL=${LIMIT_REAL:-100}; LIMIT_INTERPRET=${LIMIT_INTERPRET:-45}
     LIMIT_DDP=${LIMIT_DDP:-80}
 fi
@@ -95,10 +95,10 @@ step bench "$LIMIT_BENCH" "$PYTHON" benchmarks/bench_gpu.py "${BENCH[@]}" --work
 
 # 2. real data with a preset ---------------------------------------------------------------------
 section "## 2. Real data on the GPU: Jores 2021 leaf promoters, presets/core_promoter.toml"
-DATA="$ROOT/.gpu/data/CNN_test_leaf.tsv"
-[[ -f "$DATA" ]] || DATA="$ROOT/../shared/data/jores2021/CNN_test_leaf.tsv"
+DATA="${JORES_LEAF:-$ROOT/.gpu/data/CNN_test_leaf.tsv}"
+[[ -f "$DATA" || -n "${JORES_LEAF:-}" ]] || DATA="$ROOT/../shared/data/jores2021/CNN_test_leaf.tsv"
 if [[ ! -f "$DATA" ]]; then
-    echo "(skipped: no CNN_test_leaf.tsv in .gpu/data or ../shared/data/jores2021)" >> "$REPORT"
+    echo "(skipped: no $DATA; set JORES_LEAF or run benchmarks/gpu_prepare.sh)" >> "$REPORT"
     failed+=("real (no data)")
 else
     table="$DATA"
@@ -131,9 +131,9 @@ step interpret "$LIMIT_INTERPRET" bash -c '"$0" benchmarks/bench_interpret.py "$
 
 # 4. DDP on CUDA tensors: two processes share the one GPU through gloo ------------------------------
 section "## 4. DDP, 2 processes on one device, --backend gloo"
-step ddp-data 120 bash -c '"$0" -m convert.synth "$1/ddp_npz" --train "$2" --val 512 --test 512 --seq-len "$3" \
+step ddp-data 120 bash -c '"$0" -m convert.synth "$1/ddp_npz" --train "$2" --val "$3" --test "$3" --seq-len "$4" \
         --shard-size 2048 --dtype uint8 && "$0" -m convert.npz_to_zarr "$1/ddp_npz" "$1/ddp.zarr" --quiet' \
-    "$PYTHON" "$WORK" "$DDP_ROWS" "$DDP_LEN"
+    "$PYTHON" "$WORK" "$DDP_ROWS" "$DDP_EVAL_ROWS" "$DDP_LEN"
 ddp_runs=()
 for variant in "fp32:--amp off" "bf16-compile:--amp bf16 --compile"; do
     name=${variant%%:*}

@@ -13,15 +13,11 @@ holds it, so even a SIGKILL leaves nothing behind (no /dev/shm file to clean up)
 """
 from __future__ import annotations
 
-import ctypes
 import math
 import mmap
 import multiprocessing
 import os
 import signal
-import sys
-import threading
-import time
 from collections import deque
 from concurrent.futures import ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
@@ -29,12 +25,12 @@ from typing import Callable, Iterable, Iterator
 
 import numpy as np
 
+from maize_ddp.parent_death import die_with_parent
+
 from .shards import ConvertError
 
 ALIGN = 64  # each array starts on a cache line
 MAX_ARRAYS = 4  # per result: alignment padding the slot size allows for
-PR_SET_PDEATHSIG = 1  # linux/prctl.h
-PARENT_POLL_S = 1.0  # where there is no PR_SET_PDEATHSIG: how often a worker looks for its parent
 
 _slots: "ResultSlots | None" = None  # a worker's view of its pool's slots (set at fork)
 
@@ -149,34 +145,6 @@ def _worker_init(slots: ResultSlots, parent: int) -> None:
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     signal.signal(signal.SIGTERM, signal.SIG_DFL)
     die_with_parent(parent)
-
-
-def die_with_parent(parent: int) -> None:
-    """End this process as soon as `parent` does, however it ends (a SIGKILL runs no cleanup).
-
-    A worker whose parent is gone would otherwise wait for jobs forever. On Linux the kernel
-    sends SIGKILL when the parent exits (PR_SET_PDEATHSIG; the parent here is the thread that
-    forked, the pool's creator, which lives as long as the pool); elsewhere a thread checks
-    every second that the parent is still ours. The parent may have died before this ran: then
-    this process has been handed to another and stops at once.
-    """
-    if not (sys.platform.startswith("linux") and _set_parent_death_signal()):
-        threading.Thread(target=_watch_parent, args=(parent,), daemon=True).start()
-    if os.getppid() != parent:
-        os._exit(1)
-
-
-def _set_parent_death_signal() -> bool:
-    try:
-        return ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0) == 0
-    except (OSError, AttributeError):
-        return False
-
-
-def _watch_parent(parent: int) -> None:
-    while os.getppid() == parent:
-        time.sleep(PARENT_POLL_S)
-    os._exit(1)
 
 
 def _call_into_slot(slot: int, fn: Callable, job: tuple):

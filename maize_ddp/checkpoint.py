@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import os
+import pickle
 import re
 from pathlib import Path
 
@@ -75,13 +76,22 @@ def remove_stale_temps(folder: Path, live=lambda pid: False) -> list[Path]:
 
 
 def load(path: Path) -> dict:
+    """A checkpoint's entries. Only tensors and plain values are read (weights_only=True): a
+    pickle can name any function to call while it is read, so a shared run folder would otherwise
+    run its author's code on the reader's machine. maize_ddp writes nothing else; a file that
+    holds anything else is refused before any of it runs."""
     path = Path(path)
     if path.is_dir():  # a run folder: its best checkpoint
         path = path / "checkpoints" / "best.pt"
     if not path.exists():
         raise CheckpointError(f"{path}: checkpoint not found")
     try:
-        state = torch.load(path, map_location="cpu", weights_only=False)
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError as e:
+        found = re.search(r"(?:GLOBAL|global) ([\w.]+)", str(e))
+        what = f" ({found[1]})" if found else ""
+        raise CheckpointError(f"{path}: refused: it holds an object other than tensors and plain values{what}, "
+                              "which could run code when loaded; maize_ddp checkpoints never do") from None
     except Exception as e:  # a truncated or foreign file
         raise CheckpointError(f"{path}: not a readable checkpoint ({type(e).__name__}: {e})") from None
     if not isinstance(state, dict) or "model" not in state or "config" not in state:

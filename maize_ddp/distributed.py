@@ -12,6 +12,7 @@ import torch.distributed as dist
 
 from maize_ddp import errors
 from maize_ddp.errors import ConfigError, Error
+from maize_ddp.parent_death import die_with_parent
 
 if dist.is_available():
     # torch.distributed.nn binds `group.WORLD` as default arguments when it is first imported,
@@ -95,6 +96,10 @@ def pick_backend(requested: str, device: torch.device) -> str:
 
 
 def init(requested_device: str = "auto", timeout_s: float = 1800, requested_backend: str = "auto") -> Dist:
+    if "TORCHELASTIC_RUN_ID" in os.environ:
+        # a rank of torchrun (its parent): a killed torchrun must not leave its ranks training as
+        # orphans that hold the run folder. A plain `python -m` keeps running when its shell ends.
+        die_with_parent(os.getppid())
     rank, world_size = env_rank()
     local_rank = int(os.environ.get("LOCAL_RANK", "0"))
     # before the process group forms: a node with more processes than GPUs stops here, one line a rank

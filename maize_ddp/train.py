@@ -109,6 +109,21 @@ def launch_id() -> str | None:
     return os.environ.get("SLURM_JOB_ID") or (run_id if run_id != "none" else None)
 
 
+def launch_round() -> list[int]:
+    """Which round of its launch this is: [SLURM requeues, torchrun restarts]. A restart has a
+    later round than the checkpoints and lock it left; a second trainer started in the same
+    SLURM allocation or torchrun launch has the same round, and is no restart."""
+    return [int(os.environ.get("SLURM_RESTART_COUNT") or 0), int(os.environ.get("TORCHELASTIC_RESTART_COUNT") or 0)]
+
+
+def left_by_an_earlier_round(path: Path) -> bool:
+    """Whether checkpoint `path` was written by an earlier round of this very launch."""
+    if launch_id() is None:
+        return False
+    saved = checkpoint.load(path)
+    return saved.get("launch_id") == launch_id() and list(saved.get("launch_round", [0, 0])) < launch_round()
+
+
 def store_identity(path) -> dict:
     """The store a checkpoint was trained on: its resolved path, the sha256 of its root metadata
     (zarr.json or manifest.json), which a re-conversion changes and a move does not, and the
@@ -151,7 +166,7 @@ def claim_run_dir(cfg, out: Path) -> tuple[runlock.RunLock, bool]:
     killed writers left, and decide whether this start resumes. Returns (lock, resume)."""
     try:
         out.mkdir(parents=True, exist_ok=True)
-        lock = runlock.RunLock(out, launch_id()).acquire()
+        lock = runlock.RunLock(out, launch_id(), launch_round()).acquire()
     except (PermissionError, FileNotFoundError, NotADirectoryError, FileExistsError) as e:
         raise TrainingError(f"{out}: run folder is not writable ({e.strerror or e})") from None
     try:
@@ -176,16 +191,15 @@ def should_resume(cfg, out: Path) -> bool:
     another launch is never taken over or trained over silently, not even by torchrun's
     automatic retry, whichever of its files are left."""
     last, best = out / "checkpoints" / "last.pt", out / "checkpoints" / "best.pt"
-    restartable = launch_id() is not None
     if last.exists():
-        if cfg.resume or (restartable and checkpoint.load(last).get("launch_id") == launch_id()):
+        if cfg.resume or left_by_an_earlier_round(last):
             return True
         raise TrainingError(f"{out} already holds a run ({last}); pass --resume to continue it "
                             "or choose another --out")
     found = [name for name in RUN_FILES if (out / name).exists()]
     if not found:
         return False
-    if restartable and best.exists() and checkpoint.load(best).get("launch_id") == launch_id():
+    if best.exists() and left_by_an_earlier_round(best):
         return False  # this launch's first epoch, cut short before last.pt: start it again
     raise TrainingError(f"{out} already holds a run ({', '.join(found)}) but no checkpoints/last.pt to "
                         "resume from; choose another --out")
@@ -332,7 +346,7 @@ def train_and_report(cfg, d, train_loader, val_loader, bn_loader, resume: bool) 
 
     def save_last() -> None:
         saved = state.to_checkpoint(d, config=cfg.to_dict(), world_size=d.world_size, launch_id=launch_id(),
-                                    store=store)
+                                    launch_round=launch_round(), store=store)
         if saved is not None:
             checkpoint.save(last, saved)
 
@@ -356,6 +370,7 @@ def train_and_report(cfg, d, train_loader, val_loader, bn_loader, resume: bool) 
             if improved or not best.exists():
                 checkpoint.save(best, {"model": state.model.state_dict(), "config": cfg.to_dict(),
                                        "epoch": state.epoch, "val": val, "launch_id": launch_id(),
+                                       "launch_round": launch_round(),
                                        "store": store})
             checkpoint.atomic_write_text(out / "metrics.jsonl", "".join(json.dumps(h) + "\n" for h in state.history))
         save_last()

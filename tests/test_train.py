@@ -387,9 +387,9 @@ def check(args, **env):
                           env={**full, **env}, capture_output=True, text=True, timeout=120)
 
 
-def fake_checkpoint(path, launch_id):
+def fake_checkpoint(path, launch_id, launch_round=(0, 0)):
     path.parent.mkdir(parents=True, exist_ok=True)
-    torch.save({"model": {}, "config": {}, "launch_id": launch_id}, path)
+    torch.save({"model": {}, "config": {}, "launch_id": launch_id, "launch_round": list(launch_round)}, path)
 
 
 def test_check_takes_the_runs_decisions_and_creates_nothing(stores, tmp_path):
@@ -406,14 +406,20 @@ def test_check_takes_the_runs_decisions_and_creates_nothing(stores, tmp_path):
                           "checkpoints/last.pt to resume from; choose another --out\n")
     assert not (best_only / "run.lock").exists()
     # the same launch, restarted before its first last.pt, starts its run again
-    assert check([*data, "--out", best_only], SLURM_JOB_ID="812").stdout.startswith("check: ok resume=no ")
+    assert check([*data, "--out", best_only], SLURM_JOB_ID="812",
+                 SLURM_RESTART_COUNT="1").stdout.startswith("check: ok resume=no ")
+    # ... but a second trainer of the same allocation is no restart
+    assert check([*data, "--out", best_only], SLURM_JOB_ID="812").returncode == 1
 
     run = tmp_path / "run"
     fake_checkpoint(run / "checkpoints" / "last.pt", "812")
     res = check([*data, "--out", run])
     assert res.returncode == 1 and "already holds a run" in res.stderr and "pass --resume" in res.stderr
     assert check([*data, "--out", run, "--resume"]).stdout == f"check: ok resume=yes out={run}\n"
-    assert check([*data, "--out", run], SLURM_JOB_ID="812").stdout == f"check: ok resume=yes out={run}\n"
+    assert check([*data, "--out", run], SLURM_JOB_ID="812",
+                 SLURM_RESTART_COUNT="1").stdout == f"check: ok resume=yes out={run}\n"
+    res = check([*data, "--out", run], SLURM_JOB_ID="812")  # same job, same round: a second trainer
+    assert res.returncode == 1 and "pass --resume" in res.stderr
     assert sorted(p.name for p in tmp_path.rglob("*")) == ["best only", "best.pt", "checkpoints", "checkpoints",
                                                            "last.pt", "run"]
 

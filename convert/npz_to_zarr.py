@@ -21,7 +21,7 @@ import zarr
 from zarr.codecs import BloscCodec, Crc32cCodec, ZstdCodec
 from zarr.storage import LocalStore
 
-from maize_ddp.store_format import FORMAT, MISSING_CODE, record_file
+from maize_ddp.store_format import FORMAT, MISSING_CODE, place_crc32s, record_file
 
 from . import driver
 from .driver import at_least_one
@@ -55,8 +55,9 @@ class ShardBuffer:
     final partial one) makes each shard one write, by one writer.
     """
 
-    def __init__(self, seq, y, ids, shard_rows: int, id_chars: int):
-        self.seq, self.y, self.ids = seq, y, ids
+    def __init__(self, split: str, seq, y, ids, shard_rows: int, chunk_rows: int, id_chars: int):
+        self.split, self.seq, self.y, self.ids, self.chunk_rows = split, seq, y, ids, chunk_rows
+        self.chunk_crc32 = {"seq": [], "y": [], "id": []}  # per chunk, tied to its place (store_format)
         rows = min(shard_rows, seq.shape[0])
         self.codes_buf = np.empty((rows, seq.shape[1]), np.uint8)
         self.y_buf = np.empty((rows, y.shape[1]), np.float32)
@@ -82,6 +83,10 @@ class ShardBuffer:
             self.seq[self.start:stop] = self.codes_buf[:self.filled]
             self.y[self.start:stop] = self.y_buf[:self.filled]
             self.ids[self.start:stop] = self.ids_buf[:self.filled]
+            first_chunk = self.start // self.chunk_rows  # a buffer starts on a shard, so on a chunk
+            for name, buf in (("seq", self.codes_buf), ("y", self.y_buf), ("id", self.ids_buf)):
+                self.chunk_crc32[name] += place_crc32s(self.split, name, first_chunk, self.chunk_rows,
+                                                       buf[:self.filled])
             self.start, self.filled = stop, 0
 
 
@@ -123,7 +128,7 @@ class ZarrWriter:
     def close(self) -> dict:
         for buffer in self.buffers.values():
             buffer.flush()
-        record_data_files(self.root, self.splits)
+        record_data_files(self.root, self.splits, {name: b.chunk_crc32 for name, b in self.buffers.items()})
         return {"chunk_rows": self.chunk, "shard_rows": self.shard}
 
 
@@ -155,19 +160,21 @@ def _create_store(root_path, plan, chunk: int, shard: int) -> dict[str, ShardBuf
         # "" cannot be an id (the converters refuse it): the fill value of a missing chunk
         ids = group.create_array("id", shape=(n,), dtype=str, chunks=(chunk,), shards=(shard,),
                                  compressors=id_codec, fill_value="", dimension_names=("row",), config=config)
-        buffers[name] = ShardBuffer(seq, y, ids, shard, plan.id_chars)
+        buffers[name] = ShardBuffer(name, seq, y, ids, shard, chunk, plan.id_chars)
     return buffers
 
 
-def record_data_files(root_path, splits) -> None:
+def record_data_files(root_path, splits, chunk_crc32: dict) -> None:
     """Record every shard file of each split (size and CRC-32) in the split's attributes, so a
-    reader can tell a complete store from one that lost a file."""
+    reader can tell a complete store from one that lost a file, and each chunk's place CRC
+    (store_format.place_crc32), so a reader can tell a chunk from one that belongs elsewhere."""
     root_path = Path(root_path)
     root = zarr.open_group(LocalStore(root_path), mode="a", zarr_format=3)
     for name in splits:
         files = sorted(str(p.relative_to(root_path)) for array in ("seq", "y", "id")
                        for p in (root_path / name / array).rglob("*") if p.is_file() and p.name != "zarr.json")
-        root[name].attrs["files"] = [record_file(root_path, rel).to_dict() for rel in files]
+        root[name].attrs.update({"files": [record_file(root_path, rel).to_dict() for rel in files],
+                                 "chunk_crc32": chunk_crc32[name]})
 
 
 def main(argv=None) -> int:

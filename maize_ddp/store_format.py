@@ -199,6 +199,38 @@ def check_ids(ids: np.ndarray, where) -> np.ndarray:
     return ids.astype(f"<U{max(int(length.max(initial=0)), 1)}")  # no wider than the longest
 
 
+def place_crc32(split: str, array: str, chunk: int, rows) -> int:
+    """The CRC-32 of one Zarr chunk's decoded rows, seeded with where the chunk belongs
+    (split/array/index). Zarr's own per-chunk checksum proves a chunk is whole, not that it is
+    the right one: a shard file swapped with another of the same size (or copied from another
+    store of the same shape) decodes cleanly. This one ties the rows to their place: the writer
+    records one per chunk (the split's `chunk_crc32` attribute) and every read checks it."""
+    crc = zlib.crc32(f"{split}/{array}/{chunk}".encode())
+    if array == "id":
+        return zlib.crc32("\n".join(str(i) for i in rows).encode(), crc)
+    return zlib.crc32(np.ascontiguousarray(rows).view(np.uint8).reshape(-1), crc)
+
+
+def place_crc32s(split: str, array: str, first_chunk: int, chunk_rows: int, rows) -> list[int]:
+    """place_crc32 of every chunk in `rows`, which start at chunk `first_chunk`."""
+    return [place_crc32(split, array, first_chunk + i, rows[a:a + chunk_rows])
+            for i, a in enumerate(range(0, len(rows), chunk_rows))]
+
+
+def check_place(recorded: list[int] | None, split: str, array: str, first_chunk: int, chunk_rows: int, rows,
+                where) -> None:
+    """Chunks read back as the rows the writer put in this place, or a StoreError naming the file.
+    A store without the record (written before it existed) is read as before."""
+    if recorded is None:
+        return
+    for i, crc in enumerate(place_crc32s(split, array, first_chunk, chunk_rows, rows)):
+        k = first_chunk + i
+        if k >= len(recorded) or crc != recorded[k]:
+            raise StoreError(f"{where}: chunk {k} (rows {k * chunk_rows}-{k * chunk_rows + chunk_rows - 1}) holds "
+                             f"rows that belong elsewhere (a shard file swapped or copied from another store?): "
+                             "restore it or convert the data again")
+
+
 def check_codes(codes: np.ndarray, where, first_row: int = 0) -> None:
     """Every code is a base (0..N); MISSING_CODE marks a chunk that was never read from disk."""
     if codes.size and codes.max() > MAX_CODE:

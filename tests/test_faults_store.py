@@ -88,6 +88,19 @@ def drop_file_records(store):
     del g["train"].attrs["files"]
 
 
+def swap_zarr_files(store, a, b):
+    """Swap two shard files and their records: each file is whole and matches the record of the
+    place it now holds (size, CRC-32), as a same-size swap would; only its rows are misplaced."""
+    import zarr
+
+    (store / a).rename(store / "swap.tmp")
+    (store / b).rename(store / a)
+    (store / "swap.tmp").rename(store / b)
+    g = zarr.open_group(store, mode="r+")
+    split = a.split("/")[0]
+    g[split].attrs["files"] = [record_file(store, f["path"]).to_dict() for f in g[split].attrs["files"]]
+
+
 WDS_TRAIN_1 = "train/train-000001.tar"  # rows 16..31
 # (name, kind, damage, when it is applied, what catches it, the file named, message)
 SCENARIOS = [
@@ -103,6 +116,12 @@ SCENARIOS = [
      "train/seq/c/2/0", "a missing chunk at row 32"),
     ("zarr label chunk gone while running", "zarr", lambda s: (s / "train/y/c/1/0").unlink(), "after", "read",
      "train/y/c/1/0", "a non-finite label at row 16"),
+    ("zarr seq shard files swapped", "zarr", lambda s: swap_zarr_files(s, "train/seq/c/0/0", "train/seq/c/1/0"),
+     "before", "read", "train/seq/c/0/0", "rows that belong elsewhere"),
+    ("zarr label shard files swapped", "zarr", lambda s: swap_zarr_files(s, "train/y/c/1/0", "train/y/c/0/0"),
+     "before", "read", "train/y/c/0/0", "rows that belong elsewhere"),
+    ("zarr id shard files swapped", "zarr", lambda s: swap_zarr_files(s, "train/id/c/0", "train/id/c/1"),
+     "before", "ids", "train/id/c/0", "rows that belong elsewhere"),
     ("zarr store without file records", "zarr", drop_file_records, "before", "open",
      "", "missing metadata 'files'"),
     ("zarr id chunk damaged", "zarr", lambda s: flip_middle(s / "test/id/c/1"), "before", "ids",
@@ -242,3 +261,25 @@ def test_damaged_zarr_metadata_is_named(pristine, tmp_path, meta):
     with pytest.raises(StoreError) as e:
         open_store(store)
     assert str(e.value).startswith(f"{store / meta}: ") and "\n" not in str(e.value)
+
+
+def test_shards_copied_from_another_store_of_the_same_shape_are_refused(pristine, tmp_path):
+    """A partial rsync: the test split's files (and records) from another store of the same
+    shape and layout. Every file is whole; evaluation must still not pair these rows with the
+    store's ids, nor train on them."""
+    import zarr
+
+    other_rows = {name: make_rows(len(rows[0]), seq_len=L, num_targets=T, seed=7 + i)
+                  for i, (name, rows) in enumerate(SPLITS.items())}
+    other = build_zarr(write_npz_source(tmp_path / "other_src", other_rows, shard_rows=15), tmp_path / "o.zarr",
+                       chunk_rows=8, shard_rows=16)
+    store = tmp_path / "d.zarr"
+    shutil.copytree(pristine["zarr"], store)
+    for rel in ("test/seq/c/1/0", "test/y/c/1/0"):
+        shutil.copy(other / rel, store / rel)
+    g = zarr.open_group(store, mode="r+")
+    g["test"].attrs["files"] = [record_file(store, f["path"]).to_dict() for f in g["test"].attrs["files"]]
+    open_store(store)  # sizes and file CRCs agree with the records
+    with pytest.raises(StoreError) as e:
+        read_everything(store, "test")
+    assert "test/seq/c/1/0: chunk 2 (rows 16-23) holds rows that belong elsewhere" in str(e.value)

@@ -58,8 +58,9 @@ def test_zarr_attributes_are_the_documented_ones(src):
     documented_root = set(re.findall(r"(\w+):", group_doc)) - {"attrs"}
     documented_split = set(re.findall(r"(\w+)[,:\s\[]", split_doc.split("attrs:", 1)[1])) - {"T", "B", "C"}
     assert set(root.attrs) == documented_root
-    files = root["train"].attrs["files"]
-    assert set(root["train"].attrs) | keys(files) == documented_split | set(re.findall(r'"(\w+)":', split_doc))
+    files, places = root["train"].attrs["files"], root["train"].attrs["chunk_crc32"]
+    assert set(root["train"].attrs) | keys(files) | keys(places) == documented_split | set(
+        re.findall(r'"(\w+)":', split_doc))
     arrays = set(re.findall(r"\{split\}/(\w+) ", doc))
     assert set(root["train"].array_keys()) == arrays == {"seq", "y", "id"}
 

@@ -35,6 +35,8 @@ class SplitInfo:
     shards: tuple[Shard, ...] = field(default=(), repr=False)
     files: tuple[FileRecord, ...] = field(default=(), repr=False)  # every data file, as written
     ids_file: FileRecord | None = field(default=None, repr=False)  # WebDataset's ids.txt (also in files)
+    # Zarr: each chunk's place CRC per array (store_format.place_crc32); None in older stores
+    chunk_crc32: dict | None = field(default=None, repr=False)
 
 
 @dataclass(frozen=True)
@@ -152,9 +154,22 @@ def _open_zarr(path: Path) -> StoreInfo:
             if have != expected:
                 raise StoreError(f"{path}: {name}/{array.basename} records {have} data files, "
                                  f"its shape needs {expected}")
-        splits[name] = SplitInfo(n, list(split.label_mean), list(split.label_std), chunk_rows=int(seq.chunks[0]),
-                                 files=files)
+        chunk_rows = int(seq.chunks[0])
+        splits[name] = SplitInfo(n, list(split.label_mean), list(split.label_std), chunk_rows=chunk_rows,
+                                 files=files, chunk_crc32=_chunk_crc32(group.attrs, n, chunk_rows,
+                                                                       f"{path}/{name}/zarr.json"))
     return _checked(StoreInfo("zarr", path, seq_len, num_targets, splits, attrs, store))
+
+
+def _chunk_crc32(attrs, n: int, chunk_rows: int, where: str) -> dict | None:
+    found = attrs.get("chunk_crc32")
+    if found is None:
+        return None
+    chunks = -(-n // chunk_rows)
+    if not (isinstance(found, dict) and all(isinstance(found.get(a), list) and len(found[a]) == chunks
+                                            for a in ("seq", "y", "id"))):
+        raise StoreError(f"{where}: chunk_crc32 must list {chunks} checksums for each of seq, y and id")
+    return {a: [int(c) for c in found[a]] for a in ("seq", "y", "id")}
 
 
 def _bad_metadata(folder: Path, fallback: Path) -> Path:

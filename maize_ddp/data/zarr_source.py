@@ -9,8 +9,10 @@ zarr's async API from a private event loop in the reading thread, with all of a 
 chunks requested in one gather, takes ~1.5x less CPU per row.
 
 Every read is checked (maize_ddp.store_format): a chunk that fails its CRC or does not decode,
-and a missing chunk (read as the fill value, which no row holds), become a StoreError naming
-the shard file.
+a missing chunk (read as the fill value, which no row holds), and a chunk whose rows belong
+elsewhere (its place CRC differs: a shard file swapped or copied from another store) become a
+StoreError naming the shard file. Reads are widened to whole chunks for that check; zarr
+decodes whole chunks anyway.
 """
 from __future__ import annotations
 
@@ -19,7 +21,7 @@ from functools import lru_cache
 
 import numpy as np
 
-from maize_ddp.store_format import StoreError, check_codes, check_labels
+from maize_ddp.store_format import StoreError, check_codes, check_labels, check_place
 
 from .store import StoreInfo
 
@@ -36,6 +38,8 @@ class ZarrSource:
 
         self._loop = asyncio.new_event_loop()
         self._root, self._split = info.path, split
+        self._chunk_rows, self._place = info.splits[split].chunk_rows, info.splits[split].chunk_crc32
+        self._n = info.splits[split].n
         group = self._run(zarr_async.open_group(info.path, mode="r"))
         self._seq = self._run(group.getitem(f"{split}/seq"))
         self._y = self._run(group.getitem(f"{split}/y"))
@@ -58,18 +62,21 @@ class ZarrSource:
         """Rows [start, stop) of each range, in order: codes as uint8 [rows, L] pieces, at most
         one per shard file, so a problem names its file (the caller assembles them once, where
         they belong), labels float32 [R, T]."""
-        F = self._seq_file_rows
+        F, C = self._seq_file_rows, self._chunk_rows
         parts = [(lo, min(b, (lo // F + 1) * F)) for a, b in ranges for lo in [a, *range((a // F + 1) * F, b, F)]]
+        wide = [(a // C * C, min(-(-b // C) * C, self._n)) for a, b in parts]  # whole chunks
 
         async def all_codes():
-            return await asyncio.gather(*(self._seq.getitem(slice(a, b)) for a, b in parts),
+            return await asyncio.gather(*(self._seq.getitem(slice(a, b)) for a, b in wide),
                                         return_exceptions=True)
-        pieces = self._run(all_codes())
-        for (a, _), piece in zip(parts, pieces):
+        pieces = []
+        for (a, b), (wa, _), piece in zip(parts, wide, self._run(all_codes())):
             where = self._file(self._seq, a // F)
             if isinstance(piece, BaseException):
                 raise StoreError(f"{where}: unreadable chunk ({type(piece).__name__}: {piece})")
-            check_codes(piece, where, first_row=a)
+            check_codes(piece, where, first_row=wa)
+            check_place(self._place and self._place["seq"], self._split, "seq", wa // C, C, piece, where)
+            pieces.append(piece[a - wa:b - wa])
         return pieces, np.concatenate([self._labels(a, b) for a, b in ranges])
 
     def ids(self, stop: int | None = None) -> np.ndarray:
@@ -95,6 +102,9 @@ class ZarrSource:
             if empty.any():
                 raise StoreError(f"{where}: a missing chunk at row {a + int(np.argmax(empty))} (the store is "
                                  "damaged: restore it or convert the data again)")
+            C = self._chunk_rows  # a glimpse (stop) may end inside a chunk: its whole chunks are checked
+            whole = len(piece) if a + len(piece) == array.shape[0] else len(piece) // C * C
+            check_place(self._place and self._place["id"], self._split, "id", a // C, C, piece[:whole], where)
             pieces.append(piece)
         return np.concatenate(pieces) if pieces else np.empty(0, str)
 
@@ -111,6 +121,8 @@ class ZarrSource:
         except Exception as e:  # a CRC mismatch, a damaged blosc frame, a truncated shard index
             raise StoreError(f"{where}: unreadable chunk ({type(e).__name__}: {e})") from None
         check_labels(y, where, first_row=first)
+        check_place(self._place and self._place["y"], self._split, "y", first // self._chunk_rows, self._chunk_rows,
+                    y, where)
         return y
 
     def _labels(self, start: int, stop: int) -> np.ndarray:

@@ -4,8 +4,9 @@
 
 Builds a synthetic train split (convert.synth, the converters' defaults) and reads all of it
 through the trainer's readers (maize_ddp.data.open_source, windows of the loader's size), with
-the checks as shipped and with them switched off (codes <= N and finite labels; Zarr's chunk
-CRC-32C is a codec and stays on, tar header checksums are part of indexing), in
+the checks as shipped and with them switched off (codes <= N, finite labels, and the place
+CRCs: Zarr's per-chunk and WebDataset's per-row CRC-32 tied to where the rows belong; Zarr's
+chunk CRC-32C is a codec and stays on, tar header checksums are part of indexing), in
 alternating rounds, each with a fresh reader as a new epoch's worker would have. Reports the
 median CPU seconds per pass (this process's user + system time, which does not depend on how
 busy the machine is) and their ratio, and the time of open_store, which stats every data file.
@@ -49,7 +50,7 @@ def build(work: Path, rows: int, seq_len: int) -> dict:
 def checks_off():
     """The readers' checks replaced by no-ops (they look them up in their own module)."""
     saved = [(m, name, getattr(m, name)) for m in (zarr_source, wds_source)
-             for name in ("check_codes", "check_labels")]
+             for name in ("check_codes", "check_labels", "check_place", "check_rows") if hasattr(m, name)]
     for module, name, _ in saved:
         setattr(module, name, lambda *a, **k: None)
     try:

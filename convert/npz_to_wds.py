@@ -26,7 +26,7 @@ from pathlib import Path
 
 import numpy as np
 
-from maize_ddp.store_format import FORMAT, RecordedFile
+from maize_ddp.store_format import FORMAT, RecordedFile, row_crc32s
 
 from . import driver
 from .driver import at_least_one
@@ -113,9 +113,11 @@ class TarSequence:
         self.file: RecordedFile | None = None
         self.rows = 0  # rows of the split written so far
         self.ids = RecordedFile(root, f"{split}/ids.txt")
+        self.row_crc32 = RecordedFile(root, f"{split}/rows.crc32")
 
-    def append(self, samples: np.ndarray, ids: np.ndarray) -> None:
+    def append(self, samples: np.ndarray, ids: np.ndarray, row_crc32: np.ndarray) -> None:
         self.ids.write("".join(f"{i}\n" for i in ids.tolist()).encode())
+        self.row_crc32.write(row_crc32.astype("<u4").tobytes())
         done = 0
         while done < len(samples):
             if self.file is None:
@@ -140,15 +142,17 @@ class TarSequence:
             self.shards[-1].update(bytes=record.bytes, crc32=record.crc32)
 
     def close(self) -> dict:
-        """The split's manifest entries: shards and ids."""
+        """The split's manifest entries: shards, ids and the rows' CRC-32s."""
         self._close_tar()
-        return {"shards": self.shards, "ids": self.ids.close().to_dict()}
+        return {"shards": self.shards, "ids": self.ids.close().to_dict(),
+                "row_crc32": self.row_crc32.close().to_dict()}
 
 
 def pack_shard(scan, first_row: int, layout: SampleLayout, drop_nonfinite: bool):
-    """Worker job: read one input shard and return its samples' tar bytes and its ids."""
+    """Worker job: read one input shard and return its samples' tar bytes, its rows' CRC-32s
+    (store_format.row_crc32s) and its ids."""
     codes, labels, ids = read_shard(scan, drop_nonfinite)
-    return layout.pack(codes, labels, first_row), ids
+    return layout.pack(codes, labels, first_row), row_crc32s(scan.source.split, first_row, codes, labels), ids
 
 
 def rows_per_tar(layout: SampleLayout, shard_samples: int | None, shard_bytes: int | None) -> int:
@@ -179,7 +183,7 @@ class WdsWriter:
         self.per_tar = rows_per_tar(self.sample, self.shard_samples, self.shard_bytes)
 
     def result_bytes(self, plan) -> int:
-        return max(s.rows_in * (self.sample.size + 4 * s.id_chars) for s in plan.scans)
+        return max(s.rows_in * (self.sample.size + 4 + 4 * s.id_chars) for s in plan.scans)  # tar bytes, CRC, id
 
     def job(self, scan, first_row: int, drop_nonfinite: bool) -> tuple:
         return scan, first_row, self.sample, drop_nonfinite
@@ -189,8 +193,8 @@ class WdsWriter:
         self.tars = {name: TarSequence(tmp, name, self.per_tar) for name in plan.splits}
 
     def append(self, scan, payload: tuple, ids) -> None:
-        (samples,) = payload
-        self.tars[scan.source.split].append(samples, ids)
+        samples, row_crc32 = payload
+        self.tars[scan.source.split].append(samples, ids, row_crc32)
 
     def close(self) -> dict:
         plan = self.plan

@@ -231,6 +231,25 @@ def check_place(recorded: list[int] | None, split: str, array: str, first_chunk:
                              "restore it or convert the data again")
 
 
+def row_crc32s(split: str, first_row: int, codes: np.ndarray, labels: np.ndarray) -> np.ndarray:
+    """uint32 [n]: per WebDataset row, zlib's CRC-32 of its seq payload (uint8 codes) then its y
+    payload (float32, little-endian), started from the CRC-32 of "{split}/{row}": a changed byte
+    and a row that is not the one written at this place (a tar swapped or copied from another
+    store) both differ. The tar's own header checksums cover headers only."""
+    codes = np.ascontiguousarray(codes, dtype=np.uint8)
+    labels = np.ascontiguousarray(labels, dtype="<f4")
+    return np.fromiter((zlib.crc32(labels[i], zlib.crc32(codes[i], zlib.crc32(f"{split}/{first_row + i}".encode())))
+                        for i in range(len(codes))), dtype=np.uint32, count=len(codes))
+
+
+def check_rows(recorded: np.ndarray, split: str, first_row: int, codes: np.ndarray, labels: np.ndarray,
+               where) -> None:
+    bad = np.flatnonzero(row_crc32s(split, first_row, codes, labels) != recorded)
+    if len(bad):
+        raise StoreError(f"{where}: row {first_row + int(bad[0])} does not match its recorded CRC-32 (a changed "
+                         "byte, or a tar from elsewhere): restore it or convert the data again")
+
+
 def check_codes(codes: np.ndarray, where, first_row: int = 0) -> None:
     """Every code is a base (0..N); MISSING_CODE marks a chunk that was never read from disk."""
     if codes.size and codes.max() > MAX_CODE:

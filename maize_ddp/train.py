@@ -193,6 +193,7 @@ def should_resume(cfg, out: Path) -> bool:
     last, best = out / "checkpoints" / "last.pt", out / "checkpoints" / "best.pt"
     if last.exists():
         if cfg.resume or left_by_an_earlier_round(last):
+            refuse_changed_settings(cfg, last)
             return True
         raise TrainingError(f"{out} already holds a run ({last}); pass --resume to continue it "
                             "or choose another --out")
@@ -203,6 +204,29 @@ def should_resume(cfg, out: Path) -> bool:
         return False  # this launch's first epoch, cut short before last.pt: start it again
     raise TrainingError(f"{out} already holds a run ({', '.join(found)}) but no checkpoints/last.pt to "
                         "resume from; choose another --out")
+
+
+# What decides the trained model: a resume that changed one would train half a run one way and
+# half another, and config.json would describe neither. --epochs may grow (it is recorded), and
+# settings of how the run goes (workers, logging, compile, device) may change.
+TRAINED_BY = ("task", "lr", "weight_decay", "warmup_steps", "lr_min_ratio", "grad_clip", "batch_size", "seed",
+              "reverse_complement", "max_shift", "sync_bn", "bn_recalibration_batches", "model")
+
+
+def refuse_changed_settings(cfg, last: Path) -> None:
+    saved, now = checkpoint.load(last)["config"], cfg.to_dict()
+    changed = [key for key in TRAINED_BY if key in saved and saved[key] != now[key]]
+    if not changed:
+        return
+    def show(key):
+        if key == "model":
+            diff = [k for k in now["model"] if saved["model"].get(k) != now["model"][k]]
+            return ", ".join(f"--{k.replace('_', '-')} {now['model'][k]} (the run: {saved['model'].get(k)})"
+                             for k in sorted(diff))
+        return f"--{key.replace('_', '-')} {now[key]} (the run: {saved[key]})"
+    raise TrainingError(f"{last}: a resume continues the run as it was trained, but "
+                        f"{'; '.join(show(k) for k in changed)}; pass the run's values (its config.json), "
+                        "or start a new run with another --out")
 
 
 def open_data(cfg) -> None:

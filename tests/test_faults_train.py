@@ -170,6 +170,16 @@ def _train_disk_full(w, run):  # config and metrics fit, a checkpoint does not
         run / "new" / "checkpoints", ".pt: cannot write", "file too large"]
 
 
+def _resume_with_other_settings(w, run):
+    return ["train", "--data", w["zarr"], "--out", run, "--resume", *FAST, "--lr", "0.1", "--batch-size", "8"], 1, [
+        run / "checkpoints" / "last.pt", "--lr 0.1 (the run: 0.006)", "--batch-size 8 (the run: 32)"]
+
+
+def _resume_with_another_model(w, run):
+    return ["train", "--data", w["zarr"], "--out", run, "--resume", *FAST, "--convdc", "1"], 1, [
+        "last.pt", "--convdc 1 (the run: 6)"]
+
+
 SCENARIOS = {
     "--conv1kc 0": _bad_flag("--conv1kc", "0"),
     "--conv1st 0": _bad_flag("--conv1st", "0"),
@@ -181,6 +191,8 @@ SCENARIOS = {
     "--resume with no last.pt": _best_without_last_resume,
     "--resume of a truncated last.pt": _truncated_last,
     "mid-epoch --resume on another store": _mid_epoch_other_store,
+    "--resume with another lr and batch size": _resume_with_other_settings,
+    "--resume with another model": _resume_with_another_model,
     "predict --out a checkpoint": _predict_over_checkpoint,
     "predict --out an existing file": _predict_over_a_file,
     "predict --overwrite a non-table": _predict_overwrite_not_a_table,

@@ -35,6 +35,8 @@ class SplitInfo:
     shards: tuple[Shard, ...] = field(default=(), repr=False)
     files: tuple[FileRecord, ...] = field(default=(), repr=False)  # every data file, as written
     ids_file: FileRecord | None = field(default=None, repr=False)  # WebDataset's ids.txt (also in files)
+    # WebDataset's rows.crc32 (also in files; store_format.row_crc32s); None in older stores
+    row_crc32_file: FileRecord | None = field(default=None, repr=False)
     # Zarr: each chunk's place CRC per array (store_format.place_crc32); None in older stores
     chunk_crc32: dict | None = field(default=None, repr=False)
 
@@ -217,10 +219,14 @@ def _open_wds(path: Path) -> StoreInfo:
                              int(require(s, "first_row", f"{split_where} shards")))
                        for s in entries)
         ids_file = FileRecord.from_dict(require(meta, "ids", split_where), f"{split_where} ids")
+        crc_file = FileRecord.from_dict(meta["row_crc32"], f"{split_where} row_crc32") if "row_crc32" in meta else None
         files = tuple(FileRecord.from_dict(s, f"{split_where} shards") for s in entries) + (ids_file,)
+        files += (crc_file,) if crc_file else ()
         _check_shards(path, name, split.n, shards)
+        if crc_file and crc_file.bytes != 4 * split.n:
+            raise StoreError(f"{where}: {name} row_crc32 records {crc_file.bytes} bytes for {split.n} rows")
         splits[name] = SplitInfo(split.n, list(split.label_mean), list(split.label_std), shards=shards, files=files,
-                                 ids_file=ids_file)
+                                 ids_file=ids_file, row_crc32_file=crc_file)
     return _checked(StoreInfo("wds", path, seq_len, num_targets, splits, manifest, store))
 
 

@@ -8,7 +8,9 @@ without a generic decoder. Equally spaced members (the normal case: same-size me
 in order) shrink to (first, step), so the index does not grow with the data.
 
 Integrity: opening the store checked each tar's size; here every tar header's own checksum
-and `.npy` headers are checked, and every read checks codes <= N and finite labels. The tar's
+and `.npy` headers are checked, and every read checks codes <= N, finite labels, and each row
+against its recorded CRC-32 ({split}/rows.crc32: 4 bytes a row, tied to the row's place), so a
+changed payload byte or a tar from elsewhere is refused by whoever reads it. The whole tar's
 CRC-32 is left to `inspect --verify`: a training reader reads a few blocks of most tars, and
 checking whole tars there would read the dataset once more per worker and rank.
 """
@@ -21,7 +23,7 @@ from pathlib import Path
 import numpy as np
 from numpy.lib.stride_tricks import sliding_window_view
 
-from maize_ddp.store_format import check_codes, check_labels
+from maize_ddp.store_format import check_codes, check_labels, check_rows
 
 from .store import Shard, StoreError, StoreInfo
 
@@ -191,6 +193,8 @@ class WdsSource:
         self._root = Path(info.path)
         self._seq_len, self._num_targets = info.seq_len, info.num_targets
         self._shards = info.splits[split].shards
+        self._split, crc_file = split, info.splits[split].row_crc32_file
+        self._crc_path = self._root / crc_file.path if crc_file else None
         self._first_rows = np.array([s.first_row for s in self._shards], dtype=np.int64)
         self._index: dict[int, ShardIndex] = {}
 
@@ -208,6 +212,19 @@ class WdsSource:
         except (OSError, ValueError, UnicodeDecodeError) as e:  # a pax record or name that does not parse
             raise StoreError(f"{path}: unreadable tar ({type(e).__name__}: {e})") from None
 
+    def _recorded_crc32(self, start: int, stop: int) -> np.ndarray:
+        try:
+            fd = os.open(self._crc_path, os.O_RDONLY)
+            try:
+                data = os.pread(fd, 4 * (stop - start), 4 * start)
+            finally:
+                os.close(fd)
+        except OSError as e:
+            raise StoreError(f"{self._crc_path}: cannot read ({e.strerror or e})") from None
+        if len(data) != 4 * (stop - start):
+            raise StoreError(f"{self._crc_path}: ends before row {stop - 1} (truncated while in use?)")
+        return np.frombuffer(data, dtype="<u4")
+
     def read(self, ranges) -> tuple[list[np.ndarray], np.ndarray]:
         """Rows [start, stop) of each range, in order: codes as uint8 [rows, L] pieces, labels
         float32 [R, T]. A range may span tars."""
@@ -218,6 +235,9 @@ class WdsSource:
                 k = int(np.searchsorted(self._first_rows, row, side="right")) - 1
                 shard = self._shards[k]
                 hi = min(stop, shard.first_row + shard.n)
-                pieces.append(self._shard(k).read(row - shard.first_row, hi - shard.first_row))
+                codes, y = self._shard(k).read(row - shard.first_row, hi - shard.first_row)
+                if self._crc_path is not None:
+                    check_rows(self._recorded_crc32(row, hi), self._split, row, codes, y, self._root / shard.path)
+                pieces.append((codes, y))
                 row = hi
         return [codes for codes, _ in pieces], np.concatenate([y for _, y in pieces])

@@ -387,7 +387,7 @@ def build_dataset(
     val_chroms: Sequence[str] = (),
     test_chroms: Sequence[str] = (),
     split_fractions: Sequence[float] | None = None,
-    folds: int = 0,
+    folds: int | None = None,
     edge: str = "skip",
     allow_missing_chroms: bool = False,
     shard_size: int = 1000,
@@ -592,7 +592,7 @@ def _check_classes_and_folds(classes, class_column, targets, folds, chroms, spli
         raise ConversionError("--classes makes the single target `high`; drop --columns/--target")
     if folds and (chroms or split_fractions is not None):
         raise ConversionError("--folds chooses every split itself; drop --val-chroms/--test-chroms/--split-fractions")
-    if folds and folds < 3:
+    if folds is not None and folds < 3:
         raise ConversionError(f"--folds must be at least 3 (each fold needs a test, a val and a train part), got {folds}")
 
 
@@ -729,7 +729,7 @@ def build_parser() -> argparse.ArgumentParser:
     spl.add_argument("--test-chroms", nargs="+", default=[], metavar="CHROM", help="chromosomes for test")
     spl.add_argument("--split-fractions", nargs=3, type=float, metavar=("TRAIN", "VAL", "TEST"),
                      help="contiguous blocks per chromosome (default 0.8 0.1 0.1 when no --*-chroms)")
-    spl.add_argument("--folds", type=int, default=0, metavar="K",
+    spl.add_argument("--folds", type=int, default=None, metavar="K",
                      help="write K cross-validation datasets OUT/fold-I/{train,val,test}: one chromosome group per "
                           "fold when there are at least K chromosomes, else K position blocks per chromosome "
                           "(see docs/evaluation.md)")

@@ -22,7 +22,7 @@ from typing import Iterator
 import numpy as np
 
 from maize_ddp.data.store import StoreInfo, open_source, open_store, read_ids
-from maize_ddp.errors import Error
+from maize_ddp.errors import run_main
 from maize_ddp.origin import describe as describe_origin
 from maize_ddp.store_format import check_checksum
 
@@ -235,20 +235,18 @@ def main(argv=None) -> int:
     p.add_argument("--verify", action="store_true", help="re-read and check every row")
     p.add_argument("--sources", metavar="SRC", help="with --verify: compare every row with the npz files in SRC")
     a = p.parse_args(argv)
-    try:
+
+    def work() -> None:
         info = open_store(a.path)
         if a.verify or a.sources:
             verify_files(info)  # before anything reads the files, so the first bad one is named
-        print(describe(info))
+        print(describe(info), flush=True)
         if a.verify or a.sources:
             for line in verify(info):
-                print(line)
+                print(line, flush=True)
             if a.sources:
-                print(verify_sources(info, a.sources))
-    except Error as e:  # ConvertError and StoreError alike: one line
-        print(f"error: {e}", file=sys.stderr)
-        return 1
-    return 0
+                print(verify_sources(info, a.sources), flush=True)
+    return run_main(work)
 
 
 if __name__ == "__main__":

@@ -91,6 +91,10 @@ class Splitter:
     seed: int = 0
     by_id: bool = True  # hash the row's id (from --id-col or FASTA), else its sequence
 
+    def __post_init__(self):
+        if self.seed < 0:
+            raise TableError(f"--seed must not be negative, not {self.seed}")
+
     def columns(self) -> list[str]:
         return [c for c in (self.split_col, self.group_col) if c]
 

@@ -38,9 +38,21 @@ for arg in "$@"; do  # each fold has its own store and run folder: a flag naming
     esac
 done
 [ -f "$folds_dir/folds.json" ] || die "$folds_dir/folds.json: not found (make the folds with python -m convert.genome_to_npz --folds K --out $folds_dir)"
-mapfile -t folds < <("$PY" -c 'import json, sys; print(*(f["folder"] for f in json.load(open(sys.argv[1]))["fold_list"]), sep="\n")' \
-    "$folds_dir/folds.json") || die "$folds_dir/folds.json: not a genome_to_npz folds description"
-[ "${#folds[@]}" -gt 0 ] || die "$folds_dir/folds.json: lists no fold"
+# each fold's folder is a plain name inside FOLDS_DIR: a crafted "../x" would train and write elsewhere
+listing=$("$PY" - "$folds_dir/folds.json" 2>&1 <<'PY'
+import json, re, sys
+try:
+    folds = [f["folder"] for f in json.load(open(sys.argv[1], encoding="utf-8"))["fold_list"]]
+except (OSError, ValueError, KeyError, TypeError) as e:
+    sys.exit(f"not a genome_to_npz folds description ({type(e).__name__}: {e})")
+bad = [f for f in folds if not isinstance(f, str) or not re.fullmatch(r"[A-Za-z0-9_-][A-Za-z0-9_.-]*", f)]
+if bad:
+    sys.exit(f"fold folder {bad[0]!r} is not a plain folder name inside the folds folder")
+print(*folds, sep="\n")
+PY
+) || die "$folds_dir/folds.json: $listing"
+[ -n "$listing" ] || die "$folds_dir/folds.json: lists no fold"
+mapfile -t folds <<< "$listing"
 
 if [ -n "${FOLD:-}" ]; then
     case "$FOLD" in '' | *[!0-9]*) die "FOLD must be a fold number, got '$FOLD'" ;; esac

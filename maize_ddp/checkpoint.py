@@ -75,14 +75,18 @@ def remove_stale_temps(folder: Path, live=lambda pid: False) -> list[Path]:
     return removed
 
 
+def checkpoint_file(path) -> Path:
+    """The file a checkpoint argument names: a run folder means its checkpoints/best.pt."""
+    path = Path(path)
+    return path / "checkpoints" / "best.pt" if path.is_dir() else path
+
+
 def load(path: Path) -> dict:
     """A checkpoint's entries. Only tensors and plain values are read (weights_only=True): a
     pickle can name any function to call while it is read, so a shared run folder would otherwise
     run its author's code on the reader's machine. maize_ddp writes nothing else; a file that
     holds anything else is refused before any of it runs."""
-    path = Path(path)
-    if path.is_dir():  # a run folder: its best checkpoint
-        path = path / "checkpoints" / "best.pt"
+    path = checkpoint_file(path)
     if not path.exists():
         raise CheckpointError(f"{path}: checkpoint not found")
     try:
@@ -96,7 +100,33 @@ def load(path: Path) -> dict:
         raise CheckpointError(f"{path}: not a readable checkpoint ({type(e).__name__}: {e})") from None
     if not isinstance(state, dict) or "model" not in state or "config" not in state:
         raise CheckpointError(f"{path}: not a maize_ddp checkpoint (no model/config entries)")
+    if not isinstance(state["config"], dict) or not isinstance(state["config"].get("model"), dict):
+        raise CheckpointError(f"{path}: not a maize_ddp checkpoint (its config has no model settings)")
     return state
+
+
+RESUMABLE = ("model", "optimizer", "epoch", "batch", "history", "ranks", "stale_epochs")
+
+
+def load_resumable(path: Path) -> dict:
+    """A checkpoint a run can continue from (last.pt), or a CheckpointError saying what it lacks."""
+    state = load(path)
+    missing = [key for key in RESUMABLE if key not in state]
+    if missing:
+        raise CheckpointError(f"{path}: not a checkpoint a run can resume from (no {', '.join(missing)}; a best.pt "
+                              "copied over last.pt?): restore last.pt or start a new run")
+    return state
+
+
+def fit_weights(module: torch.nn.Module, weights, path: Path) -> None:
+    """Load `weights` into `module`, or a CheckpointError naming the file: weights that do not
+    fit the model their own config describes (missing or extra tensors, other shapes)."""
+    try:
+        module.load_state_dict(weights)
+    except (RuntimeError, TypeError, AttributeError, ValueError) as e:
+        detail = " ".join(str(e).split())
+        raise CheckpointError(f"{path}: its weights do not fit the model its config describes "
+                              f"({detail[:300]}{'...' if len(detail) > 300 else ''})") from None
 
 
 def check_model_config(path: Path, saved: dict, current: dict) -> None:

@@ -9,6 +9,7 @@ import argparse
 import dataclasses
 import importlib.util
 import json
+import math
 import re
 import sys
 from dataclasses import asdict, dataclass, field, fields
@@ -82,6 +83,9 @@ class TrainConfig:
         for name in ("epochs", "batch_size", "log_every"):
             if getattr(self, name) < 1:
                 raise ConfigError(f"--{name.replace('_', '-')} must be at least 1")
+        for name in ("lr", "weight_decay", "grad_clip", "lr_min_ratio"):
+            if not math.isfinite(getattr(self, name)):
+                raise ConfigError(f"--{name.replace('_', '-')} must be a finite number, not {getattr(self, name)}")
         if self.lr <= 0:
             raise ConfigError("--lr must be positive")
         for name in ("seed", "weight_decay", "warmup_steps", "grad_clip", "num_workers", "max_shift",
@@ -167,7 +171,11 @@ def load_toml(path: Path) -> dict:
             return tomllib.load(fh)
     except FileNotFoundError:
         raise ConfigError(f"{path}: config file not found") from None
-    except tomllib.TOMLDecodeError as e:
+    except IsADirectoryError:
+        raise ConfigError(f"{path}: is a folder, not a TOML config file") from None
+    except OSError as e:
+        raise ConfigError(f"{path}: cannot read ({e.strerror or e})") from None
+    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as e:
         raise ConfigError(f"{path}: not valid TOML ({e})") from None
 
 
@@ -177,6 +185,8 @@ def resolve(argv=None) -> TrainConfig:
     default_out = args.pop("default_out")
     file = load_toml(config_path) if config_path else {}
     model_file = file.pop("model", {})
+    if not isinstance(model_file, dict):
+        raise ConfigError(f"{config_path}: model must be a [model] table of model keys, not {model_file!r}")
     train_keys = {f.name for f in fields(TrainConfig)} - {"model"}
     model_keys = {f.name for f in fields(ModelConfig)}
     unknown = (set(file) - train_keys) | {f"model.{k}" for k in set(model_file) - model_keys}
@@ -202,6 +212,8 @@ def _typed(values: dict, cls, path, prefix: str) -> dict:
             value = float(value)
         if type(value) is not kind:
             raise ConfigError(f"{path}: {prefix}{key} must be {_KIND_NAMES[kind]}, not {value!r}")
+        if kind is float and not math.isfinite(value):
+            raise ConfigError(f"{path}: {prefix}{key} must be a finite number, not {value}")
         out[key] = value
     return out
 

@@ -57,12 +57,16 @@ def run_main(work: Callable[[], str | None], extra: tuple[type[BaseException], .
     else is a bug and keeps its traceback."""
     try:
         message = work()
+        if message:
+            print(message, flush=True)
     except KeyboardInterrupt:
         print("error: interrupted", file=sys.stderr)
         return 130
+    except BrokenPipeError:
+        # the reader of our output left (`| head -1`): stop quietly, as a shell tool does
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 141
     except (Error, OSError, *extra) as e:
         print(f"error: {describe(e)}", file=sys.stderr)
         return 1
-    if message:
-        print(message)
     return 0

@@ -25,7 +25,7 @@ import numpy as np
 import torch
 from scipy import stats
 
-from maize_ddp import distributed, errors, plots
+from maize_ddp import checkpoint, distributed, errors, plots
 from maize_ddp.checkpoint import atomic_write_text, load
 from maize_ddp.codes import reverse_complement
 from maize_ddp.data.store import read_ids
@@ -207,11 +207,15 @@ def predictions_table(ids, rows, y, pred, output: str = "predicted") -> str:
     return "\n".join(lines) + "\n"
 
 
-def model_from_checkpoint(state: dict, device):
+def model_from_checkpoint(state: dict, device, where="checkpoint"):
     from maize_ddp.model import BasenjiModel
 
-    model = BasenjiModel(**state["config"]["model"])
-    model.load_state_dict(state["model"])
+    where = checkpoint.checkpoint_file(where)
+    try:
+        model = BasenjiModel(**state["config"]["model"])
+    except (TypeError, ValueError, errors.ConfigError) as e:  # keys or values no model takes
+        raise checkpoint.CheckpointError(f"{where}: its model config cannot build a model ({e})") from None
+    checkpoint.fit_weights(model, state["model"], where)
     return model.to(device)
 
 
@@ -273,7 +277,7 @@ def evaluate(a) -> str | None:
     d = distributed.init(a.device)
     try:
         state = load(a.checkpoint)
-        model = model_from_checkpoint(state, d.device)
+        model = model_from_checkpoint(state, d.device, a.checkpoint)
         mc = state["config"]["model"]
         open_store(a.data).check(split=a.split, seq_len=mc["seq_len"], num_targets=mc["num_targets"])
         out = a.out or default_out(a.checkpoint, a.data, a.split)

@@ -193,7 +193,7 @@ def run(a, d) -> dict | None:
     # before hours of work, and once: the other ranks stop quietly when rank 0 refuses
     distributed.on_main(d, lambda: refuse_existing(a.out, a.overwrite, [a.data, a.checkpoint], MANIFEST))
     state = load(a.checkpoint)
-    model = model_from_checkpoint(state, d.device)
+    model = model_from_checkpoint(state, d.device, a.checkpoint)
     model.eval()
     mc = model.config
     if a.target >= mc.num_targets:

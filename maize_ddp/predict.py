@@ -224,7 +224,7 @@ def predict(a) -> str:
     check_out(a.out, a.overwrite, a.data)
     device = distributed.pick_device(a.device, 0)
     state = load(a.checkpoint)
-    model = model_from_checkpoint(state, device)
+    model = model_from_checkpoint(state, device, a.checkpoint)
     amp, rc_average = run_settings(state, a.amp, a.rc_average, device)
     task, seq_len = task_of(state), model.config.seq_len
     if (a.data / "zarr.json").exists() or (a.data / "manifest.json").exists():

@@ -459,7 +459,7 @@ def build(cfg, d, steps_per_epoch: int) -> tuple[TrainingState, str, object]:
 
 
 def resume_from(state: TrainingState, last: Path, cfg, d, store: dict) -> None:
-    saved = checkpoint.load(last)
+    saved = checkpoint.load_resumable(last)
     checkpoint.check_model_config(last, saved["config"]["model"], cfg.to_dict()["model"])
     trained_on = saved.get("store") or {"path": str(Path(saved["config"]["data"]).resolve()), "sha256": None}
     if not same_store(trained_on, store):
@@ -608,7 +608,7 @@ def report(cfg, d, state: TrainingState, best: Path, amp: str) -> None:
     out = Path(cfg.out)
     distributed.barrier(d)
     best_state = checkpoint.load(best)
-    state.model.load_state_dict(best_state["model"])
+    checkpoint.fit_weights(state.model, best_state["model"], best)
     loader_args = dict(rank=d.rank, world_size=d.world_size, seed=cfg.seed, num_workers=cfg.num_workers,
                        pin_memory=d.device.type == "cuda")
     with loader(cfg.data, "test", batch_size=cfg.batch_size * 4, train=False, **loader_args) as test_loader:

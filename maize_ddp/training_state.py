@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import torch
 
-from maize_ddp import distributed, errors
+from maize_ddp import checkpoint, distributed, errors
 
 
 class TrainingError(errors.Error, RuntimeError):
@@ -179,7 +179,7 @@ class TrainingState:
         if saved["batch"] and len(saved["ranks"]) != d.world_size:
             raise TrainingError(f"{where} was written mid-epoch by {len(saved['ranks'])} ranks; resume it with "
                                 f"the same world size (now {d.world_size}), or from an end-of-epoch checkpoint")
-        self.model.load_state_dict(saved["model"])
+        checkpoint.fit_weights(self.model, saved["model"], where)
         # the implementation (fused on CUDA, foreach) is this run's choice, not the checkpoint's
         chosen = [{k: g[k] for k in ("fused", "foreach") if k in g} for g in self.optimizer.param_groups]
         self.optimizer.load_state_dict(saved["optimizer"])

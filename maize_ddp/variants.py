@@ -31,7 +31,7 @@ import torch
 from maize_ddp import distributed, errors
 from maize_ddp.checkpoint import atomic_write_text, load, temp_path
 from maize_ddp.codes import ascii_to_codes, codes_to_ascii
-from maize_ddp.evaluate import add_run_settings, forward, model_from_checkpoint, positive_int, run_settings
+from maize_ddp.evaluate import add_run_settings, count, forward, model_from_checkpoint, positive_int, run_settings
 from maize_ddp.origin import geometry as origin_geometry
 from maize_ddp.vcf import Site, VcfError, read_sites, symbolic
 
@@ -318,7 +318,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--overwrite", action="store_true", help="replace --out if it is an earlier variants table")
     p.add_argument("--skip-invalid", action="store_true",
                    help="count malformed VCF lines and REF/FASTA disagreements instead of stopping")
-    p.add_argument("--max-indel", type=int, default=50, help="longest indel scored, in bp (default 50)")
+    p.add_argument("--max-indel", type=count, default=50, help="longest indel scored, in bp (default 50)")
     p.add_argument("--batch-size", type=positive_int, default=128, help="windows per forward pass")
     p.add_argument("--device", default="auto", help="auto (cuda when available) | cpu | cuda")
     genes = p.add_argument_group("genes (default: as convert.genome_to_npz read them for the run's data)")
@@ -341,7 +341,7 @@ def run(a) -> Summary:
     state = load(a.checkpoint)
     geometry, edge, recorded_genes = run_geometry(state, a.checkpoint)
     a.genes = gene_options(a, recorded_genes)
-    model = model_from_checkpoint(state, device).eval()
+    model = model_from_checkpoint(state, device, a.checkpoint).eval()
     if geometry.length != model.config.seq_len:
         raise VariantError(f"{a.checkpoint}: the model takes {model.config.seq_len} bp, the recorded window "
                            f"geometry makes {geometry.length} bp")

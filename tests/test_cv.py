@@ -84,6 +84,21 @@ def test_cv_refuses_a_folder_without_folds(tmp_path):
     assert res.returncode == 2 and res.stderr.startswith("error: --out: cv.sh chooses each fold's --data"), res.stderr
 
 
+@pytest.mark.parametrize("text,message", [
+    ("{not json", "not a genome_to_npz folds description (JSONDecodeError"),
+    ('{"folds": 3}', "not a genome_to_npz folds description (KeyError"),
+    ('{"fold_list": []}', "lists no fold"),
+    ('{"fold_list": [{"folder": "../x"}]}', "fold folder '../x' is not a plain folder name"),
+    ('{"fold_list": [{"folder": "/tmp"}]}', "fold folder '/tmp' is not a plain folder name"),
+])
+def test_cv_refuses_a_damaged_or_crafted_folds_json_in_one_line(tmp_path, text, message):
+    (tmp_path / "folds.json").write_text(text)
+    res = cv(tmp_path, tmp_path / "runs")
+    assert res.returncode == 2 and res.stderr.count("\n") == 1, res.stderr
+    assert res.stderr.startswith(f"error: {tmp_path}/folds.json: {message}"), res.stderr
+    assert not (tmp_path / "runs").exists() and not (tmp_path.parent / "x").exists()
+
+
 # ---- cv_report against references ---------------------------------------------------------------
 def fake_run(folder: Path, task: str, ids, y, p):
     folder.mkdir(parents=True)

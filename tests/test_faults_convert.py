@@ -22,7 +22,7 @@ from _npz import make_dataset
 
 ROOT = Path(__file__).resolve().parents[1]
 COMMANDS = {"zarr": "convert.npz_to_zarr", "wds": "convert.npz_to_wds", "genome": "convert.genome_to_npz",
-            "synth": "convert.synth"}
+            "synth": "convert.synth", "table": "convert.table_to_npz"}
 SMALL_DISK = 20_000  # bytes: a file size limit fails writes with EFBIG, as a full disk fails them with ENOSPC
 
 
@@ -74,6 +74,10 @@ def truncated(tmp: Path) -> None:
     shards(tmp)
     path = tmp / "proj" / "shards" / "train" / "train_000.npz"
     path.write_bytes(path.read_bytes()[:100])
+
+
+def a_table(tmp: Path) -> None:
+    (tmp / "t.tsv").write_text("id\tsequence\tv\n" + "".join(f"g{i}\tACGTACGT\t{i}\n" for i in range(20)))
 
 
 def a_file(tmp: Path) -> None:
@@ -132,6 +136,9 @@ SCENARIOS = [
     ("genome: disk full", genome, GENOME + " --out {tmp}/out DISK_FULL",
      "{tmp}/out: cannot write the output (File too large"),
     ("synth: disk full", None, SYNTH + " DISK_FULL", "{tmp}/out: cannot write the output (File too large"),
+    ("genome: --folds 0", genome, GENOME + " --out {tmp}/out --folds 0", "--folds must be at least 3"),
+    ("table: --seed -1", a_table, "table {tmp}/t.tsv --seq-col sequence --label-col v --id-col id --seed -1 "
+     "--out {tmp}/out", "--seed must not be negative, not -1"),
 ]
 
 

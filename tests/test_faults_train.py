@@ -180,8 +180,44 @@ def _resume_with_another_model(w, run):
         "last.pt", "--convdc 1 (the run: 6)"]
 
 
+def _best_over_last(w, run):
+    shutil.copy(run / "checkpoints" / "best.pt", run / "checkpoints" / "last.pt")
+    return ["train", "--data", w["zarr"], "--out", run, "--resume", *FAST], 1, [
+        run / "checkpoints" / "last.pt", "not a checkpoint a run can resume from", "best.pt copied over last.pt?"]
+
+
+def _edit_best(edit):
+    """evaluate on a best.pt whose weights no longer fit its own model config."""
+    def scenario(w, run):
+        best = run / "checkpoints" / "best.pt"
+        state = torch.load(best, weights_only=True)
+        edit(state)
+        torch.save(state, best)
+        return ["evaluate", run, "--data", w["zarr"], "--out", run.parent / "eval"], 1, [
+            best, "its weights do not fit the model its config describes"]
+    return scenario
+
+
+def _bad_config(text: bytes, *needles):
+    def scenario(w, run):
+        path = run.parent / "c.toml"
+        path.write_bytes(text)
+        return ["train", "--data", w["zarr"], "--out", run.parent / "new", "--config", path], 2, [path, *needles]
+    return scenario
+
+
 SCENARIOS = {
     "--conv1kc 0": _bad_flag("--conv1kc", "0"),
+    "--lr nan": _bad_flag("--lr", "nan"),
+    "--weight-decay nan": _bad_flag("--weight-decay", "nan"),
+    "--grad-clip nan": _bad_flag("--grad-clip", "nan"),
+    "--lr inf": _bad_flag("--lr", "inf"),
+    "config lr = nan": _bad_config(b"lr = nan\n", "finite"),
+    "config model = 5": _bad_config(b"model = 5\n", "[model] table"),
+    "config not UTF-8": _bad_config(b"\xff\xfe = 1\n", "not valid TOML"),
+    "best.pt copied over last.pt": _best_over_last,
+    "weights missing a tensor": _edit_best(lambda s: s["model"].pop(next(iter(s["model"])))),
+    "weights of another size": _edit_best(lambda s: s["config"]["model"].update(conv4kc=7)),
     "--conv1st 0": _bad_flag("--conv1st", "0"),
     "--pool1ks 0": _bad_flag("--pool1ks", "0"),
     "--seed -1": _bad_flag("--seed", "-1"),

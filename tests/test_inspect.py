@@ -106,3 +106,17 @@ def test_verify_reads_a_store_written_by_webdataset(tmp_path, capsys):
         shard.update(record_file(dst, shard["path"]).to_dict())  # as that writer records them
     (dst / "manifest.json").write_text(json.dumps(manifest))
     assert inspect.main([str(dst), "--verify", "--sources", str(src)]) == 0, capsys.readouterr().err
+
+
+def test_a_reader_that_leaves_early_ends_inspect_quietly(store):
+    """`inspect --verify | head -1`: the pipe's reader is gone before inspect writes; it stops with
+    the shell's code for SIGPIPE and no traceback."""
+    import subprocess
+    import sys
+
+    proc = subprocess.Popen([sys.executable, "-m", "convert.inspect", str(store[2]), "--verify"],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    proc.stdout.close()  # no reader left: inspect's first write meets a closed pipe
+    err = proc.stderr.read()
+    assert proc.wait(timeout=120) == 141, err
+    assert err == "", err

@@ -123,9 +123,11 @@ def atomic_output_dir(dst, overwrite: bool = False, inputs: Iterable = (), kind:
         tmp.parent.mkdir(parents=True, exist_ok=True)
         tmp.mkdir()
         _mark(tmp)
-    except OSError as e:
+    except BaseException as e:  # a full disk, or a SIGTERM that came as the folder was made
         _remove_tree(tmp)
-        raise ConvertError(f"{dst}: cannot create the output folder ({_strerror(e)})") from None
+        if isinstance(e, OSError):
+            raise ConvertError(f"{dst}: cannot create the output folder ({_strerror(e)})") from None
+        raise
     try:
         yield tmp
         refuse_existing(dst, overwrite, inputs, kind)  # DST may have appeared while we worked

@@ -100,8 +100,6 @@ def load(path: Path) -> dict:
         raise CheckpointError(f"{path}: not a readable checkpoint ({type(e).__name__}: {e})") from None
     if not isinstance(state, dict) or "model" not in state or "config" not in state:
         raise CheckpointError(f"{path}: not a maize_ddp checkpoint (no model/config entries)")
-    if not isinstance(state["config"], dict) or not isinstance(state["config"].get("model"), dict):
-        raise CheckpointError(f"{path}: not a maize_ddp checkpoint (its config has no model settings)")
     return state
 
 

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import errno
 import os
+import signal
 import sys
 from typing import Callable
 
@@ -49,6 +50,17 @@ def disk_full(path) -> bool:
     except OSError:
         return False
     return st.f_bavail * st.f_frsize < 1 << 20  # under 1 MiB left
+
+
+class Terminated(KeyboardInterrupt):
+    """SIGTERM: a scheduler's time limit or preemption, a kill. Unwinds as Ctrl-C does, so temp
+    files go and locks are released, and the command says why it stopped."""
+
+
+def raise_on_sigterm() -> None:
+    def terminated(signum, frame):
+        raise Terminated()
+    signal.signal(signal.SIGTERM, terminated)
 
 
 def run_main(work: Callable[[], str | None], extra: tuple[type[BaseException], ...] = ()) -> int:

@@ -213,7 +213,7 @@ def model_from_checkpoint(state: dict, device, where="checkpoint"):
     where = checkpoint.checkpoint_file(where)
     try:
         model = BasenjiModel(**state["config"]["model"])
-    except (TypeError, ValueError, errors.ConfigError) as e:  # keys or values no model takes
+    except (KeyError, TypeError, ValueError, errors.ConfigError) as e:  # no settings, or ones no model takes
         raise checkpoint.CheckpointError(f"{where}: its model config cannot build a model ({e})") from None
     checkpoint.fit_weights(model, state["model"], where)
     return model.to(device)

@@ -274,6 +274,7 @@ def main(argv=None) -> int:
         print(f"error: {e}", file=sys.stderr)
         return 2
     d = None
+    errors.raise_on_sigterm()
     try:
         if cfg.check:
             check(cfg)
@@ -285,6 +286,12 @@ def main(argv=None) -> int:
         train(cfg, d)
         distributed.barrier(d)  # every rank ends together, after rank 0's last file
         return 0
+    except errors.Terminated:
+        close_progress_bars()
+        if d is None or d.is_main:
+            print(f"error: terminated (SIGTERM: a time limit, preemption or a kill); {cfg.out} keeps its last "
+                  "checkpoint: continue with --resume", file=sys.stderr, flush=True)
+        return 143
     except KeyboardInterrupt:
         close_progress_bars()
         print("error: interrupted", file=sys.stderr, flush=True)

@@ -202,3 +202,17 @@ def test_killed_between_the_renames_of_overwrite(tmp_path):
     rerun = run(["zarr", str(src), str(dst), "--quiet", "--overwrite"])
     assert rerun.returncode == 0 and json.loads((dst / "zarr.json").read_text())["attributes"]["sources"]
     assert sorted(p.name for p in tmp_path.iterdir()) == ["out.zarr", "proj"]
+
+
+def test_a_sigterm_while_the_output_folder_is_made_leaves_nothing(tmp_path, monkeypatch):
+    """SIGTERM unwinds a converter as SystemExit; arriving as DST.tmp-PID is being made, it must
+    not leave that folder behind."""
+    from convert import output
+
+    def terminated(folder):
+        raise SystemExit(143)
+    monkeypatch.setattr(output, "_mark", terminated)
+    with pytest.raises(SystemExit):
+        with output.atomic_output_dir(tmp_path / "out"):
+            pass
+    assert list(tmp_path.iterdir()) == []

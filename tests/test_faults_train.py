@@ -330,3 +330,21 @@ def test_a_killed_torchrun_takes_its_ranks_with_it(world, tmp_path):
     lock = RunLock(out, None).acquire()  # the folder is free for a --resume
     assert lock.took_over["pid"] in ranks
     lock.release()
+
+
+def test_sigterm_stops_the_trainer_with_a_line_and_a_resumable_folder(world, tmp_path):
+    """SLURM's time limit sends SIGTERM: the trainer says so, releases its lock, exit 143."""
+    out = tmp_path / "run"
+    proc = subprocess.Popen([sys.executable, "-m", "maize_ddp.train", "--data", str(world["zarr"]), "--out", str(out),
+                             "--epochs", "1000000", "--warmup-steps", "2"], env=ENV, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True)
+    try:
+        wait_for(lambda: (out / "config.json").exists(), proc)
+        proc.send_signal(signal.SIGTERM)
+        _, err = proc.communicate(timeout=120)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert proc.returncode == 143, err[-3000:]
+    one_error_line(subprocess.CompletedProcess(proc.args, 143, "", err), "terminated (SIGTERM", out, "--resume")
+    assert not (out / "run.lock").exists() and temps(out) == []

@@ -5,7 +5,9 @@ One rule for every command that writes a folder: it deletes or replaces only wha
 - The output must never be, hold, or lie inside an input (compared as real paths, so symlinks
   and `..` cannot hide it), with or without --overwrite.
 - --overwrite replaces only a folder that is one of our outputs (`is_our_output`: each command
-  writes a file at the top that says so) or an empty folder; anything else is refused.
+  writes a file at the top that says so) holding nothing but what the command wrote (each
+  output lists its contents in `.convert-files`: a run folder or a note put inside a store
+  later is never deleted with it), or an empty folder; anything else is refused.
 - An output is written into `DST.tmp-<pid>` next to DST and renamed to DST only when complete,
   so a folder named DST is always a finished output. Replacing moves the old DST aside to
   `DST.old-<pid>` first. Both carry an owner marker (host and pid) until they are gone; the
@@ -30,10 +32,12 @@ from pathlib import Path
 from typing import Callable, Iterable
 
 from maize_ddp.errors import Error
+from maize_ddp.outputs import overlap
 
 from .shards import ConvertError
 
 OWNER_FILE = ".convert-owner"
+INVENTORY_FILE = ".convert-files"  # every path the command wrote into its output, one a line
 BAR_DELAY_S = 0.5  # no bar for runs (or failures) quicker than this: a bad input gets one line
 # The file each of our commands writes at the top of its output, what in it says so, and what
 # the output is (for messages).
@@ -84,22 +88,26 @@ def refuse_existing(dst, overwrite: bool, inputs: Iterable = (), kind: str | Non
     found = output_kind(dst)
     if found is None and not _empty_dir(dst):
         raise ConvertError(f"{dst}: exists and is not a maize_ddp output; refusing to replace it")
+    what = {name: text for name, _, text in OUTPUT_SIGNS}
     if found is not None and kind is not None and found != kind:
-        what = {name: text for name, _, text in OUTPUT_SIGNS}
         raise ConvertError(f"{dst}: is {what[found]}, and this command writes {what[kind]}; refusing to replace "
                            "it (choose another output, or remove it yourself)")
+    if found is not None:
+        extra = _not_written_by_us(dst)
+        if extra is None:
+            raise ConvertError(f"{dst}: is {what[found]} that does not list its contents (written before outputs "
+                               "did); refusing to replace it (remove it yourself, or choose another output)")
+        if extra:
+            more = f" and {len(extra) - 1} more" if len(extra) > 1 else ""
+            raise ConvertError(f"{dst}: holds {extra[0]}{more}, which this command did not write; refusing to "
+                               "replace it (move it out, or choose another output)")
 
 
 def refuse_overlap(dst, inputs: Iterable) -> None:
     """The output must not be, hold, or lie inside any input: writing it would destroy that input."""
-    out = Path(os.path.realpath(dst))
-    for item in inputs:
-        real = Path(os.path.realpath(item))
-        relation = ("is" if out == real else "holds" if real.is_relative_to(out)
-                    else "lies inside" if out.is_relative_to(real) else None)
-        if relation:
-            raise ConvertError(f"{dst}: the output {relation} the input {os.fspath(item)}; "
-                               "choose an output outside the inputs")
+    problem = overlap(dst, inputs)
+    if problem:
+        raise ConvertError(problem)
 
 
 def _empty_dir(path: Path) -> bool:
@@ -130,6 +138,7 @@ def atomic_output_dir(dst, overwrite: bool = False, inputs: Iterable = (), kind:
         raise
     try:
         yield tmp
+        _write_inventory(tmp)
         refuse_existing(dst, overwrite, inputs, kind)  # DST may have appeared while we worked
         _replace(tmp, dst)
     except BaseException as e:
@@ -137,6 +146,23 @@ def atomic_output_dir(dst, overwrite: bool = False, inputs: Iterable = (), kind:
         if isinstance(e, OSError) and _about_output(e, tmp, dst):
             raise ConvertError(f"{dst}: cannot write the output ({_strerror(e)})") from None
         raise
+
+
+def _contents(folder: Path) -> set[str]:
+    return {p.relative_to(folder).as_posix() for p in folder.rglob("*")} - {OWNER_FILE, INVENTORY_FILE}
+
+
+def _write_inventory(tmp: Path) -> None:
+    (tmp / INVENTORY_FILE).write_text("".join(f"{p}\n" for p in sorted(_contents(tmp))))
+
+
+def _not_written_by_us(dst: Path) -> list[str] | None:
+    """What DST holds beyond the list of what its command wrote (sorted), or None without a list."""
+    try:
+        written = set((dst / INVENTORY_FILE).read_text().splitlines())
+    except OSError:
+        return None
+    return sorted(_contents(dst) - written) if dst.is_dir() else []
 
 
 def _replace(tmp: Path, dst: Path) -> None:

@@ -24,7 +24,7 @@ from pathlib import Path
 import numpy as np
 from scipy import stats
 
-from maize_ddp import errors, plots
+from maize_ddp import errors, outputs, plots
 from maize_ddp.checkpoint import atomic_write_text
 from maize_ddp.metrics import RegressionMoments, binary_summary
 
@@ -150,6 +150,25 @@ def figure(path: Path, task: str, pooled_row: dict, pooled: dict) -> None:
         plots.scatter(path, y, pred, pooled_row["pearson"], pooled_row["r2"], "pooled test folds")
 
 
+def _ours(prefix: str):
+    return lambda path: outputs.first_line(path).startswith(prefix)
+
+
+# the report's files and the first line that says each is ours (the figure: when a table is)
+REPORT_FILES = {"cv_metrics.tsv": _ours("fold\tn\t"), "cv_metrics.md": _ours("| fold | n |"),
+                "cv_predictions.tsv": _ours("id\tfold\t")}
+
+
+def check_out(out: Path) -> None:
+    """Replace an earlier cross-validation report, never a user's files of the same names."""
+    foreign = outputs.foreign_files(out, REPORT_FILES)
+    if not foreign and (out / "cv.png").exists() and not any((out / n).exists() for n in REPORT_FILES):
+        foreign = ["cv.png"]
+    if foreign:
+        raise ReportError(f"{out / foreign[0]}: exists and is not part of a cv_report report; not replacing it "
+                          "(choose another --out)")
+
+
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(prog="python -m maize_ddp.cv_report", description=__doc__.split("\n\n")[0])
     p.add_argument("runs", nargs="+", type=Path, help="finished run folders, one per fold")
@@ -158,6 +177,7 @@ def main(argv=None) -> int:
     try:
         task, folds, pooled_row, pooled = gather(a.runs)
         out = a.out or Path(os.path.commonpath([r.resolve().parent for r in a.runs]))
+        check_out(out)
         out.mkdir(parents=True, exist_ok=True)
         rows = [*folds, pooled_row, *spread(task, folds)]
         tsv, md = tables(task, rows)

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 from pathlib import Path
 
@@ -136,6 +137,10 @@ def classify_split(d, model, loader, amp="off") -> dict:
     return {**binary_summary(y, probabilities(logits)), "bce": bce_with_logits(y, logits)}
 
 
+class ReportError(errors.Error):
+    pass
+
+
 def test_report(d, model, loader, out_dir: Path, amp="off", rc_average=False, split="test",
                 extra: dict | None = None, task="regression") -> dict | None:
     """Metrics, predictions in source order with each row's id, and the scatter plot; files
@@ -150,6 +155,11 @@ def test_report(d, model, loader, out_dir: Path, amp="off", rc_average=False, sp
     rows, y, pred = rows[order], np.concatenate([p[2] for p in parts])[order], np.concatenate([p[3] for p in parts])[order]
     if not np.array_equal(rows, np.arange(loader.info.splits[split].n)):
         raise RuntimeError(f"evaluation did not cover every {split} row exactly once")
+    bad = ~np.isfinite(pred).all(axis=1)
+    if bad.any():  # a report of NaN metrics would look complete
+        raise ReportError(f"{out_dir}: the model predicts NaN or inf for {int(bad.sum())} of {len(pred)} {split} rows "
+                          "(first: row {}); its weights are damaged or training diverged: no report written"
+                          .format(int(rows[int(np.argmax(bad))])))
     ids = read_ids(loader.info, split)  # first: a damaged id file must fail before any file is written
     if task == "classification":
         return classification_report(out_dir, split, ids[rows], rows, y, pred, rc_average, loader.info.path, extra)
@@ -240,6 +250,48 @@ def default_out(checkpoint: Path, data: str, split: str) -> Path:
     return run_folder(checkpoint) / f"eval-{checkpoint.stem + '-' if other else ''}{Path(data).name}-{split}"
 
 
+def report_files(split: str) -> tuple[str, ...]:
+    prefix = "test" if split == "test" else split
+    figures = ("scatter.png", "roc.png") if split == "test" else (f"scatter_{split}.png", f"roc_{split}.png")
+    return (f"{prefix}_predictions.tsv", f"{prefix}_metrics.json", *figures)
+
+
+def check_out(out: Path, checkpoint_path: Path, data, split: str) -> None:
+    """evaluate writes its report into `out` only where it destroys nothing of anyone else's: not
+    inside (or over) its input store; not into another run's folder, nor into a folder a live run
+    holds; over report files only when they are an evaluation of this checkpoint's run (or, in
+    the run's own folder, its test report, which --out RUN asks to replace)."""
+    from maize_ddp import outputs, runlock
+
+    problem = outputs.overlap(out, [data])
+    if problem:
+        raise ReportError(problem.replace("choose an output", "choose an --out"))
+    own_run = run_folder(checkpoint_path)
+    holder = runlock.live_holder(out)
+    if holder:
+        raise ReportError(f"{out}: a live run holds this folder (pid {holder.get('pid')} on {holder.get('host')}); "
+                          "evaluate when it has finished, or choose another --out")
+    same_run = os.path.realpath(out) == os.path.realpath(own_run)
+    if not same_run and ((out / "checkpoints").is_dir() or (out / "config.json").is_file()):
+        raise ReportError(f"{out}: is another run's folder; choose another --out")
+    metrics = next((out / name for name in report_files(split) if name.endswith("_metrics.json")))
+    if metrics.exists():
+        try:
+            previous = json.loads(metrics.read_text())
+        except (OSError, ValueError):
+            previous = None
+        if not isinstance(previous, dict) or "n" not in previous or "split" not in previous:
+            raise ReportError(f"{metrics}: exists and is not an evaluation report; choose another --out")
+        if not same_run and os.path.realpath(str(previous.get("data", ""))) != os.path.realpath(str(data)):
+            raise ReportError(f"{out}: holds the evaluation of another store ({previous.get('data')}); choose "
+                              "another --out")
+    elif out.is_dir():
+        found = [name for name in report_files(split) if (out / name).exists()]
+        if found:
+            raise ReportError(f"{out / found[0]}: exists and is not part of an evaluation report; choose "
+                              "another --out")
+
+
 def positive_int(text: str) -> int:
     value = int(text)
     if value < 1:
@@ -281,6 +333,7 @@ def evaluate(a) -> str | None:
         mc = state["config"]["model"]
         open_store(a.data).check(split=a.split, seq_len=mc["seq_len"], num_targets=mc["num_targets"])
         out = a.out or default_out(a.checkpoint, a.data, a.split)
+        distributed.on_main(d, lambda: check_out(out, a.checkpoint, a.data, a.split))
         out.mkdir(parents=True, exist_ok=True)
         loader = make_loader(a.data, a.split, batch_size=a.batch_size, rank=d.rank, world_size=d.world_size,
                              train=False, num_workers=a.num_workers, pin_memory=d.device.type == "cuda")

@@ -83,6 +83,20 @@ def owner_key(record: dict) -> tuple:
     return record.get("host"), record.get("pid"), record.get("start")
 
 
+def live_holder(folder) -> dict | None:
+    """Who holds `folder`'s run lock, if a run may be going on there (alive on this host, or on
+    another host where that cannot be told); None for no lock or a dead holder's."""
+    try:
+        holder = json.loads((Path(folder) / LOCK_NAME).read_text())
+    except (OSError, ValueError):
+        return None
+    if not isinstance(holder, dict):
+        return None
+    if holder.get("host") == socket.gethostname() and isinstance(holder.get("pid"), int):
+        return holder if alive(holder["pid"], holder.get("start")) else None
+    return holder
+
+
 class RunLock:
     def __init__(self, folder: Path, launch_id: str | None, launch_round: list[int] | None = None):
         self.path = Path(folder) / LOCK_NAME

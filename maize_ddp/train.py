@@ -39,7 +39,7 @@ import torch.nn.functional as F
 from torch.nn.parallel import DistributedDataParallel as DDP
 from tqdm import tqdm
 
-from maize_ddp import checkpoint, config, distributed, errors, plots, runlock
+from maize_ddp import checkpoint, config, distributed, errors, outputs, plots, runlock
 from maize_ddp.data import StoreError, make_loader, open_store, read_ids
 from maize_ddp.evaluate import autocast, describe_report, evaluate_split, resolve_amp, test_report
 from maize_ddp.model import GeometryWarning, build_model, flat_length, recalibrate_batchnorm
@@ -231,6 +231,11 @@ def refuse_changed_settings(cfg, last: Path) -> None:
 
 def open_data(cfg) -> None:
     """The store, checked as training needs it; it decides the model's seq_len and targets."""
+    # a run inside its store would go with the store's next --overwrite; a store inside its run
+    # would be trained on while the run writes beside it
+    problem = outputs.overlap(cfg.out, [cfg.data])
+    if problem:
+        raise TrainingError(problem.replace("choose an output", "choose an --out"))
     store = open_store(cfg.data)
     for split in ("train", "val", "test"):
         store.check(split=split)

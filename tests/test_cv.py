@@ -155,3 +155,21 @@ def test_report_errors_name_the_problem(tmp_path, capsys):
         err = capsys.readouterr().err.strip()
         assert message in err and len(err.splitlines()) == 1, err
     assert not (tmp_path / "r" / "cv_metrics.tsv").exists()
+
+
+@pytest.mark.parametrize("name", ["cv_metrics.tsv", "cv_metrics.md", "cv_predictions.tsv", "cv.png"])
+def test_report_never_writes_over_a_users_file(tmp_path, capsys, name):
+    for k in range(2):
+        fake_run(tmp_path / f"f{k}", "regression", [f"g{k}_{i}" for i in range(5)], [1.0, 2, 3, 4, 5],
+                 [1.0, 2, 4, 3, 5])
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / name).write_text("my own table\n")
+    assert cv_report.main([str(tmp_path / "f0"), str(tmp_path / "f1"), "--out", str(out)]) == 1
+    err = capsys.readouterr().err
+    assert err.startswith(f"error: {out / name}: exists and is not part of a cv_report report"), err
+    assert [p.name for p in out.iterdir()] == [name] and (out / name).read_text() == "my own table\n"
+    # a report of its own is replaced
+    (out / name).unlink()
+    assert cv_report.main([str(tmp_path / "f0"), str(tmp_path / "f1"), "--out", str(out)]) == 0
+    assert cv_report.main([str(tmp_path / "f0"), str(tmp_path / "f1"), "--out", str(out)]) == 0

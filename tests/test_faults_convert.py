@@ -80,6 +80,19 @@ def a_table(tmp: Path) -> None:
     (tmp / "t.tsv").write_text("id\tsequence\tv\n" + "".join(f"g{i}\tACGTACGT\t{i}\n" for i in range(20)))
 
 
+def a_store_holding(*extra: str):
+    """A Zarr store of ours at tmp/out with what a user later put inside it (a run, a note)."""
+    def setup(tmp: Path) -> None:
+        from convert import npz_to_zarr
+
+        shards(tmp)
+        npz_to_zarr.convert(tmp / "proj" / "shards", tmp / "out")
+        for rel in extra:
+            (tmp / "out" / rel).parent.mkdir(parents=True, exist_ok=True)
+            (tmp / "out" / rel).write_text("not the converter's")
+    return setup
+
+
 def a_file(tmp: Path) -> None:
     shards(tmp)
     (tmp / "out").write_text("a file")
@@ -136,6 +149,11 @@ SCENARIOS = [
     ("genome: disk full", genome, GENOME + " --out {tmp}/out DISK_FULL",
      "{tmp}/out: cannot write the output (File too large"),
     ("synth: disk full", None, SYNTH + " DISK_FULL", "{tmp}/out: cannot write the output (File too large"),
+    ("zarr: --overwrite a store holding a run", a_store_holding("run/checkpoints/best.pt", "run/config.json"),
+     "zarr {tmp}/proj/shards {tmp}/out --overwrite",
+     "{tmp}/out: holds run and 3 more, which this command did not write; refusing to replace it"),
+    ("zarr: --overwrite a store holding a user's note", a_store_holding("notes.txt"),
+     "zarr {tmp}/proj/shards {tmp}/out --overwrite", "{tmp}/out: holds notes.txt, which this command did not write"),
     ("genome: --folds 0", genome, GENOME + " --out {tmp}/out --folds 0", "--folds must be at least 3"),
     ("table: --seed -1", a_table, "table {tmp}/t.tsv --seq-col sequence --label-col v --id-col id --seed -1 "
      "--out {tmp}/out", "--seed must not be negative, not -1"),
@@ -216,3 +234,13 @@ def test_a_sigterm_while_the_output_folder_is_made_leaves_nothing(tmp_path, monk
         with output.atomic_output_dir(tmp_path / "out"):
             pass
     assert list(tmp_path.iterdir()) == []
+
+
+def test_overwrite_replaces_a_store_that_holds_only_its_own_files(tmp_path):
+    from convert import npz_to_zarr
+
+    shards(tmp_path)
+    npz_to_zarr.convert(tmp_path / "proj" / "shards", tmp_path / "out")
+    result = run(["zarr", str(tmp_path / "proj" / "shards"), str(tmp_path / "out"), "--overwrite"])
+    assert result.returncode == 0, result.stderr
+    assert (tmp_path / "out" / "zarr.json").is_file()

@@ -206,8 +206,65 @@ def _bad_config(text: bytes, *needles):
     return scenario
 
 
+def _train_out_inside_its_store(w, run):
+    return ["train", "--data", w["zarr"], "--out", w["zarr"] / "run", *FAST], 1, [
+        w["zarr"] / "run", "the output lies inside the input", "choose an --out"]
+
+
+def _evaluate_over_another_run(w, run):
+    other = run.parent / "other"
+    shutil.copytree(run, other)
+    return ["evaluate", run, "--data", w["zarr"], "--out", other], 1, [other, "is another run's folder"]
+
+
+def _evaluate_over_users_files(w, run):
+    mine = run.parent / "mine"
+    mine.mkdir()
+    (mine / "test_metrics.json").write_text('{"my": "results"}')
+    return ["evaluate", run, "--data", w["zarr"], "--out", mine], 1, [
+        mine / "test_metrics.json", "not an evaluation report"]
+
+
+def _evaluate_out_inside_the_store(w, run):
+    return ["evaluate", run, "--data", w["zarr"], "--out", w["zarr"] / "eval"], 1, [
+        "the output lies inside the input"]
+
+
+def _evaluate_into_another_stores_evaluation(w, run):
+    """Two stores of one name (a/data.zarr, b/data.zarr) would share RUN/eval-data.zarr-test."""
+    other = run.parent / "b" / "data.zarr"
+    shutil.copytree(w["zarr"], other)
+    first = cli("evaluate", run, "--data", other)
+    assert first.returncode == 0, first.stderr[-2000:]
+    return ["evaluate", run, "--data", w["zarr"]], 1, [run / "eval-data.zarr-test",
+                                                       "holds the evaluation of another store"]
+
+
+def _evaluate_into_a_live_run(w, run):
+    (run / "run.lock").write_text(lock_of(socket.gethostname(), os.getpid()))
+    return ["evaluate", run, "--data", w["zarr"], "--out", run], 1, [run, "a live run holds this folder"]
+
+
+def _evaluate_nan_weights(w, run):
+    best = run / "checkpoints" / "best.pt"
+    state = torch.load(best, weights_only=True)
+    for tensor in state["model"].values():
+        if tensor.is_floating_point():
+            tensor.fill_(float("nan"))
+    torch.save(state, best)
+    return ["evaluate", run, "--data", w["zarr"], "--out", run.parent / "eval"], 1, [
+        "predicts NaN or inf for 40 of 40 test rows", "no report written"]
+
+
 SCENARIOS = {
     "--conv1kc 0": _bad_flag("--conv1kc", "0"),
+    "train --out inside its store": _train_out_inside_its_store,
+    "evaluate --out another run": _evaluate_over_another_run,
+    "evaluate --out a folder of the user's files": _evaluate_over_users_files,
+    "evaluate --out inside the store": _evaluate_out_inside_the_store,
+    "evaluate two stores of one name": _evaluate_into_another_stores_evaluation,
+    "evaluate --out RUN while it trains": _evaluate_into_a_live_run,
+    "evaluate NaN weights": _evaluate_nan_weights,
     "--lr nan": _bad_flag("--lr", "nan"),
     "--weight-decay nan": _bad_flag("--weight-decay", "nan"),
     "--grad-clip nan": _bad_flag("--grad-clip", "nan"),

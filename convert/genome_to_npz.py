@@ -44,6 +44,7 @@ from convert.output import atomic_output_dir, refuse_existing, run_command
 from maize_ddp.codes import N_CODE, reverse_complement
 from maize_ddp.errors import Error
 from maize_ddp.npz_shards import ShardWriter
+from maize_ddp.store_format import FLOAT32_MAX
 
 SPLITS = ("train", "val", "test")
 AGGREGATES = {
@@ -247,6 +248,9 @@ def _parse_value(path, line_no: int, column: str, text: str) -> float:
         value = math.nan
     if not math.isfinite(value):
         raise ConversionError(f"{path}: line {line_no}, column {column!r}: {text!r} is not a finite number")
+    if abs(value) > FLOAT32_MAX:
+        raise ConversionError(f"{path}: line {line_no}, column {column!r}: {text!r} is beyond float32's range "
+                              "(±3.4e38), as labels are stored")
     return value
 
 

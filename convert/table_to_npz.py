@@ -34,6 +34,7 @@ import numpy as np
 from maize_ddp.errors import Error
 from maize_ddp.id_hashes import IdHashes
 from maize_ddp.npz_shards import ShardWriter
+from maize_ddp.store_format import FLOAT32_MAX
 from maize_ddp.sequences import (ALIGNMENTS, Record, fit_length, is_fasta, length_problem, read_records,
                                  sequence_problem, table_records, to_codes)
 
@@ -137,6 +138,8 @@ def parse_labels(record: Record, label_cols: Sequence[str]) -> tuple[np.ndarray 
             return None, f"label {text!r} in column {col!r} is not a number"
         if not math.isfinite(value):
             return None, f"label {text!r} in column {col!r} is not finite"
+        if abs(value) > FLOAT32_MAX:
+            return None, f"label {text!r} in column {col!r} is beyond float32's range (±3.4e38), as labels are stored"
         values.append(value)
     return np.array(values, np.float32), None
 
@@ -170,6 +173,8 @@ PROBLEM_KINDS = [
     ("empty sequence", "empty sequence"), ("at position", "invalid base"),
     ("appears on an earlier row", "duplicate id"), ("missing label", "missing label"),
     ("is not a number", "non-numeric label"), ("is not finite", "non-finite label"),
+    ("beyond float32's range", "label out of float32 range"), ("a tab or line break", "id with a line break"),
+    ("not UTF-8", "id not UTF-8"),
     ("bp but", "length differs"), ("not a split name", "bad split name"), ("empty group", "empty group"),
     ("no row in", "no labels"),
 ]

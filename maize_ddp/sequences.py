@@ -21,7 +21,7 @@ import numpy as np
 
 from maize_ddp.codes import ascii_to_codes
 from maize_ddp.errors import Error
-from maize_ddp.store_format import MAX_ID_CHARS
+from maize_ddp.store_format import id_problem
 from maize_ddp.textio import gzip_errors_as, open_maybe_gzip
 
 ALIGNMENTS = ("left", "right", "centre")
@@ -137,12 +137,9 @@ def sequence_problem(record: Record) -> str | None:
     """Why the record cannot be used as a sequence, or None."""
     if record.problem:
         return record.problem
-    if not record.id:
-        return "empty id"
-    if len(record.id) > MAX_ID_CHARS:
-        return f"id {record.id[:40]!r}... is longer than {MAX_ID_CHARS} characters"
-    if any(c in record.id for c in "\t\r\n"):
-        return f"id {record.id!r} holds a tab or line break (ids are the first column of tab-separated outputs)"
+    problem = id_problem(record.id)
+    if problem:
+        return problem
     if not record.seq:
         return f"id {record.id!r}: empty sequence"
     if not record.seq.isascii():

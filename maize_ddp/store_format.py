@@ -32,6 +32,9 @@ MAX_ID_CHARS = 200  # ids travel as fixed-width strings: one huge id would widen
 CRC_BLOCK = 1 << 20
 
 
+FLOAT32_MAX = float(np.finfo(np.float32).max)  # labels are stored as float32: larger ones become inf
+
+
 class StoreError(Error, ValueError):
     """The path is not a readable maize_ddp store, is damaged, or does not fit what was asked."""
 
@@ -175,6 +178,27 @@ def check_checksum(root, record: FileRecord) -> None:
                          "(the file is damaged: restore it or convert the data again)")
 
 
+# Characters an id may not hold: the TSV separators and every line break str.splitlines() knows
+# (outputs are read back line by line), and U+FFFD, which a byte that is not UTF-8 became on
+# reading: kept, the id would no longer match the user's table.
+ID_FORBIDDEN = "\t\n\r\x0b\x0c\x1c\x1d\x1e\x85\u2028\u2029\ufffd"
+
+
+def id_problem(text: str) -> str | None:
+    """Why `text` cannot be a row id, or None."""
+    if not text:
+        return "empty id"
+    if len(text) > MAX_ID_CHARS:
+        return f"id {text[:40]!r}... is longer than {MAX_ID_CHARS} characters"
+    bad = next((c for c in text if c in ID_FORBIDDEN), None)
+    if bad == "\ufffd":
+        return f"id {text!r} holds a byte that is not UTF-8 (shown as U+FFFD): save the file as UTF-8"
+    if bad is not None:
+        return (f"id {text!r} holds {bad!r}, a tab or line break (ids are the first column of tab-separated "
+                "outputs)")
+    return None
+
+
 def check_ids(ids: np.ndarray, where) -> np.ndarray:
     """A shard's row ids as str [N], checked: non-empty, at most MAX_ID_CHARS, no tab or line
     break (ids are the first column of tab-separated outputs), none repeated."""
@@ -183,13 +207,13 @@ def check_ids(ids: np.ndarray, where) -> np.ndarray:
     ids = ids.astype(str)
     length = np.char.str_len(ids)
     bad = (length == 0) | (length > MAX_ID_CHARS)
-    for char in "\t\n\r":
+    for char in ID_FORBIDDEN:
         bad |= np.char.find(ids, char) >= 0
     if bad.any():
         row = int(np.argmax(bad))
         shown = str(ids[row]) if length[row] <= 40 else str(ids[row])[:40] + "..."
         raise StoreError(f"{where}: ids row {row} is {shown!r}: ids must be 1 to {MAX_ID_CHARS} characters, "
-                         "without tabs or line breaks")
+                         "without tabs, line breaks or bytes that are not UTF-8")
     unique, counts = np.unique(ids, return_counts=True)
     if (counts > 1).any():
         k = int(np.argmax(counts > 1))

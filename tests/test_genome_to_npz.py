@@ -362,6 +362,13 @@ def test_error_non_numeric_expression(tmp_path, capsys):
     assert_one_line_error(code, err, r"expr.csv: line 3, column 's2': 'NA' is not a finite number", tmp_path / "out")
 
 
+def test_error_expression_beyond_float32(tmp_path, capsys):
+    fasta, gff, expr = write_inputs(tmp_path, {"chrA": CHR_A}, [("chrA", 11, 20, "+", "P")],
+                                    {"P": [1, 2], "Q": [3, "1e39"]})
+    code, _, err = run_main(capsys, fasta, gff, expr, tmp_path / "out", "--id-attribute", "locus_tag")
+    assert_one_line_error(code, err, r"expr.csv: line 3, column 's2': '1e39' is beyond float32's range", tmp_path / "out")
+
+
 def test_error_negative_values_under_log(tmp_path, capsys):
     fasta, gff, expr = write_inputs(tmp_path, {"chrA": CHR_A}, [("chrA", 11, 20, "+", "P")], {"P": [-3, -2]})
     code, _, err = run_main(capsys, fasta, gff, expr, tmp_path / "out", "--id-attribute", "locus_tag")

@@ -169,7 +169,13 @@ BAD_ROWS = [  # (change to row 3, which is on line 5, words of the message, reas
     (lambda r: r.update(act0=""), "missing label in column 'act0'", "missing label"),
     (lambda r: r.update(act0="high"), "label 'high' in column 'act0' is not a number", "non-numeric label"),
     (lambda r: r.update(act0="inf"), "is not finite", "non-finite label"),
+    (lambda r: r.update(act0="1e39"), "label '1e39' in column 'act0' is beyond float32's range",
+     "label out of float32 range"),
     (lambda r: r.update(name=""), "empty id", "empty id"),
+    # characters str.splitlines() breaks on would split a predictions table's row when read back
+    (lambda r: r.update(name="g\u2028x"), "holds '\\u2028', a tab or line break", "id with a line break"),
+    (lambda r: r.update(name="g\x85x"), "holds '\\x85', a tab or line break", "id with a line break"),
+    (lambda r: r.update(name="g\ufffdx"), "holds a byte that is not UTF-8", "id not UTF-8"),
 ]
 
 
@@ -288,3 +294,14 @@ def test_spreadsheet_empty_rows_are_skipped_and_a_semicolon_header_is_explained(
     semi.write_text("name;sequence;act\nr1;ACGT;1\n")
     with pytest.raises(Exception, match="the header looks semicolon-separated"):
         convert_table(semi, tmp_path / "o2", seq_col="sequence", label_cols=["act"], id_col="name")
+
+
+def test_an_id_in_latin1_is_refused_not_turned_into_another_id(tmp_path):
+    """A Latin-1 byte read as UTF-8 becomes U+FFFD: the stored id would no longer match the table."""
+    lines = ["name\tsequence\tact0"] + [f"gene{i}\tACGTACGTAC\t{i}" for i in range(20)] + ["g\u00e9ne\tACGTACGTAC\t1"]
+    table = tmp_path / "t.tsv"
+    table.write_bytes(("\n".join(lines) + "\n").encode("latin-1"))
+    with pytest.raises(TableError) as e:
+        convert_table(table, tmp_path / "o", seq_col="sequence", label_cols=["act0"], id_col="name")
+    assert f"{table}: line 22: " in str(e.value) and "not UTF-8" in str(e.value)
+    assert not (tmp_path / "o").exists()

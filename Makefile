@@ -8,7 +8,7 @@ VENV   ?= .venv
 TORCH  ?= torch==2.13.0
 PY     := $(VENV)/bin/python
 
-.PHONY: demo test bench clean
+.PHONY: demo test test-fast test-stress bench clean
 
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -22,6 +22,15 @@ demo: $(VENV)/.installed
 
 test: $(VENV)/.installed
 	PATH="$(abspath $(VENV))/bin:$$PATH" $(PY) -m pytest -q
+
+# the inner loop: every test that does not start processes end to end (tests/conftest.py)
+test-fast: $(VENV)/.installed
+	PATH="$(abspath $(VENV))/bin:$$PATH" $(PY) -m pytest -q -m "not e2e"
+
+# the whole suite while two other processes keep both cores busy: no test may depend on timing
+test-stress: $(VENV)/.installed
+	@$(PY) -c 'while True: pass' & a=$$!; $(PY) -c 'while True: pass' & b=$$!; \
+	PATH="$(abspath $(VENV))/bin:$$PATH" $(PY) -m pytest -q; rc=$$?; kill $$a $$b; exit $$rc
 
 bench: $(VENV)/.installed
 	PATH="$(abspath $(VENV))/bin:$$PATH" bash benchmarks/run_all.sh

@@ -194,7 +194,7 @@ def id_problem(text: str) -> str | None:
     if bad == "\ufffd":
         return f"id {text!r} holds a byte that is not UTF-8 (shown as U+FFFD): save the file as UTF-8"
     if bad is not None:
-        return (f"id {text!r} holds {bad!r}, a tab or line break (ids are the first column of tab-separated "
+        return (f"id {text!r} holds a tab or line break ({bad!r}; ids are the first column of tab-separated "
                 "outputs)")
     return None
 

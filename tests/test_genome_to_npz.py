@@ -394,8 +394,13 @@ def test_error_existing_output_and_overwrite(tmp_path, small_inputs, capsys):
     (out / "stale.txt").write_text("old")
     code, _, err = run_main(capsys, *small_inputs, out, "--id-attribute", "locus_tag")
     assert code == 1 and "already exists (pass --overwrite" in err
+    # a file the converter did not write is never deleted with its output
+    code, _, err = run_main(capsys, *small_inputs, out, "--id-attribute", "locus_tag", "--overwrite")
+    assert code == 1 and "holds stale.txt, which this command did not write" in err
+    assert (out / "stale.txt").read_text() == "old"
+    (out / "stale.txt").unlink()
     code, _, _ = run_main(capsys, *small_inputs, out, "--id-attribute", "locus_tag", "--overwrite")
-    assert code == 0 and not (out / "stale.txt").exists() and (out / "genes.tsv").exists()
+    assert code == 0 and (out / "genes.tsv").exists()
     assert sorted(p.name for p in tmp_path.iterdir()) == ["expr.csv", "genes.gff3", "genome.fa", "out"]
 
 

@@ -173,8 +173,8 @@ BAD_ROWS = [  # (change to row 3, which is on line 5, words of the message, reas
      "label out of float32 range"),
     (lambda r: r.update(name=""), "empty id", "empty id"),
     # characters str.splitlines() breaks on would split a predictions table's row when read back
-    (lambda r: r.update(name="g\u2028x"), "holds '\\u2028', a tab or line break", "id with a line break"),
-    (lambda r: r.update(name="g\x85x"), "holds '\\x85', a tab or line break", "id with a line break"),
+    (lambda r: r.update(name="g\u2028x"), "holds a tab or line break ('\\u2028'", "id with a line break"),
+    (lambda r: r.update(name="g\x85x"), "holds a tab or line break ('\\x85'", "id with a line break"),
     (lambda r: r.update(name="g\ufffdx"), "holds a byte that is not UTF-8", "id not UTF-8"),
 ]
 

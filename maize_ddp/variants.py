@@ -31,6 +31,7 @@ import torch
 from maize_ddp import distributed, errors
 from maize_ddp.checkpoint import atomic_write_text, load, temp_path
 from maize_ddp.codes import ascii_to_codes, codes_to_ascii
+from maize_ddp.chrom_names import ChromNames, read_map
 from maize_ddp.evaluate import add_run_settings, count, forward, model_from_checkpoint, positive_int, run_settings
 from maize_ddp.origin import geometry as origin_geometry
 from maize_ddp.vcf import Site, VcfError, read_sites, symbolic
@@ -99,7 +100,9 @@ class Summary:
     invalid_lines: int = 0
     invalid_examples: list = field(default_factory=list)
     genes_off_edge: int = 0
-    chromosomes_without_genes: list = field(default_factory=list)
+    chromosomes_without_genes: list = field(default_factory=list)  # as the VCF names them
+    matched_sites: int = 0  # sites on a chromosome with genes (whose REF was checked)
+    chromosome_names: list = field(default_factory=list)  # VCF names resolved other than as they are
 
     def invalid(self, message: str) -> None:
         self.invalid_lines += 1
@@ -193,6 +196,7 @@ def score_vcf(a, model, device, amp, rc_average, geometry, edge, out_file) -> Su
     for g in scan.genes:
         by_chrom.setdefault(g.chrom, []).append(g)
     windows: dict = {}  # chromosome -> ChromosomeWindows (None: no genes there)
+    names = ChromNames(set(by_chrom), a.fasta, read_map(a.chrom_map) if a.chrom_map else None, where=str(a.gff))
     genome = Genome(a.fasta)
     scorer = Scorer(model, device, amp, rc_average, a.batch_size, out_file.write)
     out_file.write(header(model.config.num_targets))
@@ -205,25 +209,34 @@ def score_vcf(a, model, device, amp, rc_average, geometry, edge, out_file) -> Su
             summary.invalid(str(site))
             continue
         summary.lines += 1
+        name = names(site.chrom)  # the genome's name for the VCF's chromosome (1 -> Chr1, NC_...)
         if site.chrom != current:
+            for note in names.notes[len(summary.chromosome_names):]:
+                print(f"[variants] {note}", file=sys.stderr, flush=True)
+            summary.chromosome_names = list(names.notes)
             scorer.new_chromosome()
             current = site.chrom
-        if site.chrom not in windows:
-            windows[site.chrom] = _chromosome_windows(site.chrom, by_chrom, genome, geometry, edge, summary, a)
-        cw = windows[site.chrom]
+        slot = name if name is not None else ("unresolved", site.chrom)
+        if slot not in windows:
+            windows[slot] = _chromosome_windows(name, site.chrom, by_chrom, genome, geometry, edge, summary, a)
+        cw = windows[slot]
         p, r = site.pos - 1, len(site.ref)
-        genes = cw.genes_at(p, r) if cw is not None else []
         summary.alleles += len(site.alts)
-        if not genes:
+        if cw is None:
             summary.outside_windows += len(site.alts)
             continue
-        chrom = genome.chromosome(site.chrom)
-        problem = _ref_problem(site, chrom, a)
+        summary.matched_sites += 1
+        chrom = genome.chromosome(name)
+        problem = _ref_problem(site, chrom, a)  # every site of a chromosome with genes, in a window or not
         if problem:
             if not a.skip_invalid:
                 raise VariantError(problem)
             summary.invalid(problem)
             summary.alleles -= len(site.alts)
+            continue
+        genes = cw.genes_at(p, r)
+        if not genes:
+            summary.outside_windows += len(site.alts)
             continue
         for alt in site.alts:
             if alt == ".":
@@ -244,17 +257,25 @@ def score_vcf(a, model, device, amp, rc_average, geometry, edge, out_file) -> Su
                 scorer.add(fields, gene.gene_id, ref, alt_window(chrom, gene, geometry, p, r, alt_codes))
                 summary.scored_rows += 1
     scorer.flush()
+    if summary.lines == 0:
+        raise VariantError(f"{a.vcf}: no variant lines (an empty VCF?)")
+    if summary.matched_sites == 0 and summary.invalid_lines < summary.lines:
+        seen = ", ".join(repr(c) for c in summary.chromosomes_without_genes[:5])
+        ours = ", ".join(repr(c) for c in sorted(by_chrom)[:5])
+        raise VariantError(f"{a.vcf}: none of its chromosomes ({seen}) is one the genes of {a.gff} sit on "
+                           f"({ours}); are they from the same assembly? Map the names with --chrom-map FILE "
+                           "(two columns: VCF name, genome name)")
     return summary
 
 
-def _chromosome_windows(name, by_chrom, genome, geometry, edge, summary, a):
+def _chromosome_windows(name, vcf_name, by_chrom, genome, geometry, edge, summary, a):
     from convert.genome_to_npz import bases_off_chromosome
     from maize_ddp.variant_windows import ChromosomeWindows
 
-    genes = by_chrom.get(name)
+    genes = by_chrom.get(name) if name is not None else None
     if not genes:
         if len(summary.chromosomes_without_genes) < 50:
-            summary.chromosomes_without_genes.append(name)
+            summary.chromosomes_without_genes.append(vcf_name)
         return None
     chrom = genome.chromosome(name)
     if chrom is None:
@@ -319,6 +340,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--skip-invalid", action="store_true",
                    help="count malformed VCF lines and REF/FASTA disagreements instead of stopping")
     p.add_argument("--max-indel", type=count, default=50, help="longest indel scored, in bp (default 50)")
+    p.add_argument("--chrom-map", type=Path, help="VCF chromosome names to the genome's: two columns per line "
+                   "(default: as they are, else without chr/chromosome prefixes, else by the FASTA headers' "
+                   "'chromosome N'; see maize_ddp/chrom_names.py)")
     p.add_argument("--batch-size", type=positive_int, default=128, help="windows per forward pass")
     p.add_argument("--device", default="auto", help="auto (cuda when available) | cpu | cuda")
     genes = p.add_argument_group("genes (default: as convert.genome_to_npz read them for the run's data)")

@@ -265,7 +265,8 @@ def test_a_run_without_a_genome_geometry_is_refused(built, tmp_path, capsys):
     state["config"]["data"] = str(tmp_path / "s.zarr")
     state.pop("store", None)
     save(tmp_path / "synth.pt", state)
-    path = vcf(tmp_path, [("chr1", 100, ".", "A", "C")])
+    ref = base(built, "chr1", 100)
+    path = vcf(tmp_path, [("chr1", 100, ".", ref, other(ref))])
     code = variants.main([str(tmp_path / "synth.pt"), "--vcf", str(path), "--fasta", str(built["root"] / "genome.fa"),
                           "--gff", str(built["root"] / "genes.gff3"), "--out", str(tmp_path / "o.tsv")])
     err = capsys.readouterr().err
@@ -307,3 +308,70 @@ def test_a_summary_file_that_is_not_ours_is_never_replaced(tmp_path):
         check_out(out, True, [])
     summary_path(out).write_text('{"generator": "maize_ddp.variants"}')
     check_out(out, True, [])  # an earlier run's summary: fine to replace
+
+
+def renamed_genome(built, tmp_path):
+    """The same genome as NCBI names it: RefSeq accessions, "chromosome N" in the FASTA headers."""
+    names = {"chr1": "NC_003070.9", "chr2": "NC_003071.7"}
+    text = (built["root"] / "genome.fa").read_text()
+    gff = (built["root"] / "genes.gff3").read_text()
+    for old, new in names.items():
+        text = text.replace(f">{old}\n", f">{new} Arabidopsis thaliana chromosome {old[3:]} sequence\n")
+        gff = gff.replace(f"\n{old}\t", f"\n{new}\t")
+    (tmp_path / "genome.fa").write_text(text)
+    (tmp_path / "genes.gff3").write_text(gff)
+    return tmp_path / "genome.fa", tmp_path / "genes.gff3"
+
+
+def score_on(built, fasta, gff, vcf_path, out, *extra):
+    return variants.main([str(built["run"]), "--vcf", str(vcf_path), "--fasta", str(fasta), "--gff", str(gff),
+                          "--out", str(out), "--overwrite", *extra])
+
+
+def test_vcf_chromosome_names_are_resolved_to_the_genomes(built, tmp_path, capsys):
+    gene, _ = built["genes"]["chr1g0100"]
+    other_gene, _ = built["genes"]["chr2g0003"]
+    pos, pos2 = gene.start - 10, other_gene.start - 10
+    ref, ref2 = base(built, "chr1", pos), base(built, "chr2", pos2)
+    code, expected = score(built, tmp_path, vcf(tmp_path, [("chr1", pos, "a", ref, other(ref)),
+                                                           ("chr2", pos2, "b", ref2, other(ref2))], "ref.vcf"))
+    assert code == 0
+    capsys.readouterr()
+    fasta, gff = renamed_genome(built, tmp_path)
+    for names in (("1", "2"), ("chr1", "Chr02"), ("CHROMOSOME_1", "chromosome2")):
+        path = vcf(tmp_path, [(names[0], pos, "a", ref, other(ref)), (names[1], pos2, "b", ref2, other(ref2))])
+        out = tmp_path / "renamed.tsv"
+        assert score_on(built, fasta, gff, path, out) == 0
+        err = capsys.readouterr().err
+        assert f"VCF chromosome '{names[0]}' is 'NC_003070.9' (chromosome 1 in its FASTA header)" in err, err
+        assert [{k: v for k, v in r.items() if k != "chrom"} for r in table(out)] == \
+            [{k: v for k, v in r.items() if k != "chrom"} for r in table(expected)]
+
+
+def test_vcf_chromosomes_the_genome_does_not_have_are_an_error_or_mapped(built, tmp_path, capsys):
+    gene, _ = built["genes"]["chr1g0100"]
+    pos = gene.start - 10
+    ref = base(built, "chr1", pos)
+    path = vcf(tmp_path, [("scaffold_7", pos, "a", ref, other(ref))])
+    code, out = score(built, tmp_path, path)
+    err = capsys.readouterr().err
+    assert code == 1 and err.count("\n") == 1 and "none of its chromosomes ('scaffold_7')" in err, err
+    assert "--chrom-map" in err and not out.exists()
+    (tmp_path / "map.tsv").write_text("# VCF\tgenome\nscaffold_7\tchr1\n")
+    code, out = score(built, tmp_path, path, "--chrom-map", str(tmp_path / "map.tsv"))
+    assert code == 0 and [r["variant"] for r in table(out)] == ["a"]
+    assert "VCF chromosome 'scaffold_7' is 'chr1' (--chrom-map)" in capsys.readouterr().err
+
+
+def test_an_empty_vcf_and_a_wrong_ref_outside_the_windows_are_errors(built, tmp_path, capsys):
+    empty = tmp_path / "empty.vcf"
+    empty.write_bytes(b"")
+    code, out = score(built, tmp_path, empty)
+    err = capsys.readouterr().err
+    assert code == 1 and "empty.vcf: no variant lines" in err and not out.exists()
+    gene, _ = built["genes"]["chr1g0100"]
+    far = gene.start + GENE_LEN // 2 + 300  # between two genes' windows
+    wrong = other(base(built, "chr1", far))
+    code, out = score(built, tmp_path, vcf(tmp_path, [("chr1", far, "far", wrong, "A")]))
+    err = capsys.readouterr().err
+    assert code == 1 and f"REF {wrong} at chr1:{far}" in err, err

@@ -10,6 +10,8 @@
 # RUNS_DIR/fold-I/test_metrics.json exists (finished); resume it (--resume) if it has a
 # checkpoints/last.pt; else train it afresh with $LAUNCHER (default launch/local.sh: torchrun on
 # the GPUs, or 2 CPU processes). Run it again after any interruption: it goes on fold by fold.
+# RUNS_DIR/cv_settings.txt records the folds and flags of the first start; a start with others is
+# refused, and RUNS_DIR may not be, hold or lie inside FOLDS_DIR.
 # When every fold is finished: python -m maize_ddp.cv_report RUNS_DIR/fold-* --out RUNS_DIR.
 #
 # Environment knobs:
@@ -53,6 +55,25 @@ PY
 ) || die "$folds_dir/folds.json: $listing"
 [ -n "$listing" ] || die "$folds_dir/folds.json: lists no fold"
 mapfile -t folds <<< "$listing"
+
+# the runs never share a folder with the folds: genome_to_npz --folds --overwrite would meet them
+folds_real=$(realpath -m -- "$folds_dir") runs_real=$(realpath -m -- "$runs_dir")
+case "$runs_real/" in "$folds_real/"*) die "$runs_dir: the runs folder is or lies inside the folds folder $folds_dir; choose another RUNS_DIR" ;; esac
+case "$folds_real/" in "$runs_real/"*) die "$runs_dir: the runs folder holds the folds folder $folds_dir; choose another RUNS_DIR" ;; esac
+
+# Every fold of a cross-validation is trained alike: the folds and trainer flags are recorded in
+# RUNS_DIR/cv_settings.txt by the first start, and a later start with others is refused (its folds
+# would be skipped as finished, or resumed, under settings they were not trained with).
+mkdir -p "$runs_dir"
+settings="folds $folds_real
+flags$(printf ' %q' "$@")"
+tmp_settings="$runs_dir/.cv_settings.txt.tmp-$$"
+printf '%s\n' "$settings" > "$tmp_settings"
+ln "$tmp_settings" "$runs_dir/cv_settings.txt" 2>/dev/null || true  # the first start's, atomically
+rm -f "$tmp_settings"
+if [ "$(cat "$runs_dir/cv_settings.txt")" != "$settings" ]; then
+    die "$runs_dir: its folds were started with other settings ($(tr '\n' ';' < "$runs_dir/cv_settings.txt" | sed 's/;$//')); this start has ($(printf '%s' "$settings" | tr '\n' ';')); run it with those, or choose another RUNS_DIR"
+fi
 
 if [ -n "${FOLD:-}" ]; then
     case "$FOLD" in '' | *[!0-9]*) die "FOLD must be a fold number, got '$FOLD'" ;; esac

@@ -178,8 +178,8 @@ def main(argv=None) -> int:
         task, folds, pooled_row, pooled = gather(a.runs)
         out = a.out or Path(os.path.commonpath([r.resolve().parent for r in a.runs]))
         check_out(out)
-        out.mkdir(parents=True, exist_ok=True)
         rows = [*folds, pooled_row, *spread(task, folds)]
+        out.mkdir(parents=True, exist_ok=True)
         tsv, md = tables(task, rows)
         atomic_write_text(out / "cv_predictions.tsv", predictions(task, pooled))
         figure(out / "cv.png", task, pooled_row, pooled)

@@ -17,6 +17,7 @@ from every rank: auROC depends on ranks, which no per-rank summary can merge exa
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import sys
@@ -334,12 +335,19 @@ def evaluate(a) -> str | None:
         open_store(a.data).check(split=a.split, seq_len=mc["seq_len"], num_targets=mc["num_targets"])
         out = a.out or default_out(a.checkpoint, a.data, a.split)
         distributed.on_main(d, lambda: check_out(out, a.checkpoint, a.data, a.split))
+        created = not out.exists()
         out.mkdir(parents=True, exist_ok=True)
-        loader = make_loader(a.data, a.split, batch_size=a.batch_size, rank=d.rank, world_size=d.world_size,
-                             train=False, num_workers=a.num_workers, pin_memory=d.device.type == "cuda")
-        amp, rc_average = run_settings(state, a.amp, a.rc_average, d.device)
-        report = test_report(d, model, loader, out, amp, rc_average, split=a.split,
-                             extra={"checkpoint": str(a.checkpoint), "data": str(a.data)}, task=task_of(state))
+        try:
+            loader = make_loader(a.data, a.split, batch_size=a.batch_size, rank=d.rank, world_size=d.world_size,
+                                 train=False, num_workers=a.num_workers, pin_memory=d.device.type == "cuda")
+            amp, rc_average = run_settings(state, a.amp, a.rc_average, d.device)
+            report = test_report(d, model, loader, out, amp, rc_average, split=a.split,
+                                 extra={"checkpoint": str(a.checkpoint), "data": str(a.data)}, task=task_of(state))
+        except BaseException:
+            if created and d.is_main:
+                with contextlib.suppress(OSError):
+                    out.rmdir()  # a failed evaluation leaves no empty report folder (only an empty one goes)
+            raise
     finally:
         distributed.shutdown(d)
     return f"{describe_report(a.split, report)}  -> {out}" if report else None

@@ -164,11 +164,16 @@ def same_store(a: dict, b: dict) -> bool:
 def claim_run_dir(cfg, out: Path) -> tuple[runlock.RunLock, bool]:
     """Rank 0, before anything is written: make the folder, take its lock, remove the temp files
     killed writers left, and decide whether this start resumes. Returns (lock, resume)."""
+    created = not out.exists()
     try:
         out.mkdir(parents=True, exist_ok=True)
         lock = runlock.RunLock(out, launch_id(), launch_round()).acquire()
     except (PermissionError, FileNotFoundError, NotADirectoryError, FileExistsError) as e:
         raise TrainingError(f"{out}: run folder is not writable ({e.strerror or e})") from None
+    except BaseException:
+        if created:
+            remove_if_empty(out)
+        raise
     try:
         if lock.took_over:
             h = lock.took_over
@@ -183,7 +188,17 @@ def claim_run_dir(cfg, out: Path) -> tuple[runlock.RunLock, bool]:
         return lock, should_resume(cfg, out)
     except BaseException:
         lock.release()
+        if created:  # a refused start leaves no empty run folder behind
+            remove_if_empty(out / "checkpoints")
+            remove_if_empty(out)
         raise
+
+
+def remove_if_empty(folder: Path) -> None:
+    try:
+        folder.rmdir()  # only an empty folder goes
+    except OSError:
+        pass
 
 
 def should_resume(cfg, out: Path) -> bool:

@@ -173,3 +173,18 @@ def test_report_never_writes_over_a_users_file(tmp_path, capsys, name):
     (out / name).unlink()
     assert cv_report.main([str(tmp_path / "f0"), str(tmp_path / "f1"), "--out", str(out)]) == 0
     assert cv_report.main([str(tmp_path / "f0"), str(tmp_path / "f1"), "--out", str(out)]) == 0
+
+
+def test_cv_refuses_runs_among_the_folds_and_other_settings(tmp_path):
+    folds = make_folds(tmp_path, folds=3, genes=60)
+    res = cv(folds, folds / "runs")
+    assert res.returncode == 2 and "the runs folder is or lies inside the folds folder" in res.stderr, res.stderr
+    assert not (folds / "runs").exists()
+    runs = tmp_path / "runs"
+    runs.mkdir()
+    # an earlier start of this cross-validation trained its folds with other flags
+    (runs / "cv_settings.txt").write_text(f"folds {folds.resolve()}\nflags --lr 0.1\n")
+    res = cv(folds, runs)
+    assert res.returncode == 2 and res.stderr.count("\n") == 1, res.stderr
+    assert "its folds were started with other settings (folds" in res.stderr and "--lr 0.1" in res.stderr
+    assert sorted(p.name for p in runs.iterdir()) == ["cv_settings.txt"]  # nothing trained, nothing converted

@@ -314,6 +314,9 @@ def test_fault(world, tmp_path, scenario):
     assert temps(run) == []  # no temp file left behind
     lock_after = (run / "run.lock").read_text() if (run / "run.lock").exists() else None
     assert lock_after == lock_before  # another's lock is left alone; ours is gone
+    if "--out" in command and command[0] == "evaluate" and not Path(command[command.index("--out") + 1]).is_relative_to(run):
+        out = Path(command[command.index("--out") + 1])
+        assert not out.exists() or any(out.iterdir()), f"{out}: a failed evaluation left an empty folder"
 
 
 # ---- faults that need a run going on, or leave something to clean up ---------------------------------------

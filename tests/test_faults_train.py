@@ -157,7 +157,7 @@ def _predict_npz_bad_id(w, run):
         np.savez(shard, z["arr_0"][:3], z["arr_1"][:3], ids=np.array(["g1", "g\t2", "g3"]))
     (shard.parent / "._a.npz").write_bytes(b"\0\5\26\7 macOS metadata")  # skipped, not an error
     return ["predict", run, "--data", shard.parent, "--out", run.parent / "p.tsv"], 1, [
-        shard, "ids row 1", "without tabs or line breaks"]
+        shard, "ids row 1", "without tabs, line breaks"]
 
 
 def _evaluate_disk_full(w, run):

@@ -283,7 +283,7 @@ def test_resume_refuses_another_model(stores, tmp_path):
     assert first.returncode == 0, first.stderr[-2000:]
     res = train_single(["--data", stores["zarr"], "--out", out, "--epochs", "2", "--resume", "--conv1kc", "32"])
     assert res.returncode == 1
-    assert "another model" in res.stderr and "conv1kc: checkpoint 64 vs now 32" in res.stderr
+    assert "a resume continues the run as it was trained" in res.stderr and "--conv1kc 32 (the run: 64)" in res.stderr
 
 
 def test_predict_and_evaluate_reproduce_the_runs_test_report(stores, tmp_path):

@@ -729,8 +729,8 @@ def build_parser() -> argparse.ArgumentParser:
     tgt.add_argument("--class-column", metavar="COL", help="the table column ranking genes for --classes, e.g. logMaxTPM")
 
     spl = p.add_argument_group("split")
-    spl.add_argument("--val-chroms", nargs="+", default=[], metavar="CHROM", help="chromosomes for val")
-    spl.add_argument("--test-chroms", nargs="+", default=[], metavar="CHROM", help="chromosomes for test")
+    spl.add_argument("--val-chroms", nargs="+", default=[], metavar="CHROM", help="chromosomes for val (default: none; see --split-fractions)")
+    spl.add_argument("--test-chroms", nargs="+", default=[], metavar="CHROM", help="chromosomes for test (default: none; see --split-fractions)")
     spl.add_argument("--split-fractions", nargs=3, type=float, metavar=("TRAIN", "VAL", "TEST"),
                      help="contiguous blocks per chromosome (default 0.8 0.1 0.1 when no --*-chroms)")
     spl.add_argument("--folds", type=int, default=None, metavar="K",

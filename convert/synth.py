@@ -199,17 +199,19 @@ def _write(tmp: Path, train, val, test, seq_len, num_targets, shard_size, noise_
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(prog="python -m convert.synth", description=__doc__.split("\n\n")[0])
     p.add_argument("out", type=Path, help="output folder (train/ val/ test/ and truth.json)")
-    p.add_argument("--train", type=int, default=4000)
-    p.add_argument("--val", type=int, default=500)
-    p.add_argument("--test", type=int, default=500)
-    p.add_argument("--seq-len", type=int, default=3020)
-    p.add_argument("--num-targets", type=int, default=1)
-    p.add_argument("--shard-size", type=int, default=1000, help="rows per npz shard")
-    p.add_argument("--noise-sd", type=float, default=0.5, help="label noise sd (the signal has sd 1)")
-    p.add_argument("--layout", choices=["N4L", "NL4"], default="N4L")
-    p.add_argument("--dtype", choices=["float32", "uint8", "bool"], default="float32")
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--overwrite", action="store_true")
+    p.add_argument("--train", type=int, default=4000, help="training rows (default 4000)")
+    p.add_argument("--val", type=int, default=500, help="validation rows (default 500)")
+    p.add_argument("--test", type=int, default=500, help="test rows (default 500)")
+    p.add_argument("--seq-len", type=int, default=3020, help="bases per sequence (default 3020)")
+    p.add_argument("--num-targets", type=int, default=1, help="labels per row (default 1)")
+    p.add_argument("--shard-size", type=int, default=1000, help="rows per npz shard (default 1000)")
+    p.add_argument("--noise-sd", type=float, default=0.5, help="label noise sd; the signal has sd 1 (default 0.5)")
+    p.add_argument("--layout", choices=["N4L", "NL4"], default="N4L",
+                   help="one-hot axis order of arr_0: N4L [N, 4, L] or NL4 [N, L, 4] (default N4L)")
+    p.add_argument("--dtype", choices=["float32", "uint8", "bool"], default="float32",
+                   help="dtype of the one-hot arr_0 (default float32, as the course lab's shards)")
+    p.add_argument("--seed", type=int, default=0, help="seeds the motifs, sequences and noise (default 0)")
+    p.add_argument("--overwrite", action="store_true", help="replace OUT if it is an earlier convert.synth dataset")
     a = p.parse_args(argv)
 
     def report(truth: dict) -> None:

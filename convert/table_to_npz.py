@@ -339,7 +339,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", required=True, type=Path, help="output folder (must not exist unless --overwrite)")
     p.add_argument("--seq-col", help="column holding the sequences (tables)")
     p.add_argument("--label-col", action="append", default=[], metavar="COL", required=True,
-                   help="a measured activity; repeat for several targets")
+                   help="a measured activity; repeat for several targets (required)")
     p.add_argument("--id-col", help="column of row ids (default <file name>:<row>; FASTA: the header's first word)")
     p.add_argument("--labels", type=Path, help="with a FASTA file: the table holding --id-col and --label-col")
     spl = p.add_argument_group("split (default: a seeded hash of each row's id, 0.8 0.1 0.1)")
@@ -347,7 +347,8 @@ def build_parser() -> argparse.ArgumentParser:
     spl.add_argument("--group-col", help="rows sharing this column's value (gene family, species, chromosome) "
                                          "go to the same split")
     spl.add_argument("--split-fractions", nargs=3, type=float, default=(0.8, 0.1, 0.1),
-                     metavar=("TRAIN", "VAL", "TEST"))
+                     metavar=("TRAIN", "VAL", "TEST"), help="shares of rows (or groups) hashed into each split "
+                     "(default 0.8 0.1 0.1)")
     spl.add_argument("--seed", type=int, default=0, help="seeds the hash that assigns splits (default 0)")
     ln = p.add_argument_group("lengths (default: every sequence must have the first one's length)")
     ln.add_argument("--length", type=int, help="pad with N or trim every sequence to this many bases")

@@ -315,9 +315,9 @@ def main(argv=None) -> int:
     p.add_argument("--out", type=Path, default=None,
                    help="report folder (default: RUN/eval-STORE-SPLIT, so the run's own test report, "
                         "written by the trainer, is kept; give the run folder to replace it)")
-    p.add_argument("--batch-size", type=positive_int, default=128)
-    p.add_argument("--num-workers", type=count, default=0)
-    p.add_argument("--device", default="auto", help="auto (cuda when available) | cpu | cuda")
+    p.add_argument("--batch-size", type=positive_int, default=128, help="rows per forward pass (default 128)")
+    p.add_argument("--num-workers", type=count, default=0, help="DataLoader workers per rank (default 0)")
+    p.add_argument("--device", default="auto", help="auto (cuda when available) | cpu | cuda (default auto)")
     add_run_settings(p)
     a = p.parse_args(argv)
     return errors.run_main(lambda: evaluate(a), extra=(torch.distributed.DistError,))

@@ -172,7 +172,8 @@ def build_parser() -> argparse.ArgumentParser:
     which = p.add_mutually_exclusive_group()
     which.add_argument("--ids", nargs="+", metavar="ID", help="explain these rows (by id)")
     which.add_argument("--top", type=positive_int, help="explain the N rows with the highest prediction (default 10)")
-    p.add_argument("--method", choices=["ism", "saliency", "both"], default="both")
+    p.add_argument("--method", choices=["ism", "saliency", "both"], default="both",
+                   help="in-silico saturation mutagenesis, gradient x input, or both (default both)")
     p.add_argument("--target", type=count, default=0, help="which target to explain (default 0)")
     p.add_argument("--out", required=True, type=Path, help="output folder (new, or see --overwrite)")
     p.add_argument("--overwrite", action="store_true", help="replace --out if it is an earlier interpret output")
@@ -182,7 +183,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--batch-size", type=positive_int, default=512, help="mutants (ISM) per forward pass (default 512)")
     p.add_argument("--seqs-per-step", type=positive_int, default=4,
                    help="sequences whose mutants are batched together (default 4)")
-    p.add_argument("--device", default="auto", help="auto (cuda when available) | cpu | cuda")
+    p.add_argument("--device", default="auto", help="auto (cuda when available) | cpu | cuda (default auto)")
     add_run_settings(p)
     return p
 

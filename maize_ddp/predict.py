@@ -212,8 +212,8 @@ def main(argv=None) -> int:
     p.add_argument("--align", choices=ALIGNMENTS,
                    help="pad with N or trim sequences to the model's length, keeping this part in place "
                         "(default: as the run's table_to_npz did, else lengths must match)")
-    p.add_argument("--batch-size", type=positive_int, default=128)
-    p.add_argument("--device", default="auto", help="auto (cuda when available) | cpu | cuda")
+    p.add_argument("--batch-size", type=positive_int, default=128, help="rows per forward pass (default 128)")
+    p.add_argument("--device", default="auto", help="auto (cuda when available) | cpu | cuda (default auto)")
     add_run_settings(p)
     a = p.parse_args(argv)
     return errors.run_main(lambda: predict(a))

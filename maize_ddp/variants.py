@@ -343,14 +343,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--chrom-map", type=Path, help="VCF chromosome names to the genome's: two columns per line "
                    "(default: as they are, else without chr/chromosome prefixes, else by the FASTA headers' "
                    "'chromosome N'; see maize_ddp/chrom_names.py)")
-    p.add_argument("--batch-size", type=positive_int, default=128, help="windows per forward pass")
-    p.add_argument("--device", default="auto", help="auto (cuda when available) | cpu | cuda")
+    p.add_argument("--batch-size", type=positive_int, default=128, help="windows per forward pass (default 128)")
+    p.add_argument("--device", default="auto", help="auto (cuda when available) | cpu | cuda (default auto)")
     genes = p.add_argument_group("genes (default: as convert.genome_to_npz read them for the run's data)")
-    genes.add_argument("--feature-type")
-    genes.add_argument("--id-attribute")
-    genes.add_argument("--strip-prefix")
-    genes.add_argument("--biotype")
-    genes.add_argument("--biotype-attribute")
+    genes.add_argument("--feature-type", help="GFF column 3 to use, as genome_to_npz's flag")
+    genes.add_argument("--id-attribute", help="GFF attribute of the gene id, as genome_to_npz's flag")
+    genes.add_argument("--strip-prefix", help="prefix removed from GFF ids, as genome_to_npz's flag")
+    genes.add_argument("--biotype", help="keep only genes of this biotype, as genome_to_npz's flag")
+    genes.add_argument("--biotype-attribute", help="attribute holding the biotype, as genome_to_npz's flag")
     add_run_settings(p)
     return p
 

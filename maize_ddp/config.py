@@ -165,12 +165,26 @@ def make_parser(prog: str = "python -m maize_ddp.train") -> argparse.ArgumentPar
     return p
 
 
+PRESETS = Path(__file__).resolve().parent / "presets"
+
+
+def preset_path(path: Path) -> Path:
+    """--config NAME, where no file NAME exists, is the installed preset NAME(.toml), so an
+    installed maize_ddp finds its presets from any folder (`--config core_promoter`)."""
+    if path.exists() or len(path.parts) != 1:
+        return path
+    found = PRESETS / (path.name if path.suffix == ".toml" else f"{path.name}.toml")
+    return found if found.is_file() else path
+
+
 def load_toml(path: Path) -> dict:
+    path = preset_path(path)
     try:
         with open(path, "rb") as fh:
             return tomllib.load(fh)
     except FileNotFoundError:
-        raise ConfigError(f"{path}: config file not found") from None
+        names = ", ".join(sorted(p.stem for p in PRESETS.glob("*.toml")))
+        raise ConfigError(f"{path}: config file not found (presets by name: {names})") from None
     except IsADirectoryError:
         raise ConfigError(f"{path}: is a folder, not a TOML config file") from None
     except OSError as e:

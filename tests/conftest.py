@@ -4,7 +4,7 @@ converters killed midway) are marked `e2e`: `make test` runs everything, `make t
 import pytest
 
 E2E_MODULES = {
-    "test_classification", "test_convert_errors", "test_convert_workers", "test_cv", "test_data_ddp",
+    "test_classification", "test_cli", "test_convert_errors", "test_convert_workers", "test_cv", "test_data_ddp",
     "test_faults_train", "test_gpu_check", "test_gpu_guard", "test_interpret", "test_launch_local",
     "test_predict_tables", "test_slurm", "test_train", "test_train_step", "test_variants",
 }

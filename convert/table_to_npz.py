@@ -91,10 +91,25 @@ class Splitter:
     fractions: tuple[float, float, float] = (0.8, 0.1, 0.1)
     seed: int = 0
     by_id: bool = True  # hash the row's id (from --id-col or FASTA), else its sequence
+    val_groups: tuple = ()  # groups held out by name (--val-groups, --test-groups): leave-one-species-out
+    test_groups: tuple = ()
 
     def __post_init__(self):
         if self.seed < 0:
             raise TableError(f"--seed must not be negative, not {self.seed}")
+        if (self.val_groups or self.test_groups) and not self.group_col:
+            raise TableError("--val-groups/--test-groups name groups of --group-col, which is not given")
+        both = set(self.val_groups) & set(self.test_groups)
+        if both:
+            raise TableError(f"group {sorted(both)[0]!r} is named by both --val-groups and --test-groups")
+
+    def expected(self) -> list[str]:
+        """The splits this splitter means to fill: an empty one of these is an error."""
+        if self.split_col:
+            return ["train"]
+        _, val, test = self.fractions
+        return ["train"] + [s for s, f, groups in (("val", val, self.val_groups), ("test", test, self.test_groups))
+                            if groups or f > 0]
 
     def columns(self) -> list[str]:
         return [c for c in (self.split_col, self.group_col) if c]
@@ -116,13 +131,23 @@ class Splitter:
             key = record.columns[self.group_col]
             if not key:
                 return None, f"empty group in column {self.group_col!r}"
+            if key in self.test_groups:
+                return "test", None
+            if key in self.val_groups:
+                return "val", None
         else:
             # an id of the table's own, else the sequence: never `<file>:<row>`, which a renamed
             # or re-sorted copy of the table would change, moving rows between splits
             key = record.id if self.by_id else record.seq.upper()
         digest = hashlib.blake2b(f"{self.seed}\t{key}".encode(), digest_size=8).digest()
         u = int.from_bytes(digest, "little") / 2.0 ** 64
-        train, val, _ = self.fractions
+        train, val, test = self.fractions
+        if self.test_groups and self.val_groups:
+            return "train", None  # every other group trains
+        if self.test_groups:  # the rest is shared between train and val as the fractions say
+            return ("train" if u < train / (train + val) else "val"), None
+        if self.val_groups:
+            return ("train" if u < train / (train + test) else "test"), None
         return ("train" if u < train else "val" if u < train + val else "test"), None
 
 
@@ -273,9 +298,12 @@ def convert_table(
             if summary.table_rows % 100_000 == 0:
                 log(f"{summary.table_rows:,} rows read")
         rows.close(summary)
-        if not summary.rows.get("train"):
-            raise TableError(f"{table}: no row went to the train split ({summary.table_rows} rows read, "
-                             f"{sum(summary.dropped.values())} dropped)")
+        for split in splitter.expected():
+            if not summary.rows.get(split):
+                how = (f"; {splitter.describe()} left it empty: name groups with --val-groups/--test-groups, "
+                       "or use more groups" if splitter.group_col else "")
+                raise TableError(f"{table}: no row went to the {split} split ({summary.table_rows} rows read, "
+                                 f"{sum(summary.dropped.values())} dropped){how}")
         summary.seconds = time.perf_counter() - began
         settings = dict(table=str(table), labels=str(labels) if labels else None, seq_col=seq_col, id_col=id_col,
                         label_cols=list(label_cols), split_col=splitter.split_col, group_col=splitter.group_col,
@@ -346,6 +374,11 @@ def build_parser() -> argparse.ArgumentParser:
     spl.add_argument("--split-col", help="column naming each row's split (train, val, test)")
     spl.add_argument("--group-col", help="rows sharing this column's value (gene family, species, chromosome) "
                                          "go to the same split")
+    spl.add_argument("--test-groups", nargs="+", default=[], metavar="GROUP",
+                     help="these --group-col values are the test split (leave-one-species-out); the other groups "
+                          "are hashed into train and val (default: none)")
+    spl.add_argument("--val-groups", nargs="+", default=[], metavar="GROUP",
+                     help="these --group-col values are the val split (default: none)")
     spl.add_argument("--split-fractions", nargs=3, type=float, default=(0.8, 0.1, 0.1),
                      metavar=("TRAIN", "VAL", "TEST"), help="shares of rows (or groups) hashed into each split "
                      "(default 0.8 0.1 0.1)")
@@ -368,7 +401,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     def work():
         return convert_table(
             a.table, a.out, seq_col=a.seq_col, label_cols=a.label_col, id_col=a.id_col, labels=a.labels,
-            splitter=Splitter(a.split_col, a.group_col, tuple(a.split_fractions), a.seed),
+            splitter=Splitter(a.split_col, a.group_col, tuple(a.split_fractions), a.seed,
+                              val_groups=tuple(a.val_groups), test_groups=tuple(a.test_groups)),
             length=a.length, align=a.align, drop_invalid=a.drop_invalid, shard_size=a.shard_size,
             overwrite=a.overwrite, log=(lambda m: None) if a.quiet else (lambda m: print(m, file=sys.stderr)))
     return run_command(work, lambda summary: print("\n".join(summary.lines())))

@@ -30,7 +30,7 @@ import numpy as np
 import torch
 
 from maize_ddp import attribution, distributed, errors
-from maize_ddp.checkpoint import load
+from maize_ddp.checkpoint import checkpoint_file, load
 from maize_ddp.codes import ALPHABET, codes_to_ascii
 from maize_ddp.evaluate import add_run_settings, count, forward, model_from_checkpoint, positive_int, run_settings
 from maize_ddp.interpret_input import InputError, RowSource, open_rows, rows_with_ids
@@ -168,7 +168,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--id-col", help="a table's id column (default <file name>:<row>)")
     p.add_argument("--align", choices=ALIGNMENTS, help="fit a table's sequences to the model's length as "
                                                        "maize_ddp.predict does (default: as the run's data were)")
-    p.add_argument("--split", default="test", help="split of a store (default: test; ignored for npz folders)")
+    p.add_argument("--split", help="split of a store (default: test for --top; for --ids, the split that holds "
+                                   "them; ignored for npz folders, tables and FASTA)")
     which = p.add_mutually_exclusive_group()
     which.add_argument("--ids", nargs="+", metavar="ID", help="explain these rows (by id)")
     which.add_argument("--top", type=positive_int, help="explain the N rows with the highest prediction (default 10)")
@@ -188,11 +189,38 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
+def split_holding(data, wanted: list[str], say=print) -> str:
+    """The split of a store that holds every id asked for (said on stderr when not test); not a
+    store: test, which the reader ignores."""
+    from maize_ddp.data.store import open_store, read_ids
+
+    path = Path(data)
+    if not (path.is_dir() and ((path / "zarr.json").is_file() or (path / "manifest.json").is_file())):
+        return "test"
+    info = open_store(path)
+    where: dict[str, str] = {}
+    for name in sorted(info.splits, key=lambda s: (s != "test", s != "val", s)):
+        for i in set(wanted) & set(read_ids(info, name).tolist()):
+            where.setdefault(i, name)
+    missing = [i for i in wanted if i not in where]
+    if missing:
+        raise InputError(f"--ids: {missing[0]!r} is in no split of {path}")
+    splits = sorted(set(where.values()))
+    if len(splits) > 1:
+        raise InputError(f"--ids: the ids are in several splits ({', '.join(f'{i}: {where[i]}' for i in wanted)}); "
+                         "explain one split at a time with --split")
+    if splits[0] != "test":
+        say(f"[interpret] --ids: found in split {splits[0]!r} of {path}")
+    return splits[0]
+
+
 def run(a, d) -> dict | None:
     from convert.output import atomic_output_dir, refuse_existing
 
     # before hours of work, and once: the other ranks stop quietly when rank 0 refuses
-    distributed.on_main(d, lambda: refuse_existing(a.out, a.overwrite, [a.data, a.checkpoint], MANIFEST))
+    # the inputs are the store and the checkpoint file: RUN/interpret, a folder of the run's own, is fine
+    inputs = [a.data, checkpoint_file(a.checkpoint)]
+    distributed.on_main(d, lambda: refuse_existing(a.out, a.overwrite, inputs, MANIFEST))
     state = load(a.checkpoint)
     model = model_from_checkpoint(state, d.device, a.checkpoint)
     model.eval()
@@ -201,7 +229,11 @@ def run(a, d) -> dict | None:
         raise errors.ConfigError(f"--target {a.target}: the model has {mc.num_targets} target(s)")
     amp, rc_average = run_settings(state, a.amp, a.rc_average, d.device)
     methods = list(attribution.METHODS) if a.method == "both" else [a.method]
-    source = open_rows(a.data, a.split, mc.seq_len, seq_col=a.seq_col, id_col=a.id_col,
+    def say(line):
+        if d.is_main:
+            print(line, file=sys.stderr, flush=True)
+    split = a.split or (split_holding(a.data, a.ids, say) if a.ids else "test")
+    source = open_rows(a.data, split, mc.seq_len, seq_col=a.seq_col, id_col=a.id_col,
                        align=a.align or trained_align(state))
     started = time.perf_counter()
     if a.ids:
@@ -215,13 +247,13 @@ def run(a, d) -> dict | None:
         return None
     scores, pred = gathered
     marks = landmarks(source.origin, mc.seq_len)
-    info = {"checkpoint": str(a.checkpoint), "data": str(a.data), "split": a.split if source.split else None, "methods": methods,
+    info = {"checkpoint": str(a.checkpoint), "data": str(a.data), "split": split if source.split else None, "methods": methods,
             "target": a.target, "rc_average": rc_average, "amp": amp, "n": len(ids), "seq_len": mc.seq_len,
             "landmarks": {k: list(v) if isinstance(v, tuple) else v for k, v in marks.items()},
             "origin": source.origin, "world_size": d.world_size, "seconds": round(seconds, 3),
             "scores": "ism[n, k, l] = f(base k at l) - f(reference); saliency = gradient x one-hot input; "
                       f"bases in order {ALPHABET[:4]}"}
-    with atomic_output_dir(a.out, a.overwrite, [a.data, a.checkpoint], MANIFEST) as tmp:
+    with atomic_output_dir(a.out, a.overwrite, inputs, MANIFEST) as tmp:
         write_output(tmp, ids, codes, pred, scores, methods, marks, a, info)
     return info
 

@@ -2,6 +2,7 @@
 records; a model trained briefly on them must put its attribution on those motifs."""
 import json
 import os
+import shutil
 import subprocess
 import sys
 
@@ -232,3 +233,33 @@ def test_windows_table_tss():
     values[0, 20:25] = 1
     text = interpret.windows_table(["g1"], codes, {"ism": values}, {"TSS": 10}, 5, 1)
     assert text.splitlines()[1].split("\t") == ["g1", "ism", "1", "20", "25", "5", "5", "10", "AAAAA"]
+
+
+def test_the_documented_out_inside_the_run_is_accepted_but_never_the_run_itself(trained, capsys):
+    """README: `interpret RUN ... --out RUN/interpret`: a folder of the run's own is fine; the run
+    folder itself (which holds the checkpoint) is not."""
+    out = trained["run"] / "interpret"
+    try:
+        assert run_main(trained["run"], "--data", trained["data"], "--top", "1", "--method", "saliency",
+                        "--out", out, "--no-figures") == 0, capsys.readouterr().err
+        assert (out / "interpret.json").is_file()
+    finally:
+        shutil.rmtree(out, ignore_errors=True)
+    assert run_main(trained["run"], "--data", trained["data"], "--top", "1", "--out", trained["run"],
+                    "--overwrite") == 1
+    assert "the output holds the input" in capsys.readouterr().err
+
+
+def test_ids_are_found_in_whatever_split_holds_them(trained, tmp_path, capsys):
+    from maize_ddp.data import open_store, read_ids
+
+    info = open_store(trained["data"])
+    train_ids = read_ids(info, "train")[:2].tolist()
+    out = tmp_path / "from_train"
+    assert run_main(trained["run"], "--data", trained["data"], "--ids", *train_ids, "--method", "saliency",
+                    "--out", out, "--no-figures") == 0
+    assert "found in split 'train'" in capsys.readouterr().err
+    assert json.loads((out / "interpret.json").read_text())["split"] == "train"
+    mixed = [train_ids[0], read_ids(info, "test")[0]]
+    assert run_main(trained["run"], "--data", trained["data"], "--ids", *mixed, "--out", tmp_path / "m") == 1
+    assert "the ids are in several splits" in capsys.readouterr().err and not (tmp_path / "m").exists()

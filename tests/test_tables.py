@@ -108,6 +108,33 @@ def test_group_column_keeps_groups_in_one_split(tmp_path):
     assert len(set(split_of_group.values())) > 1
 
 
+def test_named_groups_are_held_out_and_a_split_no_group_reached_is_an_error(tmp_path):
+    rows = random_table(np.random.default_rng(2), 140)  # groups g0 .. g6
+    table = write_table(tmp_path / "t.tsv", rows)
+    out = tmp_path / "o"
+    convert_table(table, out, seq_col="sequence", label_cols=["act0"], id_col="name",
+                  splitter=Splitter(group_col="group", test_groups=("g3",)))
+    data = read_npz_folder(out)
+    group_of = {r["name"]: r["group"] for r in rows}
+    assert {group_of[i] for i in data["test"][2]} == {"g3"}  # the held-out species, and it alone
+    assert "g3" not in {group_of[i] for s in ("train", "val") for i in data[s][2]} and data["val"][2]
+    # three groups hashed into three splits: some seed leaves a split empty, which is refused
+    few = [dict(r, group=f"sp{i % 3}") for i, r in enumerate(rows)]
+    table = write_table(tmp_path / "few.tsv", few)
+    refused = 0
+    for seed in range(8):
+        try:
+            convert_table(table, tmp_path / f"few{seed}", seq_col="sequence", label_cols=["act0"], id_col="name",
+                          splitter=Splitter(group_col="group", seed=seed))
+        except TableError as e:
+            refused += 1
+            assert "left it empty: name groups with --val-groups/--test-groups" in str(e)
+            assert not (tmp_path / f"few{seed}").exists()
+        else:
+            assert all(read_npz_folder(tmp_path / f"few{seed}")[s][2] for s in ("train", "val", "test"))
+    assert refused > 0
+
+
 def test_split_column(tmp_path):
     rows = random_table(np.random.default_rng(3), 30)
     for i, r in enumerate(rows):
@@ -214,7 +241,7 @@ def test_fasta_with_a_labels_table(tmp_path):
 
 
 def test_command_line_and_missing_column(tmp_path, capsys):
-    rows = random_table(np.random.default_rng(8), 20)
+    rows = random_table(np.random.default_rng(8), 60)
     table = write_table(tmp_path / "t.tsv", rows)
     assert table_to_npz.main([str(table), "--seq-col", "sequence", "--label-col", "activity",
                               "--out", str(tmp_path / "o")]) == 1
@@ -222,7 +249,7 @@ def test_command_line_and_missing_column(tmp_path, capsys):
     assert err.count("\n") == 1 and f"{table}: no column 'activity'" in err
     assert table_to_npz.main([str(table), "--seq-col", "sequence", "--label-col", "act0", "--id-col", "name",
                               "--out", str(tmp_path / "o")]) == 0
-    assert "wrote 20 sequences" in capsys.readouterr().out
+    assert "wrote 60 sequences" in capsys.readouterr().out
     # an existing output is replaced only when asked, and only when it is ours
     assert table_to_npz.main([str(table), "--seq-col", "sequence", "--label-col", "act0",
                               "--out", str(tmp_path / "o")]) == 1

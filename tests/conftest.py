@@ -6,7 +6,7 @@ import pytest
 E2E_MODULES = {
     "test_classification", "test_cli", "test_convert_errors", "test_convert_workers", "test_cv", "test_data_ddp",
     "test_faults_train", "test_gpu_check", "test_gpu_guard", "test_interpret", "test_launch_local",
-    "test_predict_tables", "test_slurm", "test_train", "test_train_step", "test_variants",
+    "test_predict_tables", "test_run_api", "test_slurm", "test_train", "test_train_step", "test_variants",
 }
 
 

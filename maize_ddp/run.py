@@ -1,0 +1,130 @@
+"""A trained run as a Python object: load it once, then predict and attribute from a notebook.
+
+    from maize_ddp import Run
+
+    run = Run.load("runs/leaf")                    # checkpoints/best.pt, eval mode, GPU when there is one
+    run.predict("ACGT...")                         # one sequence -> numpy [T]
+    run.predict(["ACGT...", "TTGA..."])            # strings, uint8 codes [N, L] or one-hot [N, 4, L] -> [N, T]
+    ids, pred = run.predict("data.zarr", split="test")   # a store split, npz folder, table or FASTA
+    scores = run.attribute(seqs, method="ism")     # [N, 4, L], as `interpret` computes them
+
+Predictions use the run's own settings unless told otherwise: its precision (`amp`), its
+reverse-complement averaging, and the length rule its table was fitted by (`align`). In-memory
+inputs come back as numpy arrays in input order; a path comes back as (ids, predictions), the
+ids in the order the input holds them.
+"""
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from maize_ddp import attribution, checkpoint, errors
+from maize_ddp.codes import ascii_to_codes, onehot_to_codes
+from maize_ddp.evaluate import forward, model_from_checkpoint, run_settings, task_of
+from maize_ddp.predict import trained_align
+from maize_ddp.sequences import fit_length
+
+
+SEQUENCE = re.compile(r"[ACGTNacgtn]*")  # a str of bases is a sequence; any other str is a path
+
+
+class RunInputError(errors.Error, ValueError):
+    pass
+
+
+@dataclass
+class Run:
+    """A trained model in eval mode and what its run decided: task, sequence length, targets,
+    precision, RC averaging, length rule and, for genome data, the window geometry (`origin`)."""
+
+    path: Path
+    task: str
+    seq_len: int
+    num_targets: int
+    amp: str
+    rc_average: bool
+    align: str | None
+    origin: dict | None
+    config: dict = field(repr=False)
+    model: torch.nn.Module = field(repr=False)
+    device: torch.device = torch.device("cpu")
+
+    @classmethod
+    def load(cls, run_dir, checkpoint_name: str = "best", device=None) -> "Run":
+        """`run_dir`: a run folder (its checkpoints/{best,last}.pt) or a .pt file. Checkpoints
+        load with weights_only=True: a file holding anything else is refused, never run."""
+        path = Path(run_dir)
+        file = path / "checkpoints" / f"{checkpoint_name}.pt" if path.is_dir() else path
+        device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
+        state = checkpoint.load(file)
+        model = model_from_checkpoint(state, device, file).eval()
+        amp, rc_average = run_settings(state, None, None, device)
+        return cls(model=model, path=file, task=task_of(state), seq_len=model.config.seq_len,
+                   num_targets=model.config.num_targets, amp=amp, rc_average=rc_average, align=trained_align(state),
+                   origin=(state.get("store") or {}).get("origin"), config=state["config"], device=device)
+
+    # ---- inputs ---------------------------------------------------------------------------------
+    def codes(self, x, align: str | None = None) -> np.ndarray:
+        """uint8 codes [N, L] from a sequence, a list of them, codes [N, L] or one-hot [N, 4, L]."""
+        align = align or self.align
+        if isinstance(x, str):
+            x = [x]
+        if isinstance(x, (list, tuple)):
+            rows = []
+            for i, seq in enumerate(x):
+                codes = ascii_to_codes(seq)
+                if len(codes) != self.seq_len:
+                    if align is None:
+                        raise RunInputError(f"sequence {i} has {len(codes)} bases; the model reads {self.seq_len} "
+                                            "(pass align='left', 'right' or 'centre' to pad with N or trim)")
+                    codes = fit_length(codes, self.seq_len, align)
+                rows.append(codes)
+            return np.stack(rows) if rows else np.empty((0, self.seq_len), np.uint8)
+        x = np.asarray(x.detach().cpu() if isinstance(x, torch.Tensor) else x)
+        if x.ndim == 3 and x.shape[1] == 4:
+            x = onehot_to_codes(x, "N4L")
+        if x.ndim != 2 or x.shape[1] != self.seq_len:
+            raise RunInputError(f"expected codes [N, {self.seq_len}] or one-hot [N, 4, {self.seq_len}], got "
+                                f"{x.dtype}{list(x.shape)}")
+        if x.dtype != np.uint8 or (x.size and x.max() > 4):
+            raise RunInputError("codes must be uint8 values 0..4 (A, C, G, T, N)")
+        return x
+
+    # ---- predictions ----------------------------------------------------------------------------
+    @torch.no_grad()
+    def _predict_codes(self, codes: np.ndarray, batch_size: int, amp: str, rc_average: bool) -> np.ndarray:
+        out = [forward(self.model, torch.from_numpy(np.ascontiguousarray(codes[i:i + batch_size])).to(self.device),
+                       amp, rc_average).cpu().numpy() for i in range(0, len(codes), batch_size)]
+        return np.concatenate(out) if out else np.empty((0, self.num_targets), np.float32)
+
+    def predict(self, x, *, split: str = "test", batch_size: int = 256, amp: str | None = None,
+                rc_average: bool | None = None, align: str | None = None, seq_col=None, id_col=None):
+        """Predictions (logits for a classification run): numpy [T] for one sequence, [N, T] for
+        several; for a path (store, npz folder, table, FASTA), (ids, [N, T]) in the input's order."""
+        amp = self.amp if amp is None else amp
+        rc_average = self.rc_average if rc_average is None else rc_average
+        if isinstance(x, Path) or (isinstance(x, str) and not SEQUENCE.fullmatch(x)):
+            from maize_ddp.interpret_input import open_rows
+
+            source = open_rows(x, split, self.seq_len, seq_col=seq_col, id_col=id_col, align=align or self.align)
+            ids, preds = [], []
+            for block_ids, codes in source.blocks():
+                ids += [str(i) for i in block_ids]
+                preds.append(self._predict_codes(codes, batch_size, amp, rc_average))
+            return ids, (np.concatenate(preds) if preds else np.empty((0, self.num_targets), np.float32))
+        pred = self._predict_codes(self.codes(x, align), batch_size, amp, rc_average)
+        return pred[0] if isinstance(x, str) else pred
+
+    def attribute(self, x, method: str = "ism", target: int = 0, batch_size: int = 1024,
+                  align: str | None = None) -> np.ndarray:
+        """Per-base scores [N, 4, L] as `interpret` computes them: ISM (prediction with each base
+        minus the reference's) or saliency (gradient x one-hot input), for target `target`."""
+        if method not in attribution.METHODS:
+            raise RunInputError(f"method must be one of {', '.join(attribution.METHODS)}, not {method!r}")
+        codes = torch.from_numpy(self.codes(x, align)).to(self.device)
+        scores = attribution.compute(method, self.model, codes, self.amp, self.rc_average, target, batch_size)
+        return scores.detach().float().cpu().numpy()

@@ -1,0 +1,84 @@
+"""maize_ddp.Run: a trained run from Python, checked against the run's own report and by hand."""
+import os
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+from maize_ddp import Run
+from maize_ddp.codes import codes_to_ascii, codes_to_onehot
+from maize_ddp.run import RunInputError
+
+ENV = {**os.environ, "OMP_NUM_THREADS": "1"}
+TINY = ["--conv1kc", "16", "--conv2kc", "16", "--conv3kc", "16", "--convdc", "1", "--convdkc", "8",
+        "--conv4kc", "16", "--pool1ks", "4", "--pool2ks", "2", "--pool3ks", "2"]
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory):
+    from convert import npz_to_zarr, synth
+
+    root = tmp_path_factory.mktemp("run_api")
+    synth.generate(root / "npz", train=512, val=64, test=96, seq_len=120, shard_size=256, dtype="uint8")
+    npz_to_zarr.convert(root / "npz", root / "data.zarr")
+    res = subprocess.run([sys.executable, "-m", "maize_ddp.train", "--data", str(root / "data.zarr"), "--out",
+                          str(root / "run"), "--epochs", "2", "--warmup-steps", "5", "--device", "cpu", *TINY],
+                         env=ENV, capture_output=True, text=True, timeout=600)
+    assert res.returncode == 0, res.stderr[-3000:]
+    return root
+
+
+def report(run_dir):
+    rows = [line.split("\t") for line in (run_dir / "test_predictions.tsv").read_text().splitlines()[1:]]
+    return [r[0] for r in rows], np.array([float(r[3]) for r in rows])
+
+
+def test_predict_on_a_store_is_the_runs_own_report(trained):
+    run = Run.load(trained / "run")
+    assert (run.task, run.seq_len, run.num_targets, run.amp) == ("regression", 120, 1, "off")
+    ids, pred = run.predict(trained / "data.zarr", split="test")
+    want_ids, want = report(trained / "run")
+    assert ids == want_ids
+    np.testing.assert_allclose(pred[:, 0], want, rtol=1e-5, atol=1e-6)
+
+
+def test_strings_codes_and_one_hot_give_the_same_predictions_in_order(trained):
+    from maize_ddp.data import open_source, open_store
+
+    run = Run.load(trained / "run", "last")
+    pieces, _ = open_source(open_store(trained / "data.zarr"), "test").read([(0, 7)])
+    codes = np.concatenate(pieces)
+    from_codes = run.predict(codes)
+    assert from_codes.shape == (7, 1)
+    np.testing.assert_array_equal(run.predict([codes_to_ascii(c) for c in codes]), from_codes)
+    np.testing.assert_array_equal(run.predict(codes_to_onehot(codes)), from_codes)
+    # one sequence -> [T]; other batch shapes may round differently in the last bits
+    np.testing.assert_allclose(run.predict(codes_to_ascii(codes[3])), from_codes[3], rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(run.predict(codes[::-1]), from_codes[::-1], rtol=1e-5, atol=1e-6)
+
+
+def test_other_lengths_need_a_rule(trained):
+    run = Run.load(trained / "run")
+    short = "ACGT" * 25  # 100 bases for a 120-base model
+    with pytest.raises(RunInputError, match="sequence 0 has 100 bases; the model reads 120"):
+        run.predict([short])
+    padded = short + "N" * 20
+    np.testing.assert_array_equal(run.predict([short], align="left"), run.predict([padded]))
+    with pytest.raises(RunInputError, match="codes must be uint8"):
+        run.predict(np.full((2, 120), 7, np.uint8))
+
+
+def test_ism_scores_are_prediction_differences_by_hand(trained):
+    run = Run.load(trained / "run")
+    seq = "".join(np.random.default_rng(0).choice(list("ACGT"), 120))
+    scores = run.attribute(seq, method="ism")
+    assert scores.shape == (1, 4, 120)
+    base = run.predict(seq)[0]
+    for pos, letter in ((5, "A"), (60, "G"), (119, "T")):
+        if seq[pos] == letter:
+            continue
+        mutant = seq[:pos] + letter + seq[pos + 1:]
+        np.testing.assert_allclose(scores[0, "ACGT".index(letter), pos], run.predict(mutant)[0] - base,
+                                   rtol=1e-4, atol=1e-5)
+    assert run.attribute([seq], method="saliency").shape == (1, 4, 120)

@@ -16,7 +16,9 @@ from typing import Callable, Protocol
 from maize_ddp.origin import read_origin
 from maize_ddp.store_format import FORMAT
 
-from .output import Progress, atomic_output_dir, dir_bytes, refuse_existing
+from maize_ddp.outputs import atomic_output_dir, refuse_existing
+
+from .output import Progress, dir_bytes
 from .shards import ConvertError, Plan, ShardScan, SplitIds, find_sources, scan_and_plan
 from .workers import WorkerPool
 

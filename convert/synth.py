@@ -34,7 +34,9 @@ import numpy as np
 from maize_ddp.codes import ascii_to_codes
 from maize_ddp.npz_shards import shard_path, write_shard
 
-from .output import atomic_output_dir, run_command
+from maize_ddp.outputs import atomic_output_dir
+
+from .output import run_command
 from .shards import ConvertError
 
 MOTIFS = {  # name: (IUPAC consensus, weight for target 0)

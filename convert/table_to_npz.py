@@ -38,7 +38,9 @@ from maize_ddp.store_format import FLOAT32_MAX
 from maize_ddp.sequences import (ALIGNMENTS, Record, fit_length, is_fasta, length_problem, read_records,
                                  sequence_problem, table_records, to_codes)
 
-from .output import atomic_output_dir, refuse_existing, run_command
+from maize_ddp.outputs import atomic_output_dir, refuse_existing
+
+from .output import run_command
 
 SPLITS = ("train", "val", "test")
 SPLIT_NAME = re.compile(r"^[A-Za-z0-9_-]+$")  # becomes a folder, a Zarr node and a tar name

@@ -215,7 +215,7 @@ def split_holding(data, wanted: list[str], say=print) -> str:
 
 
 def run(a, d) -> dict | None:
-    from convert.output import atomic_output_dir, refuse_existing
+    from maize_ddp.outputs import atomic_output_dir, refuse_existing
 
     # before hours of work, and once: the other ranks stop quietly when rank 0 refuses
     # the inputs are the store and the checkpoint file: RUN/interpret, a folder of the run's own, is fine

@@ -3,7 +3,7 @@
 The reference window is genome_to_npz's own `extract_window`. The alternate window applies the
 allele to the + strand and cuts each region again around its anchor:
 
-- A window is one or two regions (genome_to_npz.WindowGeometry.regions), each anchored at a
+- A window is one or two regions (genome_windows.WindowGeometry.regions), each anchored at a
   fixed base boundary: the TSS region at the TSS, the TTS region at the TTS (on + the TSS region
   is [TSS - tss_upstream, TSS + tss_downstream), anchored at the TSS base; on - mirrored).
 - An allele that changes the length (an indel) shifts only the bases on its side of the anchor,
@@ -25,8 +25,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from convert.genome_to_npz import WindowGeometry, assemble_window, extract_window, slice_with_n
-from convert.gff import Gene
+from maize_ddp.genome_windows import WindowGeometry, assemble_window, extract_window, slice_with_n
+from maize_ddp.gff import Gene
 
 
 def anchors(gene: Gene, geometry: WindowGeometry) -> list[int]:

@@ -50,7 +50,7 @@ class VariantError(errors.Error, ValueError):
 def run_geometry(state: dict, where) -> tuple:
     """The WindowGeometry and edge rule the run's data were cut with: the checkpoint's record of
     its store's origin, else the store at the run's `data` path; an error when neither has one."""
-    from convert.genome_to_npz import WindowGeometry
+    from maize_ddp.genome_windows import WindowGeometry
 
     origin = (state.get("store") or {}).get("origin")
     if origin_geometry(origin) is None:
@@ -175,7 +175,7 @@ class Genome:
         self.path, self.name, self.codes = path, None, None
 
     def chromosome(self, name: str) -> np.ndarray | None:
-        from convert.fasta import iter_chromosomes
+        from maize_ddp.fasta import iter_chromosomes
 
         if name != self.name:
             self.name, self.codes = name, None
@@ -187,7 +187,7 @@ class Genome:
 
 
 def score_vcf(a, model, device, amp, rc_average, geometry, edge, out_file) -> Summary:
-    from convert.gff import read_genes
+    from maize_ddp.gff import read_genes
     from maize_ddp.variant_windows import alt_window, ref_window, window_position
 
     summary = Summary()
@@ -269,7 +269,7 @@ def score_vcf(a, model, device, amp, rc_average, geometry, edge, out_file) -> Su
 
 
 def _chromosome_windows(name, vcf_name, by_chrom, genome, geometry, edge, summary, a):
-    from convert.genome_to_npz import bases_off_chromosome
+    from maize_ddp.genome_windows import bases_off_chromosome
     from maize_ddp.variant_windows import ChromosomeWindows
 
     genes = by_chrom.get(name) if name is not None else None

@@ -10,7 +10,7 @@ import re
 from dataclasses import dataclass
 from typing import Iterator
 
-from convert.fasta import gzip_errors_as, open_maybe_gzip
+from maize_ddp.textio import gzip_errors_as, open_maybe_gzip
 from maize_ddp.errors import Error
 
 BASES = re.compile(r"^[ACGTNacgtn]+$")

@@ -1,5 +1,6 @@
 """The installed entry point: `maize-ddp COMMAND`, presets by name, and a wheel that carries them."""
 import importlib
+import shutil
 import subprocess
 import sys
 import zipfile
@@ -43,8 +44,12 @@ def test_presets_by_name_and_a_missing_config_lists_them(tmp_path):
 
 
 def test_the_wheel_carries_the_presets_and_the_entry_point(tmp_path):
+    # built from a copy: a build writes build/ and *.egg-info beside the sources
+    src = tmp_path / "src"
+    shutil.copytree(ROOT, src, symlinks=True, ignore=shutil.ignore_patterns(
+        ".git", ".venv", ".gpu", "build", "*.egg-info", "demo", "runs", "__pycache__", ".pytest_cache"))
     res = subprocess.run([sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "-w",
-                          str(tmp_path), str(ROOT)], capture_output=True, text=True, timeout=600, cwd=tmp_path)
+                          str(tmp_path), str(src)], capture_output=True, text=True, timeout=600, cwd=tmp_path)
     assert res.returncode == 0, res.stderr[-2000:]
     wheel = next(tmp_path.glob("maize_ddp-*.whl"))
     names = zipfile.ZipFile(wheel).namelist()

@@ -225,7 +225,7 @@ def test_killed_between_the_renames_of_overwrite(tmp_path):
 def test_a_sigterm_while_the_output_folder_is_made_leaves_nothing(tmp_path, monkeypatch):
     """SIGTERM unwinds a converter as SystemExit; arriving as DST.tmp-PID is being made, it must
     not leave that folder behind."""
-    from convert import output
+    from maize_ddp import outputs as output
 
     def terminated(folder):
         raise SystemExit(143)

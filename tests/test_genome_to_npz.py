@@ -10,7 +10,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from convert.fasta import FastaError, iter_chromosomes
+from maize_ddp.fasta import FastaError, iter_chromosomes
 from convert.genome_to_npz import (
     ConversionError,
     WindowGeometry,
@@ -19,7 +19,7 @@ from convert.genome_to_npz import (
     extract_window,
     main,
 )
-from convert.gff import Gene, GffError, parse_attributes, read_genes
+from maize_ddp.gff import Gene, GffError, parse_attributes, read_genes
 from maize_ddp.codes import ascii_to_codes, codes_to_ascii, onehot_to_codes
 
 # 40 bp, numbered 1-based in blocks of ten so windows can be checked by hand:
@@ -114,9 +114,11 @@ def test_padding_at_both_chromosome_ends():
 
 
 def test_geometry_rejects_negative_and_empty():
-    with pytest.raises(ConversionError, match="tss_upstream must be >= 0"):
+    from maize_ddp.genome_windows import WindowError
+
+    with pytest.raises(WindowError, match="tss_upstream must be >= 0"):
         WindowGeometry(tss_upstream=-1)
-    with pytest.raises(ConversionError, match="empty"):
+    with pytest.raises(WindowError, match="empty"):
         WindowGeometry(0, 0, 0, 0, 0)
 
 

@@ -5,6 +5,7 @@ import pytest
 
 from convert import synth
 from maize_ddp.codes import ascii_to_codes, onehot_to_codes
+from maize_ddp.outputs import OutputError
 
 
 def load_split(out, split, layout="N4L"):
@@ -132,6 +133,6 @@ def test_a_failure_midway_leaves_nothing(tmp_path, monkeypatch):
 
     monkeypatch.setattr(np, "savez_compressed", disk_full)
     out = tmp_path / "ds"
-    with pytest.raises(synth.ConvertError, match=f"{out}: cannot write the output \\(No space left on device\\)"):
+    with pytest.raises(OutputError, match=f"{out}: cannot write the output \\(No space left on device\\)"):
         synth.generate(out, train=10, val=0, test=0, seq_len=100)
     assert list(tmp_path.iterdir()) == []

@@ -12,8 +12,8 @@ import pytest
 import torch
 
 from convert import genome_to_npz, npz_to_zarr
-from convert.genome_to_npz import WindowGeometry, extract_window
-from convert.gff import Gene
+from maize_ddp.genome_windows import WindowGeometry, extract_window
+from maize_ddp.gff import Gene
 from maize_ddp import variants
 from maize_ddp.checkpoint import load
 from maize_ddp.codes import ascii_to_codes, codes_to_ascii, reverse_complement
@@ -62,7 +62,7 @@ def write_genome(root: Path, seed=0):
 
 
 def read_fasta(path):
-    from convert.fasta import iter_chromosomes
+    from maize_ddp.fasta import iter_chromosomes
 
     return dict(iter_chromosomes(path))
 

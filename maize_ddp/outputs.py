@@ -31,6 +31,7 @@ from pathlib import Path
 from typing import Callable, Iterable
 
 from maize_ddp.errors import Error
+from maize_ddp.runlock import alive
 
 
 class OutputError(Error, ValueError):
@@ -215,7 +216,7 @@ def _stale(dst: Path, kind: str) -> list[Path]:
             pid = int(pid)
         except (OSError, ValueError):
             continue  # not ours, or not an output folder: leave it
-        if owner_host == host and pid != os.getpid() and not _alive(pid):
+        if owner_host == host and pid != os.getpid() and not alive(pid):
             found.append(path)
     return found
 
@@ -244,16 +245,6 @@ def _about_output(e: OSError, tmp: Path, dst: Path) -> bool:
         return True
     where = Path(os.path.abspath(os.fsdecode(e.filename)))
     return any(where.is_relative_to(os.path.abspath(p)) for p in (tmp, dst))
-
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
 
 
 def _strerror(e: OSError) -> str:

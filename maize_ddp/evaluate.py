@@ -27,7 +27,7 @@ import numpy as np
 import torch
 from scipy import stats
 
-from maize_ddp import checkpoint, distributed, errors, plots
+from maize_ddp import checkpoint, distributed, errors, plots, progress
 from maize_ddp.checkpoint import atomic_write_text, load
 from maize_ddp.codes import reverse_complement
 from maize_ddp.data.store import read_ids
@@ -96,13 +96,14 @@ def run_settings(state: dict, amp, rc_average, device) -> tuple[str, bool]:
 
 
 @torch.no_grad()
-def predict_batches(model, loader, device, amp="off", rc_average=False, keep=False):
+def predict_batches(model, loader, device, amp="off", rc_average=False, keep=False, show: bool = False):
     """Run the model over a loader yielding (codes, y, rows). Returns local moments and, with
-    keep=True, this rank's (rows, y, predictions) arrays."""
+    keep=True, this rank's (rows, y, predictions) arrays. `show`: a progress bar (rank 0)."""
     model.eval()
     moments = None
     kept = []
-    for codes, y, rows in loader:
+    for codes, y, rows in progress.bar(loader, total=len(loader), desc=f"predicting {loader.info.path.name}",
+                                       unit="batches", enabled=show):
         pred = forward(model, codes.to(device, non_blocking=True), amp, rc_average)
         pred, y = pred.cpu().numpy(), y.numpy()
         batch = RegressionMoments.of_batch(y, pred)
@@ -146,7 +147,7 @@ def test_report(d, model, loader, out_dir: Path, amp="off", rc_average=False, sp
                 extra: dict | None = None, task="regression") -> dict | None:
     """Metrics, predictions in source order with each row's id, and the scatter plot; files
     written by rank 0."""
-    local, (rows, y, pred) = predict_batches(model, loader, d.device, amp, rc_average, keep=True)
+    local, (rows, y, pred) = predict_batches(model, loader, d.device, amp, rc_average, keep=True, show=d.is_main)
     parts = distributed.all_gather_objects(d, (local.to_array(), rows, y, pred))
     if not d.is_main:
         return None

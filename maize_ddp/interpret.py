@@ -29,7 +29,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from maize_ddp import attribution, distributed, errors
+from maize_ddp import attribution, distributed, errors, progress
 from maize_ddp.checkpoint import checkpoint_file, load
 from maize_ddp.codes import ALPHABET, codes_to_ascii
 from maize_ddp.evaluate import add_run_settings, count, forward, model_from_checkpoint, positive_int, run_settings
@@ -93,12 +93,15 @@ def explain(d, model, codes: np.ndarray, methods, amp, rc_average, target, batch
     rows = np.arange(d.rank, len(codes), d.world_size)
     scores = {m: np.zeros((len(rows), 4, codes.shape[1]), np.float32) for m in methods}
     pred = np.zeros(len(rows), np.float32)
+    done = progress.bar(total=len(rows), desc=f"explaining ({', '.join(methods)})", unit="seqs", enabled=d.is_main)
     for s in range(0, len(rows), seqs_per_step):
         x = torch.from_numpy(codes[rows[s:s + seqs_per_step]]).to(d.device)
         with torch.no_grad():
             pred[s:s + len(x)] = forward(model, x, amp, rc_average)[:, target].cpu().numpy()
         for m in methods:
             scores[m][s:s + len(x)] = attribution.compute(m, model, x, amp, rc_average, target, batch_size).cpu().numpy()
+        done.update(len(x))
+    done.close()
     return rows, scores, pred
 
 

@@ -21,7 +21,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from maize_ddp import distributed, errors
+from maize_ddp import distributed, errors, progress
 from maize_ddp.checkpoint import atomic_write, load
 from maize_ddp.codes import OneHotError, arr0_to_codes
 from maize_ddp.id_hashes import IdHashes
@@ -164,7 +164,7 @@ def write_predictions(fh, model, batches, leading: tuple[str, ...], device, amp:
     header = "\t".join(leading) + "\t" + (name if t == 1 else "\t".join(f"{name}_{i}" for i in range(t)))
     fh.write((header + "\n").encode())
     n = 0
-    for rows, codes in batches:
+    for rows, codes in progress.bar(batches, desc="predicting", unit="batches"):
         pred = forward(model, codes.to(device, non_blocking=True), amp, rc_average).cpu().numpy()
         if task == "classification":
             pred = probabilities(pred)
@@ -182,7 +182,7 @@ def predict_store(model, data: str, split: str, device, batch_size: int, amp: st
     info = open_store(data)
     info.check(split=split, seq_len=mc.seq_len, num_targets=mc.num_targets)
     loader = make_loader(data, split, batch_size=batch_size, train=False)
-    _, (rows, y, pred) = predict_batches(model, loader, device, amp, rc_average, keep=True)
+    _, (rows, y, pred) = predict_batches(model, loader, device, amp, rc_average, keep=True, show=True)
     loader.close()
     order = np.argsort(rows)
     rows, y, pred = rows[order], y[order], pred[order]

@@ -28,7 +28,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from maize_ddp import distributed, errors
+from maize_ddp import distributed, errors, progress
 from maize_ddp.checkpoint import atomic_write_text, load, temp_path
 from maize_ddp.codes import ascii_to_codes, codes_to_ascii
 from maize_ddp.chrom_names import ChromNames, read_map
@@ -201,7 +201,7 @@ def score_vcf(a, model, device, amp, rc_average, geometry, edge, out_file) -> Su
     scorer = Scorer(model, device, amp, rc_average, a.batch_size, out_file.write)
     out_file.write(header(model.config.num_targets))
     current = None
-    for site in read_sites(a.vcf):
+    for site in progress.bar(read_sites(a.vcf), desc=f"scoring {a.vcf.name}", unit="lines"):
         if isinstance(site, VcfError):
             if not a.skip_invalid:
                 raise site

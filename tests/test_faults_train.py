@@ -323,12 +323,8 @@ def test_fault(world, tmp_path, scenario):
 
 def test_a_second_trainer_and_a_torchrun_resume_are_refused_then_ctrl_c_stops_the_first(world, tmp_path):
     out = tmp_path / "run"
-    # more epochs than any machine finishes while the others are tried: only the Ctrl-C ends it
-    first = subprocess.Popen([sys.executable, "-m", "maize_ddp.train", "--data", str(world["zarr"]), "--out", str(out),
-                              "--epochs", "1000000", "--warmup-steps", "2"], env=ENV, stdout=subprocess.PIPE,
-                             stderr=subprocess.PIPE, text=True)
+    first = endless_trainer(world, out)
     try:
-        wait_for(lambda: (out / "config.json").exists(), first)
         holder = json.loads((out / "run.lock").read_text())
         assert holder["pid"] == first.pid and holder["host"] == socket.gethostname()
         second = cli("train", "--data", world["zarr"], "--out", out, *FAST)
@@ -349,6 +345,21 @@ def test_a_second_trainer_and_a_torchrun_resume_are_refused_then_ctrl_c_stops_th
     assert "Traceback" not in err and "error: interrupted" in err.splitlines(), err[-3000:]
     assert not (out / "run.lock").exists() and temps(out) == []
     assert json.loads((out / "config.json").read_text())["epochs"] == 1000000  # the first run's, not the refused ones'
+
+
+def endless_trainer(world, out: Path) -> subprocess.Popen:
+    """A trainer with more epochs than any machine finishes while a test acts on it, returned once
+    it holds its run folder (config.json written): only a signal ends it."""
+    proc = subprocess.Popen([sys.executable, "-m", "maize_ddp.train", "--data", str(world["zarr"]), "--out", str(out),
+                             "--epochs", "1000000", "--warmup-steps", "2"], env=ENV, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True)
+    try:
+        wait_for(lambda: (out / "config.json").exists(), proc)
+    except BaseException:
+        proc.kill()
+        proc.communicate()
+        raise
+    return proc
 
 
 def wait_for(condition, proc=None, limit_s=600):
@@ -395,11 +406,8 @@ def test_a_killed_torchrun_takes_its_ranks_with_it(world, tmp_path):
 def test_sigterm_stops_the_trainer_with_a_line_and_a_resumable_folder(world, tmp_path):
     """SLURM's time limit sends SIGTERM: the trainer says so, releases its lock, exit 143."""
     out = tmp_path / "run"
-    proc = subprocess.Popen([sys.executable, "-m", "maize_ddp.train", "--data", str(world["zarr"]), "--out", str(out),
-                             "--epochs", "1000000", "--warmup-steps", "2"], env=ENV, stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, text=True)
+    proc = endless_trainer(world, out)
     try:
-        wait_for(lambda: (out / "config.json").exists(), proc)
         proc.send_signal(signal.SIGTERM)
         _, err = proc.communicate(timeout=120)
     finally:

@@ -116,12 +116,10 @@ def launch_round() -> list[int]:
     return [int(os.environ.get("SLURM_RESTART_COUNT") or 0), int(os.environ.get("TORCHELASTIC_RESTART_COUNT") or 0)]
 
 
-def left_by_an_earlier_round(path: Path) -> bool:
-    """Whether checkpoint `path` was written by an earlier round of this very launch."""
-    if launch_id() is None:
-        return False
-    saved = checkpoint.load(path)
-    return saved.get("launch_id") == launch_id() and list(saved.get("launch_round", [0, 0])) < launch_round()
+def left_by_an_earlier_round(saved: dict) -> bool:
+    """Whether a checkpoint was written by an earlier round of this very launch."""
+    return (launch_id() is not None and saved.get("launch_id") == launch_id()
+            and list(saved.get("launch_round", [0, 0])) < launch_round())
 
 
 def store_identity(path) -> dict:
@@ -207,15 +205,16 @@ def should_resume(cfg, out: Path) -> bool:
     automatic retry, whichever of its files are left."""
     last, best = out / "checkpoints" / "last.pt", out / "checkpoints" / "best.pt"
     if last.exists():
-        if cfg.resume or left_by_an_earlier_round(last):
-            refuse_changed_settings(cfg, last)
+        saved = checkpoint.load(last)  # read once for both decisions
+        if cfg.resume or left_by_an_earlier_round(saved):
+            refuse_changed_settings(cfg, saved, last)
             return True
         raise TrainingError(f"{out} already holds a run ({last}); pass --resume to continue it "
                             "or choose another --out")
     found = [name for name in RUN_FILES if (out / name).exists()]
     if not found:
         return False
-    if best.exists() and left_by_an_earlier_round(best):
+    if best.exists() and launch_id() is not None and left_by_an_earlier_round(checkpoint.load(best)):
         return False  # this launch's first epoch, cut short before last.pt: start it again
     raise TrainingError(f"{out} already holds a run ({', '.join(found)}) but no checkpoints/last.pt to "
                         "resume from; choose another --out")
@@ -228,8 +227,8 @@ TRAINED_BY = ("task", "lr", "weight_decay", "warmup_steps", "lr_min_ratio", "gra
               "reverse_complement", "max_shift", "sync_bn", "bn_recalibration_batches", "model")
 
 
-def refuse_changed_settings(cfg, last: Path) -> None:
-    saved, now = checkpoint.load(last)["config"], cfg.to_dict()
+def refuse_changed_settings(cfg, state: dict, last: Path) -> None:
+    saved, now = state["config"], cfg.to_dict()
     changed = [key for key in TRAINED_BY if key in saved and saved[key] != now[key]]
     if not changed:
         return

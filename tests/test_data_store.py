@@ -103,3 +103,43 @@ def test_wds_missing_shard_file(stores, tmp_path):
     (w / shard).unlink()
     with pytest.raises(StoreError, match=f"{shard}: missing"):
         open_store(w)
+
+
+def test_an_interrupt_inside_a_zarr_read_leaves_no_traceback(stores, caplog):
+    """SIGTERM (errors.Terminated) or Ctrl-C can land while zarr's event loop runs a read: the
+    read unwinds with it, and neither the task that holds its copy nor the reads left pending
+    print a traceback after the command's one line."""
+    import asyncio
+    import gc
+    import warnings
+
+    from maize_ddp.data.zarr_source import ZarrSource
+    from maize_ddp.errors import Terminated
+
+    source = ZarrSource(open_store(stores[0]), "train")
+    seq = source._seq
+
+    class Interrupted:  # the signal lands in a task inside the first chunk's read
+        calls = 0
+
+        async def getitem(self, where):
+            Interrupted.calls += 1
+            if Interrupted.calls == 1:
+                async def lands():
+                    raise Terminated()
+                await asyncio.ensure_future(lands())
+            return await seq.getitem(where)
+
+        def __getattr__(self, name):
+            return getattr(seq, name)
+
+    source._seq = Interrupted()
+    with caplog.at_level("DEBUG", logger="asyncio"), warnings.catch_warnings(record=True) as warned:
+        warnings.simplefilter("always")
+        with pytest.raises(Terminated):
+            source.read([(0, 40)])  # three shard files: two reads still pending when it lands
+        assert not asyncio.all_tasks(source._loop)
+        del source
+        gc.collect()
+    assert not [r for r in caplog.records if r.name == "asyncio"], caplog.text
+    assert not warned, [str(w.message) for w in warned]

@@ -32,11 +32,19 @@ from .store import StoreInfo
 LABEL_CACHE_BYTES = 32 << 20
 
 
+def quiet_about_interrupts(loop, context):
+    # The main thread unwinds with an interrupt and says why in one line; a task's copy of it
+    # (a second signal during _settle) would print a traceback after that line.
+    if not isinstance(context.get("exception"), KeyboardInterrupt):
+        loop.default_exception_handler(context)
+
+
 class ZarrSource:
     def __init__(self, info: StoreInfo, split: str):
         import zarr.api.asynchronous as zarr_async
 
         self._loop = asyncio.new_event_loop()
+        self._loop.set_exception_handler(quiet_about_interrupts)
         self._root, self._split = info.path, split
         self._chunk_rows, self._place = info.splits[split].chunk_rows, info.splits[split].chunk_crc32
         self._n = info.splits[split].n
@@ -51,12 +59,22 @@ class ZarrSource:
     def _run(self, coroutine):
         try:
             return self._loop.run_until_complete(coroutine)
-        finally:
-            # A chunk that fails leaves zarr's reads of its neighbours pending: finish them, or
-            # each prints "Task was destroyed but it is pending!" when the loop goes.
-            pending = asyncio.all_tasks(self._loop)
-            if pending:
-                self._loop.run_until_complete(asyncio.gather(*pending, return_exceptions=True))
+        except KeyboardInterrupt:  # Ctrl-C or SIGTERM (errors.Terminated) landed inside a read
+            self._settle(cancel=True)
+            raise
+        except BaseException:
+            self._settle()
+            raise
+
+    def _settle(self, cancel: bool = False):
+        # A chunk that fails leaves zarr's reads of its neighbours pending: finish them (or, after
+        # an interrupt, cancel them), or each prints "Task was destroyed but it is pending!" or
+        # "coroutine was never awaited" when the loop goes. Running the loop once more also hands
+        # an interrupted task's exception to the gather that waits for it.
+        pending = asyncio.all_tasks(self._loop)
+        for task in pending if cancel else ():
+            task.cancel()
+        self._loop.run_until_complete(asyncio.gather(*pending, asyncio.sleep(0), return_exceptions=True))
 
     def read(self, ranges) -> tuple[list[np.ndarray], np.ndarray]:
         """Rows [start, stop) of each range, in order: codes as uint8 [rows, L] pieces, at most

@@ -20,6 +20,7 @@ import numpy as np
 import torch
 
 from maize_ddp.evaluate import autocast, forward
+from maize_ddp.models import one_hot
 
 METHODS = ("ism", "saliency")
 
@@ -52,7 +53,7 @@ def saliency(model, codes: torch.Tensor, amp: str = "off", rc_average: bool = Fa
              target: int = 0) -> torch.Tensor:
     """Gradient x input of codes [B, L]: d f / d one-hot, at the reference bases."""
     model.eval()
-    x = model.one_hot(codes).detach().requires_grad_(True)
+    x = one_hot(codes).detach().requires_grad_(True)
     with torch.enable_grad(), autocast(codes.device, amp):
         pred = model(x).float()
         if rc_average:

@@ -1,7 +1,8 @@
 """Training configuration: dataclass defaults (--default-out) < TOML file (--config) < command-line flags.
 
-Every field of `TrainConfig` and of `ModelConfig` is a flag (`--batch-size`, `--conv1kc`, ...).
-A TOML file holds training keys at the top level and model keys in a `[model]` table.
+Every field of `TrainConfig` and of BasenjiModel's `ModelConfig` is a flag (`--batch-size`,
+`--conv1kc`, ...). A TOML file holds training keys at the top level and the model's keyword
+arguments in a `[model]` table; `--model` (`model_class`) chooses the class (maize_ddp.models).
 """
 from __future__ import annotations
 
@@ -15,6 +16,7 @@ import sys
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 
+from maize_ddp import models
 from maize_ddp.errors import ConfigError
 from maize_ddp.model import ModelConfig
 
@@ -24,9 +26,9 @@ else:  # pragma: no cover
     import tomli as tomllib
 
 
-def option(default, help: str):
-    """A config field whose help text becomes its command-line flag's."""
-    return field(default=default, metadata={"help": help})
+def option(default, help: str, alias: str | None = None):
+    """A config field whose help text becomes its command-line flag's (and an alias's)."""
+    return field(default=default, metadata={"help": help, "alias": alias})
 
 
 @dataclass
@@ -67,7 +69,10 @@ class TrainConfig:
     resume: bool = option(False, "continue from OUT/checkpoints/last.pt when it exists")
     check: bool = option(False, "resolve the config, open the store and take the resume decision as a run "
                                 "would, print one line (check: ok resume=yes|no out=PATH) and exit")
-    model: ModelConfig = field(default_factory=ModelConfig)
+    model_class: str = option(models.DEFAULT, f"the model: {' | '.join(models.BUILT_IN)} | module:Class | "
+                                              "path/to/file.py:Class (its arguments: the config's [model] table; "
+                                              "see docs/models.md)", alias="--model")
+    model: dict = field(default_factory=lambda: models.model_kwargs(models.DEFAULT, {}))
 
     def validate(self) -> None:
         if not self.data:
@@ -97,7 +102,7 @@ class TrainConfig:
         if self.tensorboard and importlib.util.find_spec("tensorboard") is None:
             raise ConfigError("--tensorboard needs the tensorboard package (pip install tensorboard), "
                               "which is not installed")
-        self.model.validate()
+        models.model_class(self.model_class)  # a class that does not import fails now, in one line
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -119,11 +124,12 @@ def _add_fields(parser: argparse.ArgumentParser, cls, skip=()) -> None:
         kind = _kind(f)
         text = f.metadata.get("help") or _model_help(f.name)
         default = "" if kind is bool or f.default == "" else f" (default: {f.default})"
+        flags = [_flag(f.name)] + ([f.metadata["alias"]] if f.metadata.get("alias") else [])
         if kind is bool:
-            parser.add_argument(_flag(f.name), dest=f.name, action=argparse.BooleanOptionalAction,
+            parser.add_argument(*flags, dest=f.name, action=argparse.BooleanOptionalAction,
                                 default=argparse.SUPPRESS, help=text)
         else:
-            parser.add_argument(_flag(f.name), dest=f.name, type=kind, default=argparse.SUPPRESS,
+            parser.add_argument(*flags, dest=f.name, type=kind, default=argparse.SUPPRESS,
                                 metavar=f.name.upper(), help=text + default)
 
 
@@ -160,7 +166,8 @@ def make_parser(prog: str = "python -m maize_ddp.train") -> argparse.ArgumentPar
     p.add_argument("--default-out", default=None, metavar="OUT",
                    help="run folder when neither --out nor the config file names one (a launcher's per-job folder)")
     _add_fields(p, TrainConfig, skip=("model",))
-    model = p.add_argument_group("model hyperparameters (BasenjiModel)")
+    model = p.add_argument_group("model hyperparameters (BasenjiModel; another --model takes its arguments from "
+                                 "the config file's [model] table)")
     _add_fields(model, ModelConfig, skip=("num_targets", "seq_len"))  # these come from the data
     return p
 
@@ -202,16 +209,24 @@ def resolve(argv=None) -> TrainConfig:
     if not isinstance(model_file, dict):
         raise ConfigError(f"{config_path}: model must be a [model] table of model keys, not {model_file!r}")
     train_keys = {f.name for f in fields(TrainConfig)} - {"model"}
-    model_keys = {f.name for f in fields(ModelConfig)}
-    unknown = (set(file) - train_keys) | {f"model.{k}" for k in set(model_file) - model_keys}
+    model_keys = {f.name for f in fields(ModelConfig)}  # BasenjiModel's; another class takes its own
+    name = args.get("model_class", file.get("model_class", models.DEFAULT))
+    unknown = set(file) - train_keys
+    if name == "basenji":
+        unknown |= {f"model.{k}" for k in set(model_file) - model_keys}
     if unknown:
         raise ConfigError(f"{config_path}: unknown keys {sorted(unknown)}")
     file = _typed(file, TrainConfig, config_path, "")
-    model_file = _typed(model_file, ModelConfig, config_path, "model.")
+    flags = {k: v for k, v in args.items() if k in model_keys}
+    if name == "basenji":
+        model_file = _typed(model_file, ModelConfig, config_path, "model.")
+    elif flags:
+        raise ConfigError(f"{', '.join(map(_flag, flags))}: BasenjiModel settings, but --model is {name}; give "
+                          "its arguments in the config file's [model] table")
     defaults = {"out": default_out} if default_out else {}
-    train = {**defaults, **file, **{k: v for k, v in args.items() if k in train_keys}}
-    model = {**model_file, **{k: v for k, v in args.items() if k in model_keys}}
-    cfg = TrainConfig(**train, model=ModelConfig(**model))
+    train = {**defaults, **file, **{k: v for k, v in args.items() if k in train_keys}, "model_class": name}
+    cfg = TrainConfig(**{**train, "model_class": models.recorded_name(name)},
+                      model=models.model_kwargs(name, {**model_file, **flags}))
     cfg.validate()
     return cfg
 
@@ -236,8 +251,8 @@ _KIND_NAMES = {int: "an integer", float: "a number", str: "a string", bool: "tru
 
 
 def from_dict(d: dict) -> TrainConfig:
-    d = dict(d)
-    return TrainConfig(**{**d, "model": ModelConfig.from_dict(d.pop("model", {}))})
+    name = d.get("model_class", models.DEFAULT)
+    return TrainConfig(**{**d, "model": models.model_kwargs(name, d.get("model", {}))})
 
 
 def dumps(cfg: TrainConfig) -> str:

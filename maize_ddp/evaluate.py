@@ -27,7 +27,7 @@ import numpy as np
 import torch
 from scipy import stats
 
-from maize_ddp import checkpoint, distributed, errors, plots, progress
+from maize_ddp import checkpoint, distributed, errors, models, plots, progress
 from maize_ddp.checkpoint import atomic_write_text, load
 from maize_ddp.codes import reverse_complement
 from maize_ddp.data.store import read_ids
@@ -111,12 +111,12 @@ def predict_batches(model, loader, device, amp="off", rc_average=False, keep=Fal
         if keep:
             kept.append((rows.numpy(), y, pred))
     if moments is None:
-        moments = RegressionMoments.zeros(model.config.num_targets)
+        moments = RegressionMoments.zeros(loader.info.num_targets)
     if not keep:
         return moments, None
     if kept:
         return moments, tuple(np.concatenate(parts) for parts in zip(*kept))
-    t = model.config.num_targets
+    t = loader.info.num_targets
     return moments, (np.zeros(0, np.int64), np.zeros((0, t), np.float32), np.zeros((0, t), np.float32))
 
 
@@ -219,14 +219,16 @@ def predictions_table(ids, rows, y, pred, output: str = "predicted") -> str:
     return "\n".join(lines) + "\n"
 
 
-def model_from_checkpoint(state: dict, device, where="checkpoint"):
-    from maize_ddp.model import BasenjiModel
-
+def model_from_checkpoint(state: dict, device, where="checkpoint", trust_code: bool = False):
+    """The trained model a checkpoint holds, on `device` (a class outside maize_ddp only when the
+    caller trusts the run: maize_ddp.models)."""
     where = checkpoint.checkpoint_file(where)
     try:
-        model = BasenjiModel(**state["config"]["model"])
-    except (KeyError, TypeError, ValueError, errors.ConfigError) as e:  # no settings, or ones no model takes
+        model = models.from_checkpoint_config(state["config"], where, trust_code)
+    except (KeyError, TypeError) as e:  # no settings, or ones no model takes
         raise checkpoint.CheckpointError(f"{where}: its model config cannot build a model ({e})") from None
+    except errors.ConfigError as e:
+        raise checkpoint.CheckpointError(str(e)) from None
     checkpoint.fit_weights(model, state["model"], where)
     return model.to(device)
 
@@ -236,6 +238,9 @@ def add_run_settings(p: argparse.ArgumentParser) -> None:
                    help="mixed precision (default: the run's, as its test report used)")
     p.add_argument("--rc-average", action=argparse.BooleanOptionalAction,
                    help="average each sequence with its reverse complement (default: the run's)")
+    p.add_argument("--trust-model-code", action="store_true",
+                   help="import the run's model class when it comes from outside maize_ddp (--model "
+                        "module:Class or file.py:Class): only for runs whose code you trust")
 
 
 def run_folder(checkpoint: Path) -> Path:
@@ -331,7 +336,7 @@ def evaluate(a) -> str | None:
     d = distributed.init(a.device)
     try:
         state = load(a.checkpoint)
-        model = model_from_checkpoint(state, d.device, a.checkpoint)
+        model = model_from_checkpoint(state, d.device, a.checkpoint, a.trust_model_code)
         mc = state["config"]["model"]
         open_store(a.data).check(split=a.split, seq_len=mc["seq_len"], num_targets=mc["num_targets"])
         out = a.out or default_out(a.checkpoint, a.data, a.split)

@@ -29,7 +29,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from maize_ddp import attribution, distributed, errors, progress
+from maize_ddp import attribution, distributed, errors, models, progress
 from maize_ddp.checkpoint import checkpoint_file, load
 from maize_ddp.codes import ALPHABET, codes_to_ascii
 from maize_ddp.evaluate import add_run_settings, count, forward, model_from_checkpoint, positive_int, run_settings
@@ -225,18 +225,18 @@ def run(a, d) -> dict | None:
     inputs = [a.data, checkpoint_file(a.checkpoint)]
     distributed.on_main(d, lambda: refuse_existing(a.out, a.overwrite, inputs, MANIFEST))
     state = load(a.checkpoint)
-    model = model_from_checkpoint(state, d.device, a.checkpoint)
+    model = model_from_checkpoint(state, d.device, a.checkpoint, a.trust_model_code)
     model.eval()
-    mc = model.config
-    if a.target >= mc.num_targets:
-        raise errors.ConfigError(f"--target {a.target}: the model has {mc.num_targets} target(s)")
+    seq_len, num_targets = models.io_shape(state)
+    if a.target >= num_targets:
+        raise errors.ConfigError(f"--target {a.target}: the model has {num_targets} target(s)")
     amp, rc_average = run_settings(state, a.amp, a.rc_average, d.device)
     methods = list(attribution.METHODS) if a.method == "both" else [a.method]
     def say(line):
         if d.is_main:
             print(line, file=sys.stderr, flush=True)
     split = a.split or (split_holding(a.data, a.ids, say) if a.ids else "test")
-    source = open_rows(a.data, split, mc.seq_len, seq_col=a.seq_col, id_col=a.id_col,
+    source = open_rows(a.data, split, seq_len, seq_col=a.seq_col, id_col=a.id_col,
                        align=a.align or trained_align(state))
     started = time.perf_counter()
     if a.ids:
@@ -249,9 +249,9 @@ def run(a, d) -> dict | None:
     if not d.is_main:
         return None
     scores, pred = gathered
-    marks = landmarks(source.origin, mc.seq_len)
+    marks = landmarks(source.origin, seq_len)
     info = {"checkpoint": str(a.checkpoint), "data": str(a.data), "split": split if source.split else None, "methods": methods,
-            "target": a.target, "rc_average": rc_average, "amp": amp, "n": len(ids), "seq_len": mc.seq_len,
+            "target": a.target, "rc_average": rc_average, "amp": amp, "n": len(ids), "seq_len": seq_len,
             "landmarks": {k: list(v) if isinstance(v, tuple) else v for k, v in marks.items()},
             "origin": source.origin, "world_size": d.world_size, "seconds": round(seconds, 3),
             "scores": "ism[n, k, l] = f(base k at l) - f(reference); saliency = gradient x one-hot input; "

@@ -160,6 +160,8 @@ def geometry_warning(cfg: ModelConfig) -> str | None:
 
 
 class BasenjiModel(nn.Module):
+    input = "codes"  # reads uint8 codes [B, L] itself (and one-hot [B, 4, L]): see maize_ddp.models
+
     def __init__(self, num_targets: int = 1, n_channel: int = 4, seq_len: int = 3020, **hparams):
         super().__init__()
         cfg = ModelConfig.from_dict(dict(num_targets=num_targets, n_channel=n_channel, seq_len=seq_len, **hparams))
@@ -222,6 +224,8 @@ def recalibrate_batchnorm(model: nn.Module, batches) -> None:
     -> 0.48 at the same Pearson r).
     """
     norms = [m for m in model.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]
+    if not norms:  # a model of another family may have none: nothing to recompute
+        return
     momenta = [m.momentum for m in norms]
     model.eval()
     for m in norms:

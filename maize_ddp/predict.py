@@ -21,7 +21,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from maize_ddp import distributed, errors, progress
+from maize_ddp import distributed, errors, models, progress
 from maize_ddp.checkpoint import atomic_write, load
 from maize_ddp.codes import OneHotError, arr0_to_codes
 from maize_ddp.id_hashes import IdHashes
@@ -155,11 +155,11 @@ def sequence_batches(path: Path, seq_len: int, batch_size: int, *, seq_col=None,
 
 @torch.no_grad()
 def write_predictions(fh, model, batches, leading: tuple[str, ...], device, amp: str, rc_average: bool,
-                      task: str = "regression") -> int:
+                      task: str, num_targets: int) -> int:
     """Predict batch by batch, writing `leading` columns (the first is the id) and the
     predictions as each batch comes: the input is never held whole. Returns the row count."""
     model.eval()
-    t = model.config.num_targets
+    t = num_targets
     name = output_name(task)
     header = "\t".join(leading) + "\t" + (name if t == 1 else "\t".join(f"{name}_{i}" for i in range(t)))
     fh.write((header + "\n").encode())
@@ -175,12 +175,11 @@ def write_predictions(fh, model, batches, leading: tuple[str, ...], device, amp:
 
 
 def predict_store(model, data: str, split: str, device, batch_size: int, amp: str, rc_average: bool,
-                  task: str = "regression") -> str:
+                  task: str, shape: tuple[int, int]) -> str:
     from maize_ddp.data import make_loader, open_store, read_ids
 
-    mc = model.config
     info = open_store(data)
-    info.check(split=split, seq_len=mc.seq_len, num_targets=mc.num_targets)
+    info.check(split=split, seq_len=shape[0], num_targets=shape[1])
     loader = make_loader(data, split, batch_size=batch_size, train=False)
     _, (rows, y, pred) = predict_batches(model, loader, device, amp, rc_average, keep=True, show=True)
     loader.close()
@@ -224,11 +223,12 @@ def predict(a) -> str:
     check_out(a.out, a.overwrite, a.data)
     device = distributed.pick_device(a.device, 0)
     state = load(a.checkpoint)
-    model = model_from_checkpoint(state, device, a.checkpoint)
+    model = model_from_checkpoint(state, device, a.checkpoint, a.trust_model_code)
     amp, rc_average = run_settings(state, a.amp, a.rc_average, device)
-    task, seq_len = task_of(state), model.config.seq_len
+    task, (seq_len, num_targets) = task_of(state), models.io_shape(state)
     if (a.data / "zarr.json").exists() or (a.data / "manifest.json").exists():
-        text = predict_store(model, str(a.data), a.split, device, a.batch_size, amp, rc_average, task)
+        text = predict_store(model, str(a.data), a.split, device, a.batch_size, amp, rc_average, task,
+                             (seq_len, num_targets))
 
         def write(fh) -> int:
             fh.write(text.encode())
@@ -244,7 +244,7 @@ def predict(a) -> str:
             raise PredictError(f"{a.data}: no such store, folder or file")
 
         def write(fh) -> int:
-            return write_predictions(fh, model, batches, leading, device, amp, rc_average, task)
+            return write_predictions(fh, model, batches, leading, device, amp, rc_average, task, num_targets)
     a.out.parent.mkdir(parents=True, exist_ok=True)
     written = []
     atomic_write(a.out, lambda fh: written.append(write(fh)))

@@ -22,7 +22,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from maize_ddp import attribution, checkpoint, errors
+from maize_ddp import attribution, checkpoint, errors, models
 from maize_ddp.codes import ascii_to_codes, onehot_to_codes
 from maize_ddp.evaluate import forward, model_from_checkpoint, run_settings, task_of
 from maize_ddp.predict import trained_align
@@ -54,17 +54,18 @@ class Run:
     device: torch.device = torch.device("cpu")
 
     @classmethod
-    def load(cls, run_dir, checkpoint_name: str = "best", device=None) -> "Run":
+    def load(cls, run_dir, checkpoint_name: str = "best", device=None, trust_code: bool = False) -> "Run":
         """`run_dir`: a run folder (its checkpoints/{best,last}.pt) or a .pt file. Checkpoints
-        load with weights_only=True: a file holding anything else is refused, never run."""
+        load with weights_only=True: a file holding anything else is refused, never run. A run
+        of a model class from outside maize_ddp imports that class only with trust_code=True."""
         path = Path(run_dir)
         file = path / "checkpoints" / f"{checkpoint_name}.pt" if path.is_dir() else path
         device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
         state = checkpoint.load(file)
-        model = model_from_checkpoint(state, device, file).eval()
+        model = model_from_checkpoint(state, device, file, trust_code).eval()
         amp, rc_average = run_settings(state, None, None, device)
-        return cls(model=model, path=file, task=task_of(state), seq_len=model.config.seq_len,
-                   num_targets=model.config.num_targets, amp=amp, rc_average=rc_average, align=trained_align(state),
+        seq_len, num_targets = models.io_shape(state)
+        return cls(model=model, path=file, task=task_of(state), seq_len=seq_len, num_targets=num_targets, amp=amp, rc_average=rc_average, align=trained_align(state),
                    origin=(state.get("store") or {}).get("origin"), config=state["config"], device=device)
 
     # ---- inputs ---------------------------------------------------------------------------------

@@ -39,10 +39,10 @@ import torch.nn.functional as F
 from torch.nn.parallel import DistributedDataParallel as DDP
 from tqdm import tqdm
 
-from maize_ddp import checkpoint, config, distributed, errors, outputs, plots, runlock
+from maize_ddp import checkpoint, config, distributed, errors, models, outputs, plots, runlock
 from maize_ddp.data import StoreError, make_loader, open_store, read_ids
 from maize_ddp.evaluate import autocast, describe_report, evaluate_split, resolve_amp, test_report
-from maize_ddp.model import GeometryWarning, build_model, flat_length, recalibrate_batchnorm
+from maize_ddp.model import GeometryWarning, ModelConfig, build_model, flat_length, recalibrate_batchnorm
 from maize_ddp.training_state import TrainingError, TrainingState, seed_rank
 
 
@@ -224,7 +224,7 @@ def should_resume(cfg, out: Path) -> bool:
 # half another, and config.json would describe neither. --epochs may grow (it is recorded), and
 # settings of how the run goes (workers, logging, compile, device) may change.
 TRAINED_BY = ("task", "lr", "weight_decay", "warmup_steps", "lr_min_ratio", "grad_clip", "batch_size", "seed",
-              "reverse_complement", "max_shift", "sync_bn", "bn_recalibration_batches", "model")
+              "reverse_complement", "max_shift", "sync_bn", "bn_recalibration_batches", "model_class", "model")
 
 
 def refuse_changed_settings(cfg, state: dict, last: Path) -> None:
@@ -256,8 +256,9 @@ def open_data(cfg) -> None:
     read_ids(store, "test")  # the test report's ids: a damaged id file fails now, not after training
     if cfg.task == "classification":
         check_binary_stats(store)
-    cfg.model.seq_len, cfg.model.num_targets = store.seq_len, store.num_targets
-    flat_length(cfg.model)  # a model too deep for these sequences fails now, naming the block
+    cfg.model.update(seq_len=store.seq_len, num_targets=store.num_targets)
+    if cfg.model_class == "basenji":
+        flat_length(ModelConfig.from_dict(cfg.model))  # a model too deep for these sequences fails now, naming the block
 
 
 def check_binary_stats(store) -> None:
@@ -447,11 +448,14 @@ def val_columns(task: str, val: dict) -> dict:
 
 
 def model_with_warning(cfg, d) -> torch.nn.Module:
-    """build_model, with its GeometryWarning (a sequence too short for the pools) printed once,
-    by rank 0, as one `warning:` line: every rank builds the model, the user needs it said once."""
+    """The run's model, checked to map [B, L] to [B, T]; BasenjiModel's GeometryWarning (a
+    sequence too short for the pools) printed once, by rank 0, as one `warning:` line: every rank
+    builds the model, the user needs it said once."""
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always", GeometryWarning)
-        model = build_model(cfg.model)
+        model = build_model(ModelConfig.from_dict(cfg.model)) if cfg.model_class == "basenji" \
+            else models.build(cfg.model_class, cfg.model)
+        models.check_output(model, cfg.model_class, cfg.model["seq_len"], cfg.model["num_targets"], "cpu")
     for w in caught:
         if not issubclass(w.category, GeometryWarning):
             warnings.showwarning(w.message, w.category, w.filename, w.lineno)

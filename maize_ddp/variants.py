@@ -28,7 +28,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from maize_ddp import distributed, errors, progress
+from maize_ddp import distributed, errors, models, progress
 from maize_ddp.checkpoint import atomic_write_text, load, temp_path
 from maize_ddp.codes import ascii_to_codes, codes_to_ascii
 from maize_ddp.chrom_names import ChromNames, read_map
@@ -186,7 +186,7 @@ class Genome:
         return self.codes
 
 
-def score_vcf(a, model, device, amp, rc_average, geometry, edge, out_file) -> Summary:
+def score_vcf(a, model, device, amp, rc_average, geometry, edge, out_file, num_targets: int) -> Summary:
     from maize_ddp.gff import read_genes
     from maize_ddp.variant_windows import alt_window, ref_window, window_position
 
@@ -199,7 +199,7 @@ def score_vcf(a, model, device, amp, rc_average, geometry, edge, out_file) -> Su
     names = ChromNames(set(by_chrom), a.fasta, read_map(a.chrom_map) if a.chrom_map else None, where=str(a.gff))
     genome = Genome(a.fasta)
     scorer = Scorer(model, device, amp, rc_average, a.batch_size, out_file.write)
-    out_file.write(header(model.config.num_targets))
+    out_file.write(header(num_targets))
     current = None
     for site in progress.bar(read_sites(a.vcf), desc=f"scoring {a.vcf.name}", unit="lines"):
         if isinstance(site, VcfError):
@@ -365,16 +365,17 @@ def run(a) -> Summary:
     state = load(a.checkpoint)
     geometry, edge, recorded_genes = run_geometry(state, a.checkpoint)
     a.genes = gene_options(a, recorded_genes)
-    model = model_from_checkpoint(state, device, a.checkpoint).eval()
-    if geometry.length != model.config.seq_len:
-        raise VariantError(f"{a.checkpoint}: the model takes {model.config.seq_len} bp, the recorded window "
+    model = model_from_checkpoint(state, device, a.checkpoint, a.trust_model_code).eval()
+    seq_len = models.io_shape(state)[0]
+    if geometry.length != seq_len:
+        raise VariantError(f"{a.checkpoint}: the model takes {seq_len} bp, the recorded window "
                            f"geometry makes {geometry.length} bp")
     amp, rc_average = run_settings(state, a.amp, a.rc_average, device)
     a.out.parent.mkdir(parents=True, exist_ok=True)
     tmp = temp_path(a.out)
     try:
         with open(tmp, "w") as fh:  # streamed: memory does not grow with the VCF
-            summary = score_vcf(a, model, device, amp, rc_average, geometry, edge, fh)
+            summary = score_vcf(a, model, device, amp, rc_average, geometry, edge, fh, models.io_shape(state)[1])
         doc = {"generator": "maize_ddp.variants", "checkpoint": str(a.checkpoint), "vcf": str(a.vcf),
                "fasta": str(a.fasta), "gff": str(a.gff), "geometry": geometry.__dict__, "edge": edge,
                "rc_average": rc_average, **summary.__dict__}

@@ -8,7 +8,7 @@ from maize_ddp import config
 def test_defaults_are_the_report():
     cfg = config.resolve(["--data", "x.zarr"])
     assert (cfg.epochs, cfg.batch_size) == (10, 32)
-    assert cfg.model.conv1kc == 64 and cfg.model.convdc == 6
+    assert cfg.model["conv1kc"] == 64 and cfg.model["convdc"] == 6
 
 
 def test_flags_override_file_override_defaults(tmp_path):
@@ -16,7 +16,7 @@ def test_flags_override_file_override_defaults(tmp_path):
     f.write_text('data = "a.zarr"\nepochs = 3\nlr = 0.01\n[model]\nconv1kc = 16\nconvdc = 2\n')
     cfg = config.resolve(["--config", str(f), "--epochs", "5", "--convdc", "4", "--sync-bn"])
     assert cfg.data == "a.zarr" and cfg.epochs == 5 and cfg.lr == 0.01
-    assert cfg.model.conv1kc == 16 and cfg.model.convdc == 4 and cfg.sync_bn is True
+    assert cfg.model["conv1kc"] == 16 and cfg.model["convdc"] == 4 and cfg.sync_bn is True
     again = config.from_dict(json.loads(config.dumps(cfg)))
     assert again == cfg
 
@@ -59,7 +59,7 @@ def test_shipped_presets_resolve():
 def test_every_flag_explains_itself_and_shows_its_default():
     parser = config.make_parser()
     flags = {a.dest: a for a in parser._actions if a.option_strings and a.dest != "help"}
-    defaults = {**config.TrainConfig().to_dict(), **config.TrainConfig().model.__dict__}
+    defaults = {**config.TrainConfig().to_dict(), **config.TrainConfig().model}
     for dest, action in flags.items():
         assert action.help and action.help != dest.replace("_", " "), dest
         default = defaults.get(dest)
@@ -87,7 +87,7 @@ def test_an_integer_is_a_fine_float_in_a_file(tmp_path):
     f = tmp_path / "c.toml"
     f.write_text('data = "x.zarr"\nlr = 1\n[model]\npdrop1 = 0\n')
     cfg = config.resolve(["--config", str(f)])
-    assert cfg.lr == 1.0 and isinstance(cfg.lr, float) and cfg.model.pdrop1 == 0.0
+    assert cfg.lr == 1.0 and isinstance(cfg.lr, float) and cfg.model["pdrop1"] == 0.0
 
 
 @pytest.mark.parametrize("flag,value,message", [

@@ -55,7 +55,7 @@ def run_epoch(tmp_path, loader, *flags):
     """train.train_epoch on the real state, with save_last recording the step and whether every
     weight was finite when it was called."""
     cfg = config.resolve(["--data", "x", "--out", str(tmp_path), *TINY, *flags])
-    cfg.model.seq_len = 64
+    cfg.model["seq_len"] = 64
     state, amp, lr_factor = train.build(cfg, ONE, steps_per_epoch=len(loader))
     saved = []
 
@@ -99,7 +99,7 @@ def test_a_finite_epoch_logs_at_every_log_point_and_its_end(tmp_path):
     assert [x["step"] for x in lines] == [5, 10, 12] and {x["epoch"] for x in lines} == {1}
     # the logged losses are the step losses' means, computed here independently on a fresh copy
     cfg = config.resolve(["--data", "x", *TINY])
-    cfg.model.seq_len = 64
+    cfg.model["seq_len"] = 64
     again, amp, lr_factor = train.build(cfg, ONE, steps_per_epoch=12)
     losses = []
     for step, (codes, y) in enumerate(loader.batches):

@@ -287,3 +287,37 @@ def test_bad_input_is_one_error_line_and_leaves_no_output(trained, flags, messag
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and err[0].startswith("error: ") and message in err[0], err
     assert not any(p.name.startswith("bad") for p in root.iterdir())
+
+
+@pytest.mark.e2e
+def test_two_ranks_design_each_start_once_and_agree_with_the_library(trained, tmp_path):
+    import json
+
+    root, seqs = trained
+    out = tmp_path / "ddp"
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node=2", "-m", "maize_ddp.design",
+           str(root / "run"), "--seqs", str(root / "starts.fa"), "--out", str(out), "--rounds", "2", "--beam", "2",
+           "--goal", "min", "--device", "cpu", "--no-figure"]
+    res = subprocess.run(cmd, env=ENV, capture_output=True, text=True, timeout=300)
+    assert res.returncode == 0, res.stderr[-3000:]
+    rows = [line.split("\t") for line in (out / "designs.tsv").read_text().splitlines()[1:]]
+    want = design.evolve(Run.load(root / "run"), seqs, ids=[f"start{i}" for i in range(3)], rounds=2, beam=2, goal="min")
+    assert [(r[0], int(r[1]), int(r[2]), r[3], r[8]) for r in rows] == \
+        [(d.id, d.round, d.rank, d.sequence, d.mutation_text) for d in want]
+    np.testing.assert_allclose([float(r[4]) for r in rows], [d.prediction[0] for d in want], rtol=1e-5, atol=1e-5)
+    assert json.loads((out / "design.json").read_text())["world_size"] == 2
+    assert not (out / "trajectory.png").exists()
+
+
+@pytest.mark.e2e
+def test_an_existing_output_is_not_replaced_without_overwrite(trained, tmp_path, capsys):
+    root, _ = trained
+    out = tmp_path / "mine"
+    out.mkdir()
+    (out / "notes.txt").write_text("keep me")
+    argv = [str(root / "run"), "--seqs", str(root / "starts.fa"), "--out", str(out), "--rounds", "1", "--device", "cpu"]
+    assert design.main(argv) == 1
+    assert "already exists" in capsys.readouterr().err
+    assert design.main(argv + ["--overwrite"]) == 1
+    assert "not a maize_ddp output" in capsys.readouterr().err
+    assert (out / "notes.txt").read_text() == "keep me"

@@ -254,6 +254,8 @@ class Search:
 
     def designs(self, ids: list[str], starts: np.ndarray, codes: np.ndarray, rounds: int, show: bool) -> list[Design]:
         """Every round of every start sequence (`starts`: their places in the input)."""
+        if not len(codes):  # a rank with no share (fewer start sequences than ranks)
+            return []
         beams = [[row] for row in codes]  # per start: the beam's codes, best first
         latest = self.round_designs(ids, starts, codes, beams, 0)
         out = list(latest)

@@ -187,6 +187,7 @@ def test_parts_split_the_start_sequences_and_together_are_the_whole():
     parts.sort(key=lambda d: (d.start, d.round, d.rank))
     assert design.designs_table(parts, ["a", "b"]) == design.designs_table(whole, ["a", "b"])
     assert [d.id for d in whole if d.round == 0] == list("abcde")
+    assert design.evolve(run, starts[:1], rounds=2, part=(1, 2)) == []  # more ranks than start sequences
 
 
 @pytest.mark.parametrize("kwargs, message", [

@@ -34,7 +34,7 @@ import argparse
 import json
 import sys
 import time
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Sequence
 
@@ -145,7 +145,8 @@ def parse_region(text: str) -> tuple[int, int]:
         raise DesignError(f"fixed region {text!r}: write it as START:END (0-based, END exclusive), e.g. 0:50") from None
 
 
-def make_constraints(seq_len: int, fixed=(), forbid: Sequence[str] = (), max_mutations: int | None = None) -> Constraints:
+def make_constraints(seq_len: int, fixed=(), forbid: Sequence[str] = (),
+                     max_mutations: int | None = None) -> Constraints:
     """`fixed`: (start, end) pairs or 'START:END' texts, 0-based, end exclusive."""
     mask = np.zeros(seq_len, bool)
     for region in fixed:
@@ -169,7 +170,7 @@ def make_constraints(seq_len: int, fixed=(), forbid: Sequence[str] = (), max_mut
 # ---------------------------------------------------------------- the search
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, eq=False)  # eq=False: numpy fields; compare .sequence or .prediction instead
 class Design:
     """One sequence of a round's beam, with what the run predicts for it."""
 
@@ -239,11 +240,14 @@ def check_starts(codes: np.ndarray, ids: Sequence[str], constraints: Constraints
         if found:
             word, at = found
             raise DesignError(f"start sequence {row_id!r} already holds forbidden {word} at {at + 1} (1-based; on "
-                              "either strand); a design never may, so remove it from the start or from the forbidden list")
+                              "either strand); a design never may, so remove it from the start or from the "
+                              "forbidden list")
 
 
 @dataclass
 class Search:
+    """One evolution's settings, and its rounds over a set of start sequences."""
+
     run: object
     objective: Objective
     constraints: Constraints
@@ -443,7 +447,8 @@ def build_parser() -> argparse.ArgumentParser:
     which.add_argument("--weights", type=weights_arg,
                        help="score = this weighted sum of the targets' predictions, one weight per target, "
                             "e.g. 1,-1: high in the first, low in the second (default: --target alone)")
-    p.add_argument("--beam", type=positive_int, default=1, help="variants kept per start sequence each round (default 1)")
+    p.add_argument("--beam", type=positive_int, default=1,
+                   help="variants kept per start sequence each round (default 1)")
     p.add_argument("--fixed", action="append", default=[], type=region_arg, metavar="START:END",
                    help="positions never mutated, 0-based, END exclusive, in the model's window; repeatable "
                         "(default none; N positions are never mutated either)")

@@ -252,9 +252,9 @@ def trained(tmp_path_factory):
 def test_command_writes_designs_whose_predictions_are_the_runs(trained):
     root, seqs = trained
     out = root / "designed"
-    res = subprocess.run([sys.executable, "-m", "maize_ddp.design", str(root / "run"), "--seqs", str(root / "starts.fa"),
-                          "--out", str(out), "--rounds", "2", "--device", "cpu", "--forbid", "GAATTC"],
-                         env=ENV, capture_output=True, text=True, timeout=300)
+    cmd = [sys.executable, "-m", "maize_ddp.design", str(root / "run"), "--seqs", str(root / "starts.fa"),
+           "--out", str(out), "--rounds", "2", "--device", "cpu", "--forbid", "GAATTC"]
+    res = subprocess.run(cmd, env=ENV, capture_output=True, text=True, timeout=300)
     assert res.returncode == 0, res.stderr[-3000:]
     assert "designed 3 sequences over 2 rounds" in res.stdout
     assert {p.name for p in out.iterdir()} >= {"designs.tsv", "design.json", "trajectory.png"}
@@ -296,13 +296,14 @@ def test_two_ranks_design_each_start_once_and_agree_with_the_library(trained, tm
 
     root, seqs = trained
     out = tmp_path / "ddp"
-    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node=2", "-m", "maize_ddp.design",
-           str(root / "run"), "--seqs", str(root / "starts.fa"), "--out", str(out), "--rounds", "2", "--beam", "2",
-           "--goal", "min", "--device", "cpu", "--no-figure"]
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node=2",
+           "-m", "maize_ddp.design", str(root / "run"), "--seqs", str(root / "starts.fa"), "--out", str(out),
+           "--rounds", "2", "--beam", "2", "--goal", "min", "--device", "cpu", "--no-figure"]
     res = subprocess.run(cmd, env=ENV, capture_output=True, text=True, timeout=300)
     assert res.returncode == 0, res.stderr[-3000:]
     rows = [line.split("\t") for line in (out / "designs.tsv").read_text().splitlines()[1:]]
-    want = design.evolve(Run.load(root / "run"), seqs, ids=[f"start{i}" for i in range(3)], rounds=2, beam=2, goal="min")
+    want = design.evolve(Run.load(root / "run"), seqs, ids=[f"start{i}" for i in range(3)], rounds=2, beam=2,
+                         goal="min")
     assert [(r[0], int(r[1]), int(r[2]), r[3], r[8]) for r in rows] == \
         [(d.id, d.round, d.rank, d.sequence, d.mutation_text) for d in want]
     np.testing.assert_allclose([float(r[4]) for r in rows], [d.prediction[0] for d in want], rtol=1e-5, atol=1e-5)

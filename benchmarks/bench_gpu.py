@@ -33,7 +33,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from maize_ddp import config, distributed, train  # noqa: E402
 from maize_ddp.evaluate import autocast  # noqa: E402
-from maize_ddp.model import build_model  # noqa: E402
+from maize_ddp.model import ModelConfig, build_model  # noqa: E402
 
 # a tiny model for tests (the compile test's: its compiled graphs come from inductor's cache)
 TINY = ["--conv1kc", "8", "--conv2kc", "8", "--conv3kc", "8", "--convdc", "1", "--convdkc", "4", "--conv4kc", "8",
@@ -76,7 +76,7 @@ def ideal(store, work, device, amp, batch, compiled, model_flags, workers) -> tu
     parts = [(c, y) for c, y in make_loader(store, "train", batch_size=4096, train=False, with_rows=False)]
     codes, y = torch.cat([c for c, _ in parts]).to(device), torch.cat([t for _, t in parts]).to(device)
     torch.manual_seed(0)
-    model = build_model(cfg.model).to(device)
+    model = build_model(ModelConfig.from_dict(cfg.model)).to(device)
     opt = torch.optim.AdamW(model.parameters(), lr=1e-3, fused=True if device.type == "cuda" else None)
     d = distributed.Dist(0, 0, 1, device, None)
     step_model = train.compile_for_training(model, d) if compiled else model

@@ -9,8 +9,9 @@
 #   1. splits the table 80/10/10 by a seeded hash of the gene id (convert.table_to_npz) and
 #      writes a Zarr store (convert.npz_to_zarr),
 #   2. fits k-mer ridge baselines on the same split (benchmarks/kmer_ridge.py),
-#   3. trains BasenjiModel with presets/core_promoter.toml and with the trainer's defaults, each
-#      under torchrun --standalone --nproc-per-node $NPROC (2 CPU processes, OMP_NUM_THREADS=1),
+#   3. trains BasenjiModel with presets/core_promoter.toml and with the trainer's defaults, and
+#      (first seed) the DeepCRE CNN (--model deepcre, its published lr 1e-3, the preset's epochs and
+#      shift), each under torchrun --standalone --nproc-per-node $NPROC (2 CPU processes, OMP_NUM_THREADS=1),
 #   4. scores the paper's own CNN predictions on the same test rows (benchmarks/promoter_reference.py),
 # and writes a Markdown table to benchmarks/results/real_promoters.md. The preset's "pipeline"
 # time is the wall time from the TSV to the test report (steps 1 and 3), what a user waits.
@@ -72,6 +73,7 @@ for assay in $ASSAYS; do
             "$DATA_DIR/CNN_test_${assay}_pred.tsv" "$dir/preset/test_predictions.tsv" --json "$dir/published.json" > /dev/null
         if [[ "$seed" == "$(echo $SEEDS | cut -d' ' -f1)" ]]; then
             train "$dir/defaults" "$dir/data.zarr" --seed "$seed"
+            train "$dir/deepcre" "$dir/data.zarr" --seed "$seed" --model deepcre --lr 1e-3 --epochs 30 --max-shift 5
         fi
     done
 done
@@ -100,6 +102,9 @@ for assay in assays:
                              f"; TSV to test report {wall / 60:.1f} min"))
         if os.path.exists(f"{d}/defaults/test_metrics.json"):
             lines.append(run_row(f"{d}/defaults", f"{tag} | BasenjiModel, trainer defaults"))
+        if os.path.exists(f"{d}/deepcre/test_metrics.json"):
+            lines.append(run_row(f"{d}/deepcre", f"{tag} | DeepCRE CNN (`--model deepcre --lr 1e-3`, the preset's "
+                                 "30 epochs and shift +-5)"))
         for r in json.load(open(f"{d}/kmer.json")):
             lines.append(f"| {tag} | {r['model']} ridge, alpha {r['alpha']:.3g} | {r['val_pearson']:.3f} | "
                          f"{r['test_pearson']:.3f} | {r['test_r2']:.3f} | {r['seconds']:.0f} s |")
@@ -108,7 +113,7 @@ for assay in assays:
                      f"{pub['matched']} of {pub['test_rows']} test rows matched ({pub['ambiguous']} ambiguous) | | "
                      f"{pub['published_pearson']:.3f} (ours on the same rows: {pub['ours_pearson_same_rows']:.3f}) | | |")
 header = [
-    "# Plant core promoters (Jores et al. 2021 STARR-seq): BasenjiModel vs k-mer ridge vs the published CNN",
+    "# Plant core promoters (Jores et al. 2021 STARR-seq): BasenjiModel and DeepCRE vs k-mer ridge vs the published CNN",
     "",
     f"Written by `benchmarks/real_promoters.sh` on {time.strftime('%Y-%m-%d %H:%M')} ({platform.machine()}, "
     f"{os.cpu_count()} CPUs; torchrun {nproc} processes, OMP_NUM_THREADS=1). Each assay's 170-bp sequences "

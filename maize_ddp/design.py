@@ -487,7 +487,8 @@ def settings(a, run, n: int, world_size: int, seconds: float) -> dict:
     """design.json: what was run, enough to run it again."""
     objective = make_objective(run.num_targets, a.goal, a.target, a.weights)
     return {"generator": GENERATOR, "checkpoint": str(a.checkpoint), "seqs": str(a.seqs), "n": n,
-            "seq_len": run.seq_len, "rounds": a.rounds, "goal": a.goal, "objective": objective.describe(),
+            "seq_len": run.seq_len, "rounds": a.rounds,
+            "goal": objective.goal if objective.value is None else objective.value, "objective": objective.describe(),
             "weights": objective.weights.tolist(), "target_names": target_names(run), "beam": a.beam,
             "fixed": [list(r) for r in a.fixed], "forbid": [w.upper() for w in a.forbid],
             "max_mutations": a.max_mutations, "seed": a.seed, "amp": run.amp, "rc_average": run.rc_average,
@@ -502,19 +503,31 @@ def write_output(tmp: Path, designs: list[Design], names: list[str], info: dict,
     if figure:
         from maize_ddp.design_plot import trajectory_figure
 
-        trajectory_figure(tmp / "trajectory.png", designs, info["objective"],
-                          None if info["goal"] in GOALS else float(info["goal"]))
+        goal = info["goal"]
+        trajectory_figure(tmp / "trajectory.png", designs, info["objective"], None if goal in GOALS else goal)
     (tmp / MANIFEST).write_text(json.dumps(info, indent=2) + "\n")  # last: marks a complete output
+
+
+def refuse_output(out: Path, overwrite: bool, inputs: list) -> None:
+    """As outputs.refuse_existing, and --overwrite never replaces another command's output (its own
+    `kind` check would, once design.json is among outputs.OUTPUT_SIGNS)."""
+    from maize_ddp.outputs import OutputError, output_kind, refuse_existing
+
+    found = output_kind(out)
+    if overwrite and found not in (None, MANIFEST):
+        raise OutputError(f"{out}: is another command's output (it holds {found}); --overwrite replaces only an "
+                          "earlier design output")
+    refuse_existing(out, overwrite, inputs)
 
 
 def command(a, d) -> dict | None:
     from maize_ddp import distributed
     from maize_ddp.checkpoint import checkpoint_file
-    from maize_ddp.outputs import atomic_output_dir, refuse_existing
+    from maize_ddp.outputs import atomic_output_dir
     from maize_ddp.run import Run
 
     inputs = [a.seqs, checkpoint_file(a.checkpoint)]
-    distributed.on_main(d, lambda: refuse_existing(a.out, a.overwrite, inputs, MANIFEST))
+    distributed.on_main(d, lambda: refuse_output(a.out, a.overwrite, inputs))
     run = Run.load(a.checkpoint, device=d.device, trust_code=a.trust_model_code)
     ids, codes = read_starts(a, run)
     started = time.perf_counter()
@@ -527,7 +540,8 @@ def command(a, d) -> dict | None:
         return None
     designs = sorted((x for part in parts for x in part), key=lambda x: (x.start, x.round, x.rank))
     info = settings(a, run, len(ids), d.world_size, time.perf_counter() - started)
-    with atomic_output_dir(a.out, a.overwrite, inputs, MANIFEST) as tmp:
+    refuse_output(a.out, a.overwrite, inputs)  # again: another command may have written it meanwhile
+    with atomic_output_dir(a.out, a.overwrite, inputs) as tmp:
         write_output(tmp, designs, target_names(run), info, not a.no_figure)
     info["gain"] = float(np.mean([b.score for b in best_designs(designs)]) -
                          np.mean([x.score for x in designs if x.round == 0 and x.rank == 1]))

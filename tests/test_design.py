@@ -323,3 +323,28 @@ def test_an_existing_output_is_not_replaced_without_overwrite(trained, tmp_path,
     assert design.main(argv + ["--overwrite"]) == 1
     assert "not a maize_ddp output" in capsys.readouterr().err
     assert (out / "notes.txt").read_text() == "keep me"
+    other = tmp_path / "explained"
+    other.mkdir()
+    (other / "interpret.json").write_text('{"generator": "maize_ddp.interpret"}')
+    assert design.main(argv[:4] + [str(other), *argv[5:], "--overwrite"]) == 1
+    assert "another command's output" in capsys.readouterr().err
+    assert (other / "interpret.json").exists()
+
+
+@pytest.mark.e2e
+def test_command_with_a_goal_value_and_weights_records_them(trained, tmp_path):
+    import json
+
+    root, _ = trained
+    out = tmp_path / "to_value"
+    argv = [str(root / "run"), "--seqs", str(root / "starts.fa"), "--out", str(out), "--rounds", "2",
+            "--device", "cpu", "--goal", "0.5", "--weights", "2", "--beam", "2"]
+    assert design.main(argv) == 0
+    info = json.loads((out / "design.json").read_text())
+    assert (info["goal"], info["weights"], info["beam"]) == (0.5, [2.0], 2)
+    rows = [line.split("\t") for line in (out / "designs.tsv").read_text().splitlines()[1:]]
+    assert len(rows) == 3 * (1 + 2 * 2)
+    for r in rows:
+        assert float(r[5]) == pytest.approx(2 * float(r[4]), rel=1e-6)
+        assert float(r[6]) == pytest.approx(-abs(float(r[5]) - 0.5), abs=1e-6)
+    assert (out / "trajectory.png").stat().st_size > 1000

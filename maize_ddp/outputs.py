@@ -51,6 +51,7 @@ OUTPUT_SIGNS = (
      or "fasta" in doc.get("settings", {}),  # genome_to_npz before it wrote `generator`
      "an npz dataset of genome_to_npz or table_to_npz"),
     ("interpret.json", lambda doc: doc.get("generator") == "maize_ddp.interpret", "an interpret output"),
+    ("design.json", lambda doc: doc.get("generator") == "maize_ddp.design", "a design output"),
 )
 
 

@@ -7,6 +7,7 @@
     run.predict(["ACGT...", "TTGA..."])            # strings, uint8 codes [N, L] or one-hot [N, 4, L] -> [N, T]
     ids, pred = run.predict("data.zarr", split="test")   # a store split, npz folder, table or FASTA
     scores = run.attribute(seqs, method="ism")     # [N, 4, L], as `interpret` computes them
+    designs = run.design(seqs, rounds=5)           # in-silico evolution, as `design` writes it
 
 Predictions use the run's own settings unless told otherwise: its precision (`amp`), its
 reverse-complement averaging, and the length rule its table was fitted by (`align`). In-memory
@@ -129,3 +130,13 @@ class Run:
         codes = torch.from_numpy(self.codes(x, align)).to(self.device)
         scores = attribution.compute(method, self.model, codes, self.amp, self.rc_average, target, batch_size)
         return scores.detach().float().cpu().numpy()
+
+    def design(self, seqs, *, rounds=10, goal="max", target=0, weights=None, beam=1, fixed=(), forbid=(),
+               max_mutations=None, seed=0, ids=None, align=None, batch_size=1024, seqs_per_step=8, show=False):
+        """In-silico evolution of `seqs` towards `goal` (maize_ddp.design.evolve, docs/design.md):
+        a list of Design records, round 0 the start sequences, as `design` writes them."""
+        from maize_ddp import design as design_
+
+        return design_.evolve(self, seqs, rounds=rounds, goal=goal, target=target, weights=weights, beam=beam,
+                              fixed=fixed, forbid=forbid, max_mutations=max_mutations, seed=seed, ids=ids,
+                              align=align, batch_size=batch_size, seqs_per_step=seqs_per_step, show=show)

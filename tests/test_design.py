@@ -329,6 +329,12 @@ def test_an_existing_output_is_not_replaced_without_overwrite(trained, tmp_path,
     assert design.main(argv[:4] + [str(other), *argv[5:], "--overwrite"]) == 1
     assert "another command's output" in capsys.readouterr().err
     assert (other / "interpret.json").exists()
+    # its own earlier output is replaced with --overwrite (and only then)
+    ours = tmp_path / "designed"
+    assert design.main(argv[:4] + [str(ours), *argv[5:]]) == 0
+    assert design.main(argv[:4] + [str(ours), *argv[5:]]) == 1
+    assert design.main(argv[:4] + [str(ours), *argv[5:], "--overwrite"]) == 0, capsys.readouterr().err
+    assert (ours / "designs.tsv").exists()
 
 
 @pytest.mark.e2e

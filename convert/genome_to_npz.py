@@ -79,6 +79,32 @@ class Labels:
     names: list[str]  # one per target
     columns: list[list[str]]  # the table columns behind each target
     path: str
+    left_out: dict[str, str] = field(default_factory=dict)  # derived column -> what it is a function of
+
+
+# A column that is a function of the others (a table's logMaxTPM = log10(1 + max of the runs)) is
+# a summary, not a measurement: averaged in with the runs it would weigh one run twice, on another
+# scale. Only these simple summaries are recognised; --columns chooses exactly.
+def derived_columns(names: list[str], values: np.ndarray) -> dict[str, str]:
+    """The columns of values [rows, C] that equal transform(aggregate(the other columns)) on
+    every row (to float rounding), each with that formula, e.g. {"logMaxTPM": "log10p1(max of ...)"}."""
+    found: dict[str, str] = {}
+    if values.shape[1] < 3:
+        return found
+    for j, name in enumerate(names):
+        others = np.delete(values, [k for k in range(len(names)) if k == j or names[k] in found], axis=1)
+        column = values[:, j]
+        for aggregate, reduce in AGGREGATES.items():
+            with np.errstate(all="ignore"):
+                summary = reduce(others)
+                for transform, f in TRANSFORMS.items():
+                    if np.allclose(f(summary), column, rtol=1e-4, atol=1e-6, equal_nan=False):
+                        inner = f"{aggregate} of the other {others.shape[1]} columns"
+                        found[name] = inner if transform == "none" else f"{transform}({inner})"
+                        break
+            if name in found:
+                break
+    return found
 
 
 def read_labels(
@@ -107,6 +133,7 @@ def read_labels(
         id_index = _id_column_index(path, header, id_column)
         value_columns = [c for i, c in enumerate(header) if i != id_index]
         names, groups = _resolve_targets(path, value_columns, targets, aggregate)
+        chosen_by_default = targets is None and aggregate != "none"
         used = sorted({c for g in groups for c in g}, key=header.index)
         used_index = [header.index(c) for c in used]
         ids, raw, line_nos = [], [], []
@@ -126,6 +153,11 @@ def read_labels(
     if not ids:
         raise ConversionError(f"{path}: the expression table has a header but no rows")
     values = np.asarray(raw, dtype=np.float64)
+    left_out = derived_columns(used, values) if chosen_by_default else {}
+    if left_out and len(left_out) < len(groups[0]):
+        groups = [[c for c in groups[0] if c not in left_out]]
+    else:
+        left_out = {}
     position = {c: j for j, c in enumerate(used)}
     columns_of = [[position[c] for c in g] for g in groups]
     reduce = (lambda x: x[:, 0]) if aggregate == "none" else AGGREGATES[aggregate]
@@ -138,7 +170,7 @@ def read_labels(
             f"{path}: line {line_nos[row]}: target {names[t]!r} is not finite after {transform} "
             f"(negative expression values?)")
     labels = labels.astype(np.float32)
-    return Labels(dict(zip(ids, labels)), names, groups, str(path))
+    return Labels(dict(zip(ids, labels)), names, groups, str(path), left_out)
 
 
 def _id_column_index(path, header: list[str], id_column: str | None) -> int:
@@ -255,6 +287,7 @@ class BuildSummary:
     padded: int = 0
     dropped_at_block_seams: int = 0
     classes: dict | None = None  # the high/low rule and its thresholds (--classes)
+    left_out: dict = field(default_factory=dict)  # derived columns not averaged in (Labels.left_out)
     seconds: float = 0.0
 
     def lines(self) -> list[str]:
@@ -265,6 +298,8 @@ class BuildSummary:
             f"wrote {total} genes to {self.out} ({splits}) in {self.seconds:.1f} s",
             f"  window {self.seq_len} bp; split {self.split_mode}",
             f"  {len(self.targets)} target(s): {targets}",
+            *(f"  left out {name} = {formula}: a summary, not a measurement (--columns to choose)"
+              for name, formula in self.left_out.items()),
             f"  GFF: {self.gff_features} features of the chosen type, {self.gff_genes} kept "
             f"({self.wrong_biotype} other biotype, {self.no_strand} without strand, {self.no_id} without id, "
             f"{self.duplicate_id} duplicate ids)",
@@ -285,8 +320,8 @@ class BuildSummary:
         return lines
 
     def _formula(self, name: str, columns: list[str]) -> str:
-        shown = ", ".join(columns[:3]) + (", ..." if len(columns) > 3 else "")
-        inner = columns[0] if len(columns) == 1 else f"{self.aggregate} of {len(columns)} columns: {shown}"
+        # every column, in full: the user checks here what the labels are made of
+        inner = columns[0] if len(columns) == 1 else f"{self.aggregate} of {len(columns)} columns: {', '.join(columns)}"
         return f"{name} = {inner}" if self.transform == "none" else f"{name} = {self.transform}({inner})"
 
 
@@ -380,7 +415,7 @@ def build_dataset(
     def new_summary(where: Path, split_mode: str) -> BuildSummary:
         return BuildSummary(
             out=str(where), seq_len=geometry.length, targets=labels.names, target_columns=labels.columns,
-            aggregate=aggregate, transform=transform, split_mode=split_mode, classes=class_rule,
+            aggregate=aggregate, transform=transform, split_mode=split_mode, classes=class_rule, left_out=labels.left_out,
             gff_features=scan.features, gff_genes=len(scan.genes), wrong_biotype=scan.wrong_biotype,
             no_id=scan.no_id, no_strand=scan.no_strand, duplicate_id=scan.duplicate_id,
             missing_from_table=len(missing), missing_examples=missing[:MAX_EXAMPLES],

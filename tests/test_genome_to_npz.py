@@ -300,6 +300,33 @@ def test_targets_tsv_several_columns_and_max(tmp_path):
         build_dataset(fasta, gff, expr, tmp_path / "c", targets={"x": ["stem_*"]}, **common)
 
 
+def test_a_summary_column_is_never_averaged_in_with_the_runs(tmp_path, capsys):
+    """A table's logMaxTPM (log10(1 + max of the runs)) is left out of the default mean, said in
+    one line; chosen by --columns it is used; every column of the formula is printed in full."""
+    from convert.genome_to_npz import read_labels
+
+    rng = np.random.default_rng(0)
+    runs = rng.gamma(2.0, 10.0, size=(6, 5)).round(4)
+    table = {f"G{i}": [*r, float(np.log10(r.max() + 1))] for i, r in enumerate(runs)}
+    columns = ("ERR1", "ERR2", "ERR3", "ERR4", "ERR5", "logMaxTPM")
+    genes = [("chrA", 11, 20, "+", "G0")]
+    fasta, gff, expr = write_inputs(tmp_path, {"chrA": CHR_A}, genes, table, columns=columns)
+    labels = read_labels(expr)
+    assert labels.columns == [list(columns[:5])]
+    assert labels.left_out == {"logMaxTPM": "log10p1(max of the other 5 columns)"}
+    np.testing.assert_allclose(labels.by_gene["G3"], np.log10(runs[3].mean() + 1), rtol=1e-6)
+    assert read_labels(expr, targets={"label": ["*"]}).columns == [list(columns)]  # asked for: used
+    assert read_labels(expr, aggregate="none").left_out == {}  # each column its own target: nothing averaged
+    (tmp_path / "plain").mkdir()
+    plain = write_inputs(tmp_path / "plain", {"chrA": CHR_A}, genes, {k: v[:5] for k, v in table.items()},
+                         columns=columns[:5])[2]
+    assert read_labels(plain).left_out == {}
+    code, stdout, _ = run_main(capsys, fasta, gff, expr, tmp_path / "out", "--id-attribute", "locus_tag")
+    assert code == 0
+    assert "label = log10p1(mean of 5 columns: ERR1, ERR2, ERR3, ERR4, ERR5)" in stdout
+    assert "left out logMaxTPM = log10p1(max of the other 5 columns): a summary" in stdout
+
+
 # ---------------------------------------------------------------------------------------------
 # Errors: one clear line each, nothing left behind
 

@@ -288,6 +288,7 @@ class BuildSummary:
     dropped_at_block_seams: int = 0
     classes: dict | None = None  # the high/low rule and its thresholds (--classes)
     left_out: dict = field(default_factory=dict)  # derived columns not averaged in (Labels.left_out)
+    warnings: list[str] = field(default_factory=list)  # printed as `warning:` lines on stderr
     seconds: float = 0.0
 
     def lines(self) -> list[str]:
@@ -435,10 +436,12 @@ def build_dataset(
     with atomic_output_dir(out, overwrite, inputs, kind="summary.json") as tmp:
         if folds:
             layout = fold_splitters(by_chrom, folds)
+            caveat = fold_caveat(folds, len(by_chrom))
             summaries = []
             for i, (splitter, description) in enumerate(layout):
                 log(f"fold {i}: {description}")
                 summary = new_summary(out / f"fold-{i}", f"fold {i} of {folds}: {description}")
+                summary.warnings += [caveat] if caveat and i == 0 else []
                 _write_dataset(tmp / f"fold-{i}", splitter, summary, began,
                                {**settings, "fold": i, "folds": folds}, **write)
                 summaries.append(summary)
@@ -484,6 +487,16 @@ def quartile_classes(labels: Labels, genes: list[Gene], column: str) -> tuple[La
         raise ConversionError(f"{labels.path}: column {column!r} gives no high or no low genes "
                               f"(quartiles {low:g} and {high:g} over {len(genes)} genes)")
     return Labels(by_gene, ["high"], [[column]], labels.path), kept, rule
+
+
+def fold_caveat(k: int, chromosomes: int) -> str | None:
+    """A fold trains on (K-2)/K of the genes (one part tests, one validates): said when that is
+    under 60 %, so a small K is a choice, not a surprise."""
+    if k >= 5:
+        return None
+    parts = "chromosome groups" if chromosomes >= k else f"position blocks of {'each' if chromosomes > 1 else 'the'} chromosome"
+    return (f"--folds {k} by {parts}: each fold trains on {k - 2} of {k} parts of the genes ({(k - 2) / k:.0%}), "
+            f"validates on one and tests on one; --folds 5 trains on 60 %, --folds 10 on 80 %")
 
 
 def fold_splitters(by_chrom: dict[str, list[Gene]], k: int) -> list[tuple[Callable, str]]:
@@ -728,6 +741,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         )
     def show(result) -> None:
         for summary in result if isinstance(result, list) else [result]:
+            for warning in summary.warnings:
+                print(f"warning: {warning}", file=sys.stderr)
             print("\n".join(summary.lines()))
     return run_command(work, show)
 

@@ -59,6 +59,21 @@ def test_position_block_folds(tmp_path):
     assert summaries[0].dropped_at_block_seams > 0 and len(kept) + summaries[0].dropped_at_block_seams == 80
 
 
+@pytest.mark.parametrize("k, said", [(3, "each fold trains on 1 of 3 parts of the genes (33%)"), (5, None)])
+def test_few_folds_say_how_little_each_trains_on(tmp_path, capsys, k, said):
+    fasta, gff, expr = _dense_genome(tmp_path, n_genes=30, chroms=("c1",))
+    rc = main(["--fasta", str(fasta), "--gff", str(gff), "--expression", str(expr), "--out", str(tmp_path / "o"),
+               "--id-attribute", "locus_tag", "--folds", str(k), "--quiet", "--tss-upstream", "4", "--tss-downstream",
+               "3", "--tts-upstream", "2", "--tts-downstream", "3", "--spacer", "2"])
+    err = capsys.readouterr().err
+    assert rc == 0, err
+    warnings = [line for line in err.splitlines() if line.startswith("warning: ")]
+    if said:
+        assert len(warnings) == 1 and said in warnings[0] and "position blocks of the chromosome" in warnings[0]
+    else:
+        assert not warnings, err
+
+
 def test_chromosome_folds(tmp_path):
     fasta, gff, expr = _dense_genome(tmp_path, n_genes=6, chroms=("c1", "c2", "c3"))
     out = tmp_path / "folds"

@@ -21,6 +21,11 @@
 #   NPROC_PER_NODE, VENV, MAX_RESTARTS ... are launch/local.sh's.
 set -euo pipefail
 
+case "${1:-}" in -h | --help)  # this script's own settings: the comment block above
+    sed -n '2,/^set -euo/p' "$0" | sed -e '$d' -e 's/^# \{0,1\}//'
+    exit 0 ;;
+esac
+
 die() { echo "error: $*" >&2; exit 2; }
 log() { echo "[cv] $*"; }
 

@@ -5,13 +5,19 @@
 #   launch/local.sh --data DATASET.zarr --out runs/try1 [trainer flags ...]
 #   NPROC_PER_NODE=1 launch/local.sh --data ...       # choose the number of processes
 #
-# Every argument goes to `python -m maize_ddp.train` unchanged. Environment knobs:
+# Every argument goes to `python -m maize_ddp.train` unchanged (its flags: python -m maize_ddp.train
+# --help). Environment knobs:
 #   NPROC_PER_NODE=N      processes (default: the GPUs launch/gpus.sh counts; 2 CPU processes without GPUs)
 #   VENV=/path/to/venv    activate this virtualenv first
 #   MAIZE_DDP_PYTHON=...  use this interpreter (default: the project's .venv if present, else python3)
 #   MAX_RESTARTS=N        torchrun restarts after a failure (default 0)
 #   DRY_RUN=1             print the torchrun command instead of running it
 set -euo pipefail
+
+case "${1:-}" in -h | --help)  # this script's own settings: the comment block above
+    sed -n '2,/^set -euo/p' "$0" | sed -e '$d' -e 's/^# \{0,1\}//'
+    exit 0 ;;
+esac
 
 die() { echo "error: $*" >&2; exit 2; }
 

@@ -99,3 +99,14 @@ def test_local_bad_trainer_argument_fails_readably(store, tmp_path):
                     NPROC_PER_NODE=1)
     assert res.returncode != 0
     assert "error: unrecognized arguments: --bogus-flag" in res.stderr, res.stderr
+
+
+@pytest.mark.parametrize("script, own", [("local.sh", ["NPROC_PER_NODE=N", "MAX_RESTARTS=N", "DRY_RUN=1"]),
+                                         ("cv.sh", ["FOLDS_DIR RUNS_DIR", "FOLD=I", "LAUNCHER=script"])])
+def test_launchers_help_shows_their_own_settings(tmp_path, script, own):
+    for flag in ("--help", "-h"):
+        res = subprocess.run(["bash", str(ROOT / "launch" / script), flag], cwd=tmp_path, capture_output=True,
+                             text=True, timeout=60, env={**os.environ, "DRY_RUN": "1"})
+        assert res.returncode == 0 and not res.stderr, res.stderr
+        assert all(setting in res.stdout for setting in own), res.stdout
+        assert "torch.distributed.run" not in res.stdout and "set -euo" not in res.stdout

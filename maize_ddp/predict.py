@@ -4,13 +4,15 @@
     python -m maize_ddp.predict RUN_DIR|CKPT --data NPZ_FOLDER --out preds.tsv
     python -m maize_ddp.predict RUN_DIR|CKPT --data seqs.tsv --seq-col sequence --id-col name --out preds.tsv
     python -m maize_ddp.predict RUN_DIR|CKPT --data seqs.fa --out preds.tsv
+    python -m maize_ddp.predict RUN_DIR|CKPT --data DATA.zarr --ids AT1G01010 AT1G01020 --out preds.tsv
 
 Npz shards are read one at a time (arr_0 one-hot as [N,4,L] or [N,L,4], or base codes [N,L]);
 tables and FASTA are streamed (maize_ddp.sequences) in batches, and predictions are written in
 input order as they come; labels are not needed. Every table starts with the row's id. A
 classification run's column is `probability` (of class 1, the sigmoid of the model's logit).
 --out is a new file: an existing one is replaced only with --overwrite, and only when it is a
-predictions table (never a checkpoint, a folder or any other file).
+predictions table (never a checkpoint, a folder or any other file). --ids predicts only the rows
+of those ids, in the order given (columns: id and the predictions), from any kind of input.
 """
 from __future__ import annotations
 
@@ -190,6 +192,19 @@ def predict_store(model, data: str, split: str, device, batch_size: int, amp: st
     return predictions_table(read_ids(info, split)[rows], rows, y, pred, output_name(task))
 
 
+def chosen_rows(a, seq_len: int, align: str | None) -> list:
+    """--ids: ([(id,)] * B, codes [B, L]) batches of those rows, in the order asked."""
+    from maize_ddp.interpret_input import InputError, open_rows, rows_with_ids
+
+    try:
+        source = open_rows(a.data, a.split, seq_len, seq_col=a.seq_col, id_col=a.id_col, align=a.align or align)
+        ids, codes = rows_with_ids(source, a.ids)
+    except InputError as e:
+        raise PredictError(str(e)) from None
+    return [([(i,) for i in ids[k:k + a.batch_size]], torch.from_numpy(codes[k:k + a.batch_size]))
+            for k in range(0, len(ids), a.batch_size)]
+
+
 def trained_align(state: dict) -> str | None:
     """How the run's training sequences were fitted to length (convert.table_to_npz --align),
     when its store recorded it: predictions then see sequences fitted the same way."""
@@ -211,6 +226,8 @@ def main(argv=None) -> int:
     p.add_argument("--align", choices=ALIGNMENTS,
                    help="pad with N or trim sequences to the model's length, keeping this part in place "
                         "(default: as the run's table_to_npz did, else lengths must match)")
+    p.add_argument("--ids", nargs="+", metavar="ID",
+                   help="only the rows of these ids, in this order (from --split of a store); default: every row")
     p.add_argument("--batch-size", type=positive_int, default=128, help="rows per forward pass (default 128)")
     p.add_argument("--device", default="auto", help="auto (cuda when available) | cpu | cuda (default auto)")
     add_run_settings(p)
@@ -226,7 +243,12 @@ def predict(a) -> str:
     model = model_from_checkpoint(state, device, a.checkpoint, a.trust_model_code)
     amp, rc_average = run_settings(state, a.amp, a.rc_average, device)
     task, (seq_len, num_targets) = task_of(state), models.io_shape(state)
-    if (a.data / "zarr.json").exists() or (a.data / "manifest.json").exists():
+    if a.ids:
+        batches, leading = chosen_rows(a, seq_len, trained_align(state)), ("id",)
+
+        def write(fh) -> int:
+            return write_predictions(fh, model, batches, leading, device, amp, rc_average, task, num_targets)
+    elif (a.data / "zarr.json").exists() or (a.data / "manifest.json").exists():
         text = predict_store(model, str(a.data), a.split, device, a.batch_size, amp, rc_average, task,
                              (seq_len, num_targets))
 

@@ -183,3 +183,29 @@ def test_predict_never_writes_over_its_input_or_a_runs_report(world, tmp_path):
     res = run("maize_ddp.predict", run_dir, "--data", copy, "--seq-col", "sequence", "--out", copy)
     assert res.returncode == 1 and "is the input (--data)" in res.stderr
     assert copy.read_bytes() == world["table"].read_bytes()
+
+
+def test_predict_ids_gives_those_rows_in_the_order_asked_from_any_input(world, tmp_path):
+    root = world["root"]
+    assert run("maize_ddp.predict", root / "run", "--data", world["table"], "--seq-col", "sequence",
+               "--id-col", "name", "--out", tmp_path / "all.tsv").returncode == 0
+    every = {r[0]: r[1] for r in read_table(tmp_path / "all.tsv")}
+    test_ids = [r[0] for r in read_table_of_store(root, tmp_path)]
+    wanted = [test_ids[5], test_ids[0], test_ids[17]]
+    for data, extra in [(world["table"], ["--seq-col", "sequence", "--id-col", "name"]), (root / "lib.zarr", [])]:
+        out = tmp_path / f"ids-{data.name}.tsv"
+        res = run("maize_ddp.predict", root / "run", "--data", data, *extra, "--ids", *wanted, "--out", out)
+        assert res.returncode == 0, res.stderr
+        got = read_table(out)
+        assert [r[0] for r in got] == wanted
+        np.testing.assert_allclose([float(r[1]) for r in got], [float(every[i]) for i in wanted], rtol=1e-5)
+    res = run("maize_ddp.predict", root / "run", "--data", root / "lib.zarr", "--ids", wanted[0], "nope",
+              "--out", tmp_path / "missing.tsv")
+    assert res.returncode == 1 and "no row with id 'nope'" in res.stderr and "Traceback" not in res.stderr
+    assert not (tmp_path / "missing.tsv").exists()
+
+
+def read_table_of_store(root, tmp_path):
+    out = tmp_path / "store.tsv"
+    assert run("maize_ddp.predict", root / "run", "--data", root / "lib.zarr", "--out", out).returncode == 0
+    return read_table(out)

@@ -49,7 +49,7 @@ def _letter(ax, char: str, x: float, bottom: float, height: float) -> None:
 def logo_figure(path: Path, cwm: np.ndarray, ppm: np.ndarray, title: str) -> None:
     """cwm, ppm: [4, w]. Writes a PNG atomically."""
     width = cwm.shape[1]
-    fig, axes = plt.subplots(2, 1, figsize=(max(4.0, 0.45 * width + 1.5), 4.2))
+    fig, axes = plt.subplots(2, 1, figsize=(max(5.0, 0.45 * width + 1.5), 4.4))
     _stack(axes[0], cwm)
     axes[0].set_ylabel("contribution")
     p = np.clip(ppm, 1e-9, 1)

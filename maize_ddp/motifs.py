@@ -417,7 +417,7 @@ def write_output(tmp: Path, discovery: Discovery, matches, ids, codes, tss, top:
         for i, p in enumerate(discovery.patterns):
             best = matches[i][0] if i < len(matches) and matches[i] else None
             title = f"{p.name} ({p.sign}): {len(p.seqlets)} seqlets, {p.consensus}" + (
-                f"; best match {best.id} {best.name} (q={best.q:.2g})" if best else "")
+                f"\nbest match {best.id} {best.name} (q={best.q:.2g})" if best else "")
             logo_figure(tmp / "logos" / f"{p.name}.png", p.cwm, p.ppm, title)
     if attributions is not None:
         np.savez_compressed(tmp / "attributions.npz", **attributions)
@@ -462,6 +462,7 @@ def _fraction(text: str) -> float:
 
 def build_parser() -> argparse.ArgumentParser:
     from maize_ddp.motif_db import JASPAR_TAXA
+    from maize_ddp.sequences import ALIGNMENTS
 
     p = argparse.ArgumentParser(prog="python -m maize_ddp.motifs", description=__doc__.split("\n\n")[0],
                                 formatter_class=argparse.RawDescriptionHelpFormatter,
@@ -477,7 +478,7 @@ def build_parser() -> argparse.ArgumentParser:
     src.add_argument("--split", default="test", help="split of a store (default test; ignored for other inputs)")
     src.add_argument("--seq-col", help="a table's sequence column")
     src.add_argument("--id-col", help="a table's id column (default <file name>:<row>)")
-    src.add_argument("--align", choices=["left", "right", "centre"],
+    src.add_argument("--align", choices=ALIGNMENTS,
                      help="fit a table's sequences to the model's length (default: as the run's data were)")
     which = src.add_mutually_exclusive_group()
     which.add_argument("--ids", nargs="+", metavar="ID", help="use only these rows (by id)")

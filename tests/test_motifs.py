@@ -221,3 +221,10 @@ def test_too_few_rows_from_the_command(tmp_path, capsys):
     err = capsys.readouterr().err.strip().splitlines()
     assert rc == 1 and len(err) == 1 and "5 row(s)" in err[0], err
     assert not out.exists()
+
+
+def test_a_missing_package_says_which_pip_install_fixes_it():
+    from maize_ddp.motif_db import MissingPackage, require
+
+    with pytest.raises(MissingPackage, match=r"'no_such_package_x'.*pip install .*maize-ddp\[motifs\]"):
+        require("no_such_package_x")

@@ -310,8 +310,8 @@ def read_attributions(path, method: str | None = None):
     path = Path(path)
     try:
         z = np.load(path, allow_pickle=False)
-    except (ValueError, EOFError, zipfile.BadZipFile) as e:  # not a zip, or a truncated one
-        raise MotifError(f"{path}: not a readable .npz file ({e})") from None
+    except (ValueError, EOFError, zipfile.BadZipFile):  # not a zip (numpy then talks of pickles), or a truncated one
+        raise MotifError(f"{path}: not a readable .npz file (expected maize_ddp.interpret's attributions.npz)") from None
     if not hasattr(z, "files"):
         raise MotifError(f"{path}: a single array, not an .npz file of ids, codes and scores")
     with z:

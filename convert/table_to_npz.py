@@ -271,6 +271,7 @@ def convert_table(
     drop_invalid: bool = False,
     shard_size: int = 10000,
     overwrite: bool = False,
+    tss_position: int | None = None,
     log: Callable[[str], None] = lambda message: None,
 ) -> TableSummary:
     """Write the npz dataset to `out` atomically; raise TableError on the first bad row unless
@@ -306,11 +307,15 @@ def convert_table(
                        "or use more groups" if splitter.group_col else "")
                 raise TableError(f"{table}: no row went to the {split} split ({summary.table_rows} rows read, "
                                  f"{sum(summary.dropped.values())} dropped){how}")
+        if tss_position is not None and not 0 <= tss_position < summary.seq_len:
+            raise TableError(f"--tss-position {tss_position}: outside the {summary.seq_len}-bp sequences")
         summary.seconds = time.perf_counter() - began
         settings = dict(table=str(table), labels=str(labels) if labels else None, seq_col=seq_col, id_col=id_col,
                         label_cols=list(label_cols), split_col=splitter.split_col, group_col=splitter.group_col,
                         split_fractions=list(splitter.fractions), seed=splitter.seed, length=length, align=align,
                         drop_invalid=drop_invalid, layout="codes")
+        if tss_position is not None:  # maize_ddp.origin.landmarks: windows and figures in bp from the TSS
+            settings["tss_position"] = tss_position
         # `generator` marks the folder as ours: --overwrite replaces nothing else.
         (tmp / "summary.json").write_text(json.dumps({"generator": "convert.table_to_npz", **asdict(summary),
                                                       "settings": settings}, indent=2) + "\n")
@@ -389,6 +394,9 @@ def build_parser() -> argparse.ArgumentParser:
     ln.add_argument("--length", type=int, help="pad with N or trim every sequence to this many bases")
     ln.add_argument("--align", choices=ALIGNMENTS, help="which part a pad or trim keeps in place: the left "
                                                         "end, the right end or the centre")
+    p.add_argument("--tss-position", type=int, metavar="P",
+                   help="0-based position of the TSS in every (fitted) sequence, e.g. 165 for promoters "
+                        "-165..+5: interpret's windows and figures are then in bp from it (default: not recorded)")
     p.add_argument("--drop-invalid", action="store_true",
                    help="drop bad rows (counted in summary.json) instead of stopping at the first")
     p.add_argument("--shard-size", type=int, default=10000, help="rows per npz shard (default 10000)")
@@ -406,7 +414,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             splitter=Splitter(a.split_col, a.group_col, tuple(a.split_fractions), a.seed,
                               val_groups=tuple(a.val_groups), test_groups=tuple(a.test_groups)),
             length=a.length, align=a.align, drop_invalid=a.drop_invalid, shard_size=a.shard_size,
-            overwrite=a.overwrite, log=(lambda m: None) if a.quiet else (lambda m: print(m, file=sys.stderr)))
+            overwrite=a.overwrite, tss_position=a.tss_position, log=(lambda m: None) if a.quiet else (lambda m: print(m, file=sys.stderr)))
     return run_command(work, lambda summary: print("\n".join(summary.lines())))
 
 

@@ -15,7 +15,8 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 from matplotlib.font_manager import FontProperties  # noqa: E402
-from matplotlib.patches import PathPatch  # noqa: E402
+from matplotlib.patches import Patch, PathPatch  # noqa: E402
+from matplotlib.ticker import FuncFormatter  # noqa: E402
 from matplotlib.textpath import TextPath  # noqa: E402
 from matplotlib.transforms import Affine2D  # noqa: E402
 
@@ -46,6 +47,48 @@ def mark_landmarks(ax, marks: dict) -> None:
                         textcoords="offset points", fontsize=8)
 
 
+def position_label(x: float, marks: dict) -> str:
+    """A window position as biologists read it: bp from the TSS (0 = the TSS base), and right of
+    the N spacer bp from the TTS; the plain position when the data record no TSS."""
+    if "TSS" not in marks:
+        return f"{x:.0f}"
+    if "TTS" in marks and "spacer" in marks and x >= marks["spacer"][1]:
+        return f"TTS{x - marks['TTS']:+.0f}" if x != marks["TTS"] else "TTS"
+    return f"{x - marks['TSS']:+.0f}" if x != marks["TSS"] else "TSS"
+
+
+def tick_positions(marks: dict, lo: int, hi: int) -> list[int]:
+    """Round distances from the TSS (and right of the spacer from the TTS) within [lo, hi)."""
+    step = next((s for s in (1, 2, 5, 10, 20, 50, 100, 200, 250, 500, 1000, 2000, 5000) if (hi - lo) / s <= 8), 10000)
+    if "TSS" not in marks:
+        return list(range(lo - lo % step + (step if lo % step else 0), hi, step))
+    parts = [(marks["TSS"], lo, hi)]
+    if "TTS" in marks and "spacer" in marks:
+        parts = [(marks["TSS"], lo, min(hi, marks["spacer"][0])), (marks["TTS"], max(lo, marks["spacer"][1]), hi)]
+    ticks = []
+    for origin, a, b in parts:
+        first = origin + -((origin - a) // step) * step
+        ticks += [x for x in range(first, b, step) if a <= x < b]
+    return ticks
+
+
+def axis_name(marks: dict) -> str:
+    if "TSS" not in marks:
+        return "position in the window (bp)"
+    return "bp from the TSS" + (" (right of the N spacer: from the TTS)" if "TTS" in marks and "spacer" in marks else "")
+
+
+def legend(ax, marks: dict, window) -> None:
+    handles = [Patch(color="#b2182b", label="base raises the prediction"),
+               Patch(color="#2166ac", label="base lowers it")]
+    if "spacer" in marks:
+        handles.append(Patch(color="0.85", label="N spacer"))
+    if window is not None:
+        handles.append(Patch(color="orange", alpha=0.25, label="top window (zoomed below)"))
+    ax.legend(handles=handles, loc="lower left", fontsize=7, ncol=len(handles), frameon=False,
+              bbox_to_anchor=(0, 1.0), borderaxespad=0.2)
+
+
 def figure(path: Path, row_id: str, sequence: str, tracks: dict, marks: dict, window: tuple[int, int] | None,
            prediction: float) -> None:
     """tracks: method -> importance [L]; window: the top window (start, end) to zoom on."""
@@ -62,10 +105,13 @@ def figure(path: Path, row_id: str, sequence: str, tracks: dict, marks: dict, wi
         if window is not None:
             ax.axvspan(*window, color="orange", alpha=0.25, zorder=0)
         ax.set_xlim(0, length)
+        ax.set_xticks(tick_positions(marks, 0, length))
+        ax.xaxis.set_major_formatter(FuncFormatter(lambda x, _: position_label(x, marks)))
         ax.set_ylabel(method)
         ax.axhline(0, color="k", lw=0.5)
-    axes[0].set_title(f"{row_id}: predicted {prediction:.3g}; importance at the reference bases", fontsize=10)
-    axes[len(methods) - 1].set_xlabel("position in the window (bp)")
+    axes[0].set_title(f"{row_id}: predicted {prediction:.3g}; importance at the reference bases", fontsize=10, pad=16)
+    legend(axes[0], marks, window)
+    axes[len(methods) - 1].set_xlabel(axis_name(marks))
     # the logo zoom, of the first method's track
     ax = axes[-1]
     lo, hi = (0, min(length, 60)) if window is None else (max(0, window[0] - ZOOM_PAD), min(length, window[1] + ZOOM_PAD))
@@ -78,7 +124,10 @@ def figure(path: Path, row_id: str, sequence: str, tracks: dict, marks: dict, wi
     ax.set_ylim(min(0.0, float(v[lo:hi].min(initial=0))) - 0.05 * span, max(0.0, float(v[lo:hi].max(initial=0))) + 0.05 * span)
     ax.axhline(0, color="k", lw=0.5)
     ax.set_ylabel(f"{methods[0]} (logo)")
-    ax.set_xlabel(f"positions {lo}-{hi - 1}" + (", the top window shaded above" if window else ""))
+    ax.set_xticks(tick_positions(marks, lo, hi))
+    ax.xaxis.set_major_formatter(FuncFormatter(lambda x, _: position_label(x, marks)))
+    ax.set_xlabel(f"{axis_name(marks)}: {position_label(lo, marks)} to {position_label(hi - 1, marks)}"
+                  + (", the top window shaded above" if window else ""))
     fig.tight_layout()
     buf = io.BytesIO()
     fig.savefig(buf, format="png", dpi=90)

@@ -150,9 +150,9 @@ def write_output(tmp: Path, ids, codes, pred, scores, methods, marks, a, run_inf
         arrays[f"{m}_importance"] = tracks[m].astype(np.float32)
     np.savez_compressed(tmp / "attributions.npz", **arrays)
     (tmp / "windows.tsv").write_text(windows_table(ids, codes, tracks, marks, a.window, a.windows))
-    if not a.no_figures:
+    if a.figures:
         (tmp / "figures").mkdir()
-        for k, row_id in enumerate(ids):
+        for k, row_id in enumerate(ids[:a.figures]):  # drawing takes longer than ISM on CPU: the first N
             best = attribution.top_windows(tracks[methods[0]][k], a.window, 1)
             figure(tmp / "figures" / figure_name(k, row_id), row_id, codes_to_ascii(codes[k]),
                    {m: tracks[m][k] for m in methods}, marks, best[0][:2] if best else None, float(pred[k]))
@@ -183,8 +183,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--overwrite", action="store_true", help="replace --out if it is an earlier interpret output")
     p.add_argument("--window", type=positive_int, default=20, help="width of the windows in windows.tsv (default 20)")
     p.add_argument("--windows", type=positive_int, default=5, help="windows per sequence and method (default 5)")
-    p.add_argument("--no-figures", action="store_true", help="skip the per-sequence figures")
-    p.add_argument("--batch-size", type=positive_int, default=512, help="mutants (ISM) per forward pass (default 512)")
+    p.add_argument("--figures", type=count, default=16, metavar="N",
+                   help="draw figures/ for the first N sequences (default 16; 0: none): a figure takes longer "
+                        "than a sequence's ISM on CPU")
+    p.add_argument("--batch-size", type=positive_int, default=None,
+                   help="mutants (ISM) per forward pass (default 512 on a GPU, 128 on CPU, where larger is slower)")
     p.add_argument("--seqs-per-step", type=positive_int, default=4,
                    help="sequences whose mutants are batched together (default 4)")
     p.add_argument("--device", default="auto", help="auto (cuda when available) | cpu | cuda (default auto)")
@@ -231,6 +234,7 @@ def run(a, d) -> dict | None:
     if a.target >= num_targets:
         raise errors.ConfigError(f"--target {a.target}: the model has {num_targets} target(s)")
     amp, rc_average = run_settings(state, a.amp, a.rc_average, d.device)
+    a.batch_size = a.batch_size or (512 if d.device.type == "cuda" else 128)
     methods = list(attribution.METHODS) if a.method == "both" else [a.method]
     def say(line):
         if d.is_main:

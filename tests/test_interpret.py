@@ -98,7 +98,7 @@ def test_destroying_a_tata_box_lowers_the_prediction_as_truth_says(trained, tmp_
     assert len(rows) >= 10
     out = tmp_path / "tata"
     assert run_main(trained["run"], "--data", trained["data"], "--ids", *ids[rows], "--method", "ism", "--out", out,
-                    "--no-figures") == 0
+                    "--figures", "0") == 0
     with np.load(out / "attributions.npz") as z:
         ism = z["ism"]
     weights = np.array(trained["truth"]["weights"][0])
@@ -141,7 +141,9 @@ def test_outputs_keep_ids_and_shapes(explained):
     rows = (out / "windows.tsv").read_text().splitlines()
     assert rows[0].startswith("id\t") and len(rows) == 1 + n * 2 * 5
     assert {r.split("\t")[0] for r in rows[1:]} == set(z["ids"].tolist())
-    assert len(list((out / "figures").glob("*.png"))) == n
+    # figures for the first 16 sequences (the default): drawing one takes longer than its ISM
+    assert sorted(p.name for p in (out / "figures").glob("*.png")) == \
+        [interpret.figure_name(k, i) for k, i in enumerate(z["ids"][:16].tolist())]
     manifest = json.loads((out / "interpret.json").read_text())
     assert manifest["landmarks"] == {"TSS": TSS}
 
@@ -170,7 +172,7 @@ def test_npz_folder_and_ids(trained, explained, tmp_path):
     pick = [str(z["ids"][3]), str(z["ids"][0])]
     out = tmp_path / "by_id"
     assert run_main(trained["run"], "--data", trained["npz"], "--ids", *pick, "--method", "ism", "--out", out,
-                    "--no-figures") == 0
+                    "--figures", "0") == 0
     with np.load(out / "attributions.npz") as got:
         assert got["ids"].tolist() == pick and "saliency" not in got.files
         np.testing.assert_allclose(got["ism"], z["ism"][[3, 0]], atol=1e-5)
@@ -181,7 +183,7 @@ def test_two_ranks_explain_each_row_once(trained, explained, tmp_path):
     out = tmp_path / "ddp"
     cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node=2", "-m",
            "maize_ddp.interpret", trained["run"], "--data", trained["data"], "--top", "5", "--method", "both",
-           "--out", out, "--no-figures"]
+           "--out", out, "--figures", "0"]
     res = subprocess.run(list(map(str, cmd)), env=ENV, capture_output=True, text=True, timeout=300)
     assert res.returncode == 0, res.stderr[-3000:]
     with np.load(out / "attributions.npz") as got:
@@ -209,7 +211,7 @@ def test_overwrite_replaces_only_an_earlier_output(trained, tmp_path, capsys):
     out = tmp_path / "again"
     for _ in range(2):
         assert run_main(trained["run"], "--data", trained["data"], "--top", "1", "--method", "saliency", "--out", out,
-                        "--overwrite", "--no-figures") == 0
+                        "--overwrite", "--figures", "0") == 0
     assert sorted(p.name for p in out.parent.iterdir()) == ["again"]
     assert run_main(trained["run"], "--data", trained["data"], "--top", "1", "--out", out) == 1
     assert "already exists" in capsys.readouterr().err
@@ -241,7 +243,7 @@ def test_the_documented_out_inside_the_run_is_accepted_but_never_the_run_itself(
     out = trained["run"] / "interpret"
     try:
         assert run_main(trained["run"], "--data", trained["data"], "--top", "1", "--method", "saliency",
-                        "--out", out, "--no-figures") == 0, capsys.readouterr().err
+                        "--out", out, "--figures", "0") == 0, capsys.readouterr().err
         assert (out / "interpret.json").is_file()
     finally:
         shutil.rmtree(out, ignore_errors=True)
@@ -257,7 +259,7 @@ def test_ids_are_found_in_whatever_split_holds_them(trained, tmp_path, capsys):
     train_ids = read_ids(info, "train")[:2].tolist()
     out = tmp_path / "from_train"
     assert run_main(trained["run"], "--data", trained["data"], "--ids", *train_ids, "--method", "saliency",
-                    "--out", out, "--no-figures") == 0
+                    "--out", out, "--figures", "0") == 0
     assert "found in split 'train'" in capsys.readouterr().err
     assert json.loads((out / "interpret.json").read_text())["split"] == "train"
     mixed = [train_ids[0], read_ids(info, "test")[0]]

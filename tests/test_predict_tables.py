@@ -150,7 +150,7 @@ def test_interpret_reads_a_table_like_predict(world, tmp_path):
     rows = world["rows"]
     wanted = [rows[4]["name"], rows[1]["name"]]
     res = run("maize_ddp.interpret", world["root"] / "run", "--data", world["table"], "--seq-col", "sequence",
-              "--id-col", "name", "--ids", *wanted, "--method", "saliency", "--no-figures", "--out", tmp_path / "i")
+              "--id-col", "name", "--ids", *wanted, "--method", "saliency", "--figures", "0", "--out", tmp_path / "i")
     assert res.returncode == 0, res.stderr[-2000:]
     with np.load(tmp_path / "i" / "attributions.npz") as z:
         assert z["ids"].tolist() == wanted

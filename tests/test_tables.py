@@ -332,3 +332,25 @@ def test_an_id_in_latin1_is_refused_not_turned_into_another_id(tmp_path):
         convert_table(table, tmp_path / "o", seq_col="sequence", label_cols=["act0"], id_col="name")
     assert f"{table}: line 22: " in str(e.value) and "not UTF-8" in str(e.value)
     assert not (tmp_path / "o").exists()
+
+
+def test_a_tss_position_reaches_the_store_and_the_landmarks(tmp_path, capsys):
+    """--tss-position P is recorded as the data's origin: a store built from the folder gives
+    interpret its TSS (windows' from_tss, figures in bp from it); outside the sequences: refused."""
+    from maize_ddp.attribution_plot import axis_name, position_label
+    from maize_ddp.origin import landmarks
+
+    table = write_table(tmp_path / "t.tsv", random_table(np.random.default_rng(3), 40, length=30))
+    base = [str(table), "--seq-col", "sequence", "--label-col", "act0", "--id-col", "name"]
+    assert table_to_npz.main(base + ["--out", str(tmp_path / "o"), "--tss-position", "25"]) == 0
+    npz_to_zarr.convert(tmp_path / "o", tmp_path / "o.zarr")
+    marks = landmarks(open_store(tmp_path / "o.zarr").meta.origin, 30)
+    assert marks == {"TSS": 25}
+    assert [position_label(x, marks) for x in (0, 25, 29)] == ["-25", "TSS", "+4"]
+    assert axis_name(marks) == "bp from the TSS" and axis_name({}) == "position in the window (bp)"
+    gene = {"TSS": 10, "TTS": 25, "spacer": (20, 22)}  # right of the spacer: bp from the TTS
+    assert [position_label(x, gene) for x in (5, 19, 22, 25, 27)] == ["-5", "+9", "TTS-3", "TTS", "TTS+2"]
+    capsys.readouterr()
+    assert table_to_npz.main(base + ["--out", str(tmp_path / "bad"), "--tss-position", "30"]) == 1
+    assert "--tss-position 30: outside the 30-bp sequences" in capsys.readouterr().err
+    assert not (tmp_path / "bad").exists()

@@ -54,9 +54,15 @@ def atomic_write_text(path: Path, text: str) -> None:
     atomic_write_bytes(path, text.encode())
 
 
+# best.pt and last.pt share one schema (docs/FORMATS.md, "Checkpoints"): what a reader needs (model,
+# config, store, epoch, launch id and round), and in last.pt the training state a resume needs.
+# A file without `schema` was written before it had a number: version 1 reads it the same way.
+SCHEMA = 1
+
+
 def save(path: Path, state: dict) -> None:
     # through a Python file object, so that a failed write surfaces as its OSError
-    atomic_write(path, lambda fh: torch.save(state, fh))
+    atomic_write(path, lambda fh: torch.save({"schema": SCHEMA, **state}, fh))
 
 
 def remove_stale_temps(folder: Path, live=lambda pid: False) -> list[Path]:
@@ -100,6 +106,10 @@ def load(path: Path) -> dict:
         raise CheckpointError(f"{path}: not a readable checkpoint ({type(e).__name__}: {e})") from None
     if not isinstance(state, dict) or "model" not in state or "config" not in state:
         raise CheckpointError(f"{path}: not a maize_ddp checkpoint (no model/config entries)")
+    schema = state.get("schema", SCHEMA)
+    if not isinstance(schema, int) or schema > SCHEMA:
+        raise CheckpointError(f"{path}: checkpoint schema {schema!r}, and this maize_ddp reads up to {SCHEMA}: "
+                              "it was written by a newer maize_ddp; upgrade to read it")
     return state
 
 

@@ -1,0 +1,22 @@
+"""One checkpoint schema for best.pt and last.pt, numbered: older files load, newer ones are refused in one line."""
+import pytest
+import torch
+
+from maize_ddp import checkpoint
+from maize_ddp.checkpoint import CheckpointError
+
+
+def test_every_checkpoint_carries_the_schema_and_older_ones_still_load(tmp_path):
+    state = {"model": {"w": torch.ones(2)}, "config": {"model": {"seq_len": 10, "num_targets": 1}}}
+    checkpoint.save(tmp_path / "new.pt", state)
+    assert checkpoint.load(tmp_path / "new.pt")["schema"] == checkpoint.SCHEMA
+    torch.save(state, tmp_path / "before.pt")  # written before the schema had a number
+    assert "schema" not in checkpoint.load(tmp_path / "before.pt")
+
+
+@pytest.mark.parametrize("schema", [checkpoint.SCHEMA + 1, "2"])
+def test_a_newer_schema_is_refused_in_one_line(tmp_path, schema):
+    torch.save({"schema": schema, "model": {}, "config": {}}, tmp_path / "future.pt")
+    with pytest.raises(CheckpointError, match=r"future.pt: checkpoint schema .* written by a newer maize_ddp") as e:
+        checkpoint.load(tmp_path / "future.pt")
+    assert "\n" not in str(e.value)

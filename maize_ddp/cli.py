@@ -20,6 +20,7 @@ COMMANDS = {
     "predict": ("maize_ddp.predict", "a run's predictions for a store, npz folder, table or FASTA"),
     "interpret": ("maize_ddp.interpret", "attributions (ISM, saliency) of a run's predictions"),
     "variants": ("maize_ddp.variants", "a run's predicted effects of a VCF's variants"),
+    "motifs": ("maize_ddp.motifs", "TF-MoDISco patterns from attributions, matched to JASPAR plants or a MEME file"),
     "design": ("maize_ddp.design", "model-guided promoter design: in-silico evolution towards a goal"),
     "cv-report": ("maize_ddp.cv_report", "per-fold and pooled metrics of cross-validation runs"),
 }

@@ -52,6 +52,7 @@ OUTPUT_SIGNS = (
      "an npz dataset of genome_to_npz or table_to_npz"),
     ("interpret.json", lambda doc: doc.get("generator") == "maize_ddp.interpret", "an interpret output"),
     ("design.json", lambda doc: doc.get("generator") == "maize_ddp.design", "a design output"),
+    ("motifs.json", lambda doc: doc.get("generator") == "maize_ddp.motifs", "a motifs output"),
 )
 
 

@@ -8,6 +8,7 @@
     ids, pred = run.predict("data.zarr", split="test")   # a store split, npz folder, table or FASTA
     scores = run.attribute(seqs, method="ism")     # [N, 4, L], as `interpret` computes them
     designs = run.design(seqs, rounds=5)           # in-silico evolution, as `design` writes it
+    found, matches = run.motifs("data.zarr")       # TF-MoDISco patterns + JASPAR matches, as `motifs` writes
 
 Predictions use the run's own settings unless told otherwise: its precision (`amp`), its
 reverse-complement averaging, and the length rule its table was fitted by (`align`). In-memory
@@ -130,6 +131,23 @@ class Run:
         codes = torch.from_numpy(self.codes(x, align)).to(self.device)
         scores = attribution.compute(method, self.model, codes, self.amp, self.rc_average, target, batch_size)
         return scores.detach().float().cpu().numpy()
+
+    def motifs(self, x, *, split: str = "test", ids=None, top=None, method: str = "ism", target: int = 0,
+               motif_db=None, jaspar_taxon: str = "plants", matches: int = 3, seed: int = 0, **discover):
+        """TF-MoDISco patterns of the attributions of `x` (sequences, codes, or a path: every row,
+        `top` or `ids`), each with its best `matches` in `motif_db` (a MEME file) or JASPAR CORE for
+        `jaspar_taxon`: (Discovery, matches per pattern), what `motifs` writes (docs/motifs.md)."""
+        from maize_ddp import motifs as motifs_
+
+        if isinstance(x, Path) or (isinstance(x, str) and not SEQUENCE.fullmatch(x)):
+            _, codes, scores, _, _ = motifs_.attributions_from_run(self, x, split, ids=ids, top=top, method=method,
+                                                                   target=target)
+        else:
+            codes = self.codes(x)
+            scores = self.attribute(codes, method=method, target=target)
+        found = motifs_.discover(codes, scores, method=method, seed=seed, **discover)
+        db, _ = motifs_.load_db(Path(motif_db) if motif_db else None, jaspar_taxon)
+        return found, motifs_.match(found.patterns, db, matches)[0]
 
     def design(self, seqs, *, rounds=10, goal="max", target=0, weights=None, beam=1, fixed=(), forbid=(),
                max_mutations=None, seed=0, ids=None, align=None, batch_size=1024, seqs_per_step=8, show=False):

@@ -6,7 +6,8 @@ import pytest
 
 COMMANDS = ["convert.synth", "convert.npz_to_zarr", "convert.npz_to_wds", "convert.inspect", "convert.genome_to_npz",
             "convert.table_to_npz", "maize_ddp.train", "maize_ddp.evaluate", "maize_ddp.predict",
-            "maize_ddp.interpret", "maize_ddp.variants", "maize_ddp.cv_report", "maize_ddp.design"]
+            "maize_ddp.interpret", "maize_ddp.variants", "maize_ddp.cv_report", "maize_ddp.design",
+            "maize_ddp.motifs"]
 
 
 class Parsed(Exception):

@@ -82,3 +82,15 @@ def test_ism_scores_are_prediction_differences_by_hand(trained):
         np.testing.assert_allclose(scores[0, "ACGT".index(letter), pos], run.predict(mutant)[0] - base,
                                    rtol=1e-4, atol=1e-5)
     assert run.attribute([seq], method="saliency").shape == (1, 4, 120)
+
+
+def test_motifs_from_the_api_ask_for_enough_rows(trained):
+    """Run.motifs is TF-MoDISco on the run's own attributions: a handful of sequences is refused
+    in one line (the library's rule), not a traceback from deep inside the clustering."""
+    pytest.importorskip("modiscolite")
+    from maize_ddp.errors import Error
+
+    run = Run.load(trained / "run")
+    with pytest.raises(Error, match="rows") as e:
+        run.motifs(["ACGT" * 30] * 5)
+    assert "\n" not in str(e.value)

@@ -38,7 +38,7 @@ def test_presets_by_name_and_a_missing_config_lists_them(tmp_path):
     try:
         config.load_toml(Path("no_such_preset"))
     except config.ConfigError as e:
-        assert "config file not found (presets by name: core_promoter, gene_level)" in str(e)
+        assert "config file not found (presets by name: core_promoter, deepcre, gene_level)" in str(e)
     else:
         raise AssertionError("a missing config was accepted")
 

@@ -20,17 +20,20 @@ $(VENV)/.installed: pyproject.toml
 demo: $(VENV)/.installed
 	PATH="$(abspath $(VENV))/bin:$$PATH" bash launch/demo.sh
 
+# two pytest workers (pytest-xdist), each module on one worker so its shared fixtures are built once
+PYTEST := $(PY) -m pytest -q -n 2 --dist loadfile
+
 test: $(VENV)/.installed
-	PATH="$(abspath $(VENV))/bin:$$PATH" $(PY) -m pytest -q
+	PATH="$(abspath $(VENV))/bin:$$PATH" $(PYTEST)
 
 # the inner loop: every test that does not start processes end to end (tests/conftest.py)
 test-fast: $(VENV)/.installed
-	PATH="$(abspath $(VENV))/bin:$$PATH" $(PY) -m pytest -q -m "not e2e"
+	PATH="$(abspath $(VENV))/bin:$$PATH" $(PYTEST) -m "not e2e"
 
 # the whole suite while two other processes keep both cores busy: no test may depend on timing
 test-stress: $(VENV)/.installed
 	@$(PY) -c 'while True: pass' & a=$$!; $(PY) -c 'while True: pass' & b=$$!; \
-	PATH="$(abspath $(VENV))/bin:$$PATH" $(PY) -m pytest -q; rc=$$?; kill $$a $$b; exit $$rc
+	PATH="$(abspath $(VENV))/bin:$$PATH" $(PYTEST); rc=$$?; kill $$a $$b; exit $$rc
 
 bench: $(VENV)/.installed
 	PATH="$(abspath $(VENV))/bin:$$PATH" bash benchmarks/run_all.sh

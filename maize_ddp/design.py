@@ -423,7 +423,7 @@ def weights_arg(text: str) -> list[float]:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from maize_ddp.evaluate import count, positive_int
+    from maize_ddp.arguments import add_trust_flag, count, positive_int
     from maize_ddp.sequences import ALIGNMENTS
 
     p = argparse.ArgumentParser(prog="python -m maize_ddp.design", description=__doc__.split("\n\n")[0],
@@ -464,14 +464,12 @@ def build_parser() -> argparse.ArgumentParser:
                    help="sequences whose mutants are scored together (default 8)")
     p.add_argument("--no-figure", action="store_true", help="skip trajectory.png")
     p.add_argument("--device", default="auto", help="auto (cuda when available) | cpu | cuda (default auto)")
-    p.add_argument("--trust-model-code", action="store_true",
-                   help="import the run's model class when it comes from outside maize_ddp: only for runs "
-                        "whose code you trust")
+    add_trust_flag(p)
     return p
 
 
 def read_starts(a, run) -> tuple[list[str], np.ndarray]:
-    from maize_ddp.interpret_input import InputError, open_rows
+    from maize_ddp.inputs import InputError, open_rows
 
     source = open_rows(a.seqs, a.split, run.seq_len, seq_col=a.seq_col, id_col=a.id_col, align=a.align or run.align)
     ids, blocks = [], []
@@ -552,17 +550,9 @@ def main(argv=None) -> int:
     from maize_ddp import distributed
 
     a = build_parser().parse_args(argv)
-
-    def work() -> str | None:
-        d = distributed.init(a.device)
-        try:
-            info = command(a, d)
-        finally:
-            distributed.shutdown(d)
-        return info and (f"designed {info['n']} sequences over {info['rounds']} rounds ({info['objective']}; mean "
-                         f"score change {info['gain']:+.4g}) in {info['seconds']:.1f} s on {info['world_size']} "
-                         f"process(es) -> {a.out}")
-    return errors.run_main(work, extra=(torch.distributed.DistError,))
+    return distributed.run_command(a.device, lambda d: command(a, d), lambda info: (
+        f"designed {info['n']} sequences over {info['rounds']} rounds ({info['objective']}; mean score "
+        f"change {info['gain']:+.4g}) in {info['seconds']:.1f} s on {info['world_size']} process(es) -> {a.out}"))
 
 
 if __name__ == "__main__":

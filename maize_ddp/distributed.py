@@ -212,3 +212,16 @@ def shutdown(d: Dist) -> None:
         dist.destroy_process_group()
         gc.collect()
 
+
+
+def run_command(device: str, work, say) -> int:
+    """The main of a command that may run under torchrun: `work(d)` between init and shutdown;
+    rank 0's result goes to `say`, whose line is printed; errors are one line (errors.run_main)."""
+    def run() -> str | None:
+        d = init(device)
+        try:
+            result = work(d)
+        finally:
+            shutdown(d)
+        return result and say(result)
+    return errors.run_main(run, extra=(dist.DistError,))

@@ -28,6 +28,7 @@ import torch
 from scipy import stats
 
 from maize_ddp import checkpoint, distributed, errors, models, plots, progress
+from maize_ddp.arguments import add_run_settings, count, positive_int
 from maize_ddp.checkpoint import atomic_write_text, load
 from maize_ddp.codes import reverse_complement
 from maize_ddp.data.store import read_ids
@@ -233,14 +234,6 @@ def model_from_checkpoint(state: dict, device, where="checkpoint", trust_code: b
     return model.to(device)
 
 
-def add_run_settings(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--amp", choices=["auto", "off", "bf16", "fp16"],
-                   help="mixed precision (default: the run's, as its test report used)")
-    p.add_argument("--rc-average", action=argparse.BooleanOptionalAction,
-                   help="average each sequence with its reverse complement (default: the run's)")
-    p.add_argument("--trust-model-code", action="store_true",
-                   help="import the run's model class when it comes from outside maize_ddp (--model "
-                        "module:Class or file.py:Class): only for runs whose code you trust")
 
 
 def run_folder(checkpoint: Path) -> Path:
@@ -299,18 +292,8 @@ def check_out(out: Path, checkpoint_path: Path, data, split: str) -> None:
                               "another --out")
 
 
-def positive_int(text: str) -> int:
-    value = int(text)
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be at least 1, not {value}")
-    return value
 
 
-def count(text: str) -> int:
-    value = int(text)
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"must not be negative, not {value}")
-    return value
 
 
 def main(argv=None) -> int:

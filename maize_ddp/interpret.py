@@ -32,8 +32,9 @@ import torch
 from maize_ddp import attribution, distributed, errors, models, progress
 from maize_ddp.checkpoint import checkpoint_file, load
 from maize_ddp.codes import ALPHABET, codes_to_ascii
-from maize_ddp.evaluate import add_run_settings, count, forward, model_from_checkpoint, positive_int, run_settings
-from maize_ddp.interpret_input import InputError, RowSource, open_rows, rows_with_ids
+from maize_ddp.arguments import add_run_settings, count, positive_int
+from maize_ddp.evaluate import forward, model_from_checkpoint, run_settings
+from maize_ddp.inputs import InputError, RowSource, kind_of, open_rows, rows_with_ids
 from maize_ddp.origin import landmarks
 from maize_ddp.predict import trained_align
 from maize_ddp.sequences import ALIGNMENTS
@@ -201,7 +202,7 @@ def split_holding(data, wanted: list[str], say=print) -> str:
     from maize_ddp.data.store import open_store, read_ids
 
     path = Path(data)
-    if not (path.is_dir() and ((path / "zarr.json").is_file() or (path / "manifest.json").is_file())):
+    if not path.exists() or kind_of(path) != "store":
         return "test"
     info = open_store(path)
     where: dict[str, str] = {}
@@ -267,16 +268,9 @@ def run(a, d) -> dict | None:
 
 def main(argv=None) -> int:
     a = build_parser().parse_args(argv)
-
-    def work() -> str | None:
-        d = distributed.init(a.device)
-        try:
-            info = run(a, d)
-        finally:
-            distributed.shutdown(d)
-        return info and (f"explained {info['n']} sequences ({', '.join(info['methods'])}) in "
-                         f"{info['seconds']:.1f} s on {info['world_size']} process(es) -> {a.out}")
-    return errors.run_main(work, extra=(torch.distributed.DistError,))
+    return distributed.run_command(a.device, lambda d: run(a, d), lambda info: (
+        f"explained {info['n']} sequences ({', '.join(info['methods'])}) in {info['seconds']:.1f} s on "
+        f"{info['world_size']} process(es) -> {a.out}"))
 
 
 if __name__ == "__main__":

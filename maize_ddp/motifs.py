@@ -364,7 +364,7 @@ def attributions_from_run(run, data, split: str = "test", *, ids: list[str] | No
     """(ids, codes, scores [N, 4, L], prediction [N], origin) of a run's rows: the ids asked for, the
     `top` highest predictions, or every row of the input; `table` as Run.predict takes it."""
     from maize_ddp import progress
-    from maize_ddp.interpret_input import open_rows, rows_with_ids
+    from maize_ddp.inputs import open_rows, rows_with_ids
 
     source = open_rows(data, split, run.seq_len, seq_col=table.get("seq_col"), id_col=table.get("id_col"),
                        align=table.get("align") or run.align)
@@ -439,28 +439,14 @@ def versions() -> dict:
 # ---------------------------------------------------------------- command line
 
 
-def _positive(text: str) -> int:
-    value = int(text)
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be at least 1, not {value}")
-    return value
 
 
-def _count(text: str) -> int:
-    value = int(text)
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"must not be negative, not {value}")
-    return value
 
 
-def _fraction(text: str) -> float:
-    value = float(text)
-    if not 0 < value < 1:
-        raise argparse.ArgumentTypeError(f"must be between 0 and 1, not {value}")
-    return value
 
 
 def build_parser() -> argparse.ArgumentParser:
+    from maize_ddp.arguments import add_trust_flag, count, fraction, positive_int
     from maize_ddp.motif_db import JASPAR_TAXA
     from maize_ddp.sequences import ALIGNMENTS
 
@@ -482,22 +468,22 @@ def build_parser() -> argparse.ArgumentParser:
                      help="fit a table's sequences to the model's length (default: as the run's data were)")
     which = src.add_mutually_exclusive_group()
     which.add_argument("--ids", nargs="+", metavar="ID", help="use only these rows (by id)")
-    which.add_argument("--top", type=_positive, help="use the N rows with the highest prediction (default: every row)")
+    which.add_argument("--top", type=positive_int, help="use the N rows with the highest prediction (default: every row)")
     src.add_argument("--method", choices=["ism", "saliency"],
                      help="which scores (default ism; from --attributions: ism when the file has it)")
-    src.add_argument("--target", type=_count, default=0, help="with RUN: which target to explain (default 0)")
-    src.add_argument("--tss", type=_count,
+    src.add_argument("--target", type=count, default=0, help="with RUN: which target to explain (default 0)")
+    src.add_argument("--tss", type=count,
                      help="position of the TSS in the rows, for seqlets.tsv's from_tss (default: what the data record)")
     mod = p.add_argument_group("TF-MoDISco")
-    mod.add_argument("--window", type=_positive, default=21, help="seqlet core window in bp (default 21)")
-    mod.add_argument("--flank", type=_count, default=10, help="bases added either side of a seqlet (default 10)")
-    mod.add_argument("--min-seqlets", type=_positive, default=100,
+    mod.add_argument("--window", type=positive_int, default=21, help="seqlet core window in bp (default 21)")
+    mod.add_argument("--flank", type=count, default=10, help="bases added either side of a seqlet (default 10)")
+    mod.add_argument("--min-seqlets", type=positive_int, default=100,
                      help="a sign is clustered only with more seqlets than this (default 100)")
-    mod.add_argument("--max-seqlets", type=_positive, default=20000, help="at most this many seqlets per sign (default 20000)")
-    mod.add_argument("--fdr", type=_fraction, default=0.2, help="target FDR of the seqlet threshold (default 0.2)")
-    mod.add_argument("--leiden-runs", type=_positive, default=50, help="Leiden clusterings tried (default 50)")
-    mod.add_argument("--min-cluster", type=_positive, default=20, help="seqlets a pattern needs (default 20)")
-    mod.add_argument("--trim", type=_fraction, default=0.3,
+    mod.add_argument("--max-seqlets", type=positive_int, default=20000, help="at most this many seqlets per sign (default 20000)")
+    mod.add_argument("--fdr", type=fraction, default=0.2, help="target FDR of the seqlet threshold (default 0.2)")
+    mod.add_argument("--leiden-runs", type=positive_int, default=50, help="Leiden clusterings tried (default 50)")
+    mod.add_argument("--min-cluster", type=positive_int, default=20, help="seqlets a pattern needs (default 20)")
+    mod.add_argument("--trim", type=fraction, default=0.3,
                      help="a pattern's core: positions with at least this fraction of its largest |contribution| (default 0.3)")
     mod.add_argument("--seed", type=int, default=0, help="random seed (default 0): one seed, one output")
     db = p.add_argument_group("matching (Tomtom)")
@@ -506,16 +492,15 @@ def build_parser() -> argparse.ArgumentParser:
     db.add_argument("--jaspar-taxon", choices=JASPAR_TAXA, default="plants",
                     help="JASPAR CORE taxonomic group (default plants; all: every group)")
     db.add_argument("--jaspar-release", help="a JASPAR release pyjaspar bundles, e.g. JASPAR2024 (default: its newest)")
-    db.add_argument("--matches", type=_positive, default=3, help="best matches reported per pattern (default 3)")
+    db.add_argument("--matches", type=positive_int, default=3, help="best matches reported per pattern (default 3)")
     out = p.add_argument_group("output")
     out.add_argument("--out", required=True, type=Path, help="output folder (new, or see --overwrite)")
     out.add_argument("--overwrite", action="store_true", help="replace --out if it is an earlier motifs output")
     out.add_argument("--no-figures", action="store_true", help="skip the logo figures")
     run = p.add_argument_group("model (with RUN)")
-    run.add_argument("--batch-size", type=_positive, default=1024, help="mutants (ISM) per forward pass (default 1024)")
+    run.add_argument("--batch-size", type=positive_int, default=1024, help="mutants (ISM) per forward pass (default 1024)")
     run.add_argument("--device", default=None, help="cpu | cuda (default: cuda when available)")
-    run.add_argument("--trust-model-code", action="store_true",
-                     help="import the run's model class when it comes from outside maize_ddp: only for runs you trust")
+    add_trust_flag(run)
     return p
 
 

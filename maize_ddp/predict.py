@@ -25,13 +25,11 @@ import torch
 
 from maize_ddp import distributed, errors, models, progress
 from maize_ddp.checkpoint import atomic_write, load
-from maize_ddp.codes import OneHotError, arr0_to_codes
-from maize_ddp.id_hashes import IdHashes
-from maize_ddp.npz_shards import arr0_layout
-from maize_ddp.sequences import ALIGNMENTS, fit_length, length_problem, read_records, sequence_problem, to_codes
-from maize_ddp.store_format import StoreError, check_ids
-from maize_ddp.evaluate import (add_run_settings, forward, model_from_checkpoint, output_name, positive_int,
-                                predict_batches, predictions_table, probabilities, run_settings, task_of)
+from maize_ddp.arguments import add_run_settings, positive_int
+from maize_ddp.inputs import kind_of, npz_batches, open_rows, rows_with_ids, sequence_batches
+from maize_ddp.sequences import ALIGNMENTS
+from maize_ddp.evaluate import (forward, model_from_checkpoint, output_name, predict_batches, predictions_table,
+                                probabilities, run_settings, task_of)
 
 HEADERS = ("id\t", "row\t", "file\trow\t")  # how a predictions table starts (now, and before row ids)
 
@@ -66,93 +64,10 @@ def check_out(out: Path, overwrite: bool, data: Path | None = None) -> None:
         raise PredictError(f"{out}: is not a predictions table; not replacing it")
 
 
-def npz_batches(folder: Path, seq_len: int, batch_size: int):
-    """Yield ([(id, file name, row)] * B, codes [B, L]) from every .npz under `folder`, in sorted
-    order; a shard's ids are its `ids` member, else `<file>:<row>` as the converters name them."""
-    files = sorted(f for f in folder.rglob("*.npz") if not f.name.startswith("._"))  # not macOS metadata
-    if not files:
-        raise PredictError(f"{folder}: no .npz files found")
-    seen = IdHashes()
-    for f in files:
-        try:
-            with np.load(f) as z:
-                x = z["arr_0"]
-                ids = check_ids(z["ids"], f) if "ids" in z.files else None
-        except StoreError as e:
-            raise PredictError(str(e)) from None
-        except Exception as e:
-            raise PredictError(f"{f}: cannot read arr_0 or ids ({type(e).__name__}: {e})") from None
-        layout = arr0_layout(x.shape, x.dtype)
-        if layout is None:
-            raise PredictError(f"{f}: arr_0 is {x.dtype}{list(x.shape)}; expected one-hot [N, 4, L] or "
-                               "[N, L, 4], or uint8 base codes [N, L]")
-        try:
-            codes = arr0_to_codes(x, layout)
-        except OneHotError as e:
-            raise PredictError(f"{f}: {e}") from None
-        if codes.shape[1] != seq_len:
-            raise PredictError(f"{f}: sequences are {codes.shape[1]} bp but the model was built for {seq_len}")
-        name = f.relative_to(folder)
-        if ids is None:
-            ids = np.array([f"{name}:{row}" for row in range(len(codes))])
-        if ids.shape != (len(codes),):
-            raise PredictError(f"{f}: ids has shape {list(ids.shape)} for {len(codes)} rows")
-        repeats = seen.add(ids.tolist())  # unique within a shard already: across shards too
-        if repeats.any():
-            raise PredictError(f"{f}: id {str(ids[np.argmax(repeats)])!r} is also the id of a row in an "
-                               "earlier shard; ids must be unique")
-        for start in range(0, len(codes), batch_size):
-            rows = [(i, str(name), start + k) for k, i in enumerate(ids[start:start + batch_size].tolist())]
-            yield rows, torch.from_numpy(codes[start:start + batch_size])
 
 
-def check_sequence_file(path: Path) -> None:
-    """A file given as --data must be a sequence table or FASTA, not a piece of another input."""
-    if path.suffix == ".npz":
-        raise PredictError(f"{path}: an npz shard; pass the folder that holds the shards")
-    if path.name in ("zarr.json", "manifest.json"):
-        raise PredictError(f"{path}: a store's metadata; pass the store folder, {path.parent}")
 
 
-def sequence_batches(path: Path, seq_len: int, batch_size: int, *, seq_col=None, id_col=None, align=None):
-    """Yield ([(id,)] * B, codes [B, L]) from a sequence table or FASTA, in file order. A bad
-    sequence, a repeated id, (without --align) a length other than the model's, or no sequence
-    at all is an error naming the file and the row."""
-    check_sequence_file(path)
-    seen = IdHashes()
-
-    def checked(batch: list[np.ndarray], ids: list[str], wheres: list[str]):
-        repeats = seen.add(ids)  # a batch at a time: per id it would cost 20x more
-        if repeats.any():
-            k = int(np.argmax(repeats))
-            raise PredictError(f"{wheres[k]}: id {ids[k]!r} appears on an earlier row; ids must be unique")
-        return [(i,) for i in ids], torch.from_numpy(np.stack(batch))
-
-    batch, ids, wheres, rows = [], [], [], 0
-    try:
-        for record in read_records(path, seq_col=seq_col, id_col=id_col):
-            problem = sequence_problem(record)
-            if problem:
-                raise PredictError(f"{record.where}: {problem}")
-            codes = to_codes(record.seq)
-            if align:
-                codes = fit_length(codes, seq_len, align)
-            elif len(codes) != seq_len:
-                raise PredictError(length_problem(record, len(codes), seq_len, "the model was built for",
-                                                  "pass --align left|right|centre to pad with N or trim"))
-            batch.append(codes)
-            ids.append(record.id)
-            wheres.append(record.where)
-            rows += 1
-            if len(batch) == batch_size:
-                yield checked(batch, ids, wheres)
-                batch, ids, wheres = [], [], []
-        if batch:
-            yield checked(batch, ids, wheres)
-    except errors.Error as e:
-        raise PredictError(str(e)) from None
-    if rows == 0:
-        raise PredictError(f"{path}: no sequences (only a header, or an empty file)")
 
 
 @torch.no_grad()
@@ -194,13 +109,8 @@ def predict_store(model, data: str, split: str, device, batch_size: int, amp: st
 
 def chosen_rows(a, seq_len: int, align: str | None) -> list:
     """--ids: ([(id,)] * B, codes [B, L]) batches of those rows, in the order asked."""
-    from maize_ddp.interpret_input import InputError, open_rows, rows_with_ids
-
-    try:
-        source = open_rows(a.data, a.split, seq_len, seq_col=a.seq_col, id_col=a.id_col, align=a.align or align)
-        ids, codes = rows_with_ids(source, a.ids)
-    except InputError as e:
-        raise PredictError(str(e)) from None
+    source = open_rows(a.data, a.split, seq_len, seq_col=a.seq_col, id_col=a.id_col, align=a.align or align)
+    ids, codes = rows_with_ids(source, a.ids)
     return [([(i,) for i in ids[k:k + a.batch_size]], torch.from_numpy(codes[k:k + a.batch_size]))
             for k in range(0, len(ids), a.batch_size)]
 
@@ -248,7 +158,7 @@ def predict(a) -> str:
 
         def write(fh) -> int:
             return write_predictions(fh, model, batches, leading, device, amp, rc_average, task, num_targets)
-    elif (a.data / "zarr.json").exists() or (a.data / "manifest.json").exists():
+    elif kind_of(a.data) == "store":
         text = predict_store(model, str(a.data), a.split, device, a.batch_size, amp, rc_average, task,
                              (seq_len, num_targets))
 
@@ -256,14 +166,12 @@ def predict(a) -> str:
             fh.write(text.encode())
             return text.count("\n") - 1
     else:
-        if a.data.is_dir():
+        if kind_of(a.data) == "npz":
             batches, leading = npz_batches(a.data, seq_len, a.batch_size), ("id", "file", "row")
-        elif a.data.is_file():
+        else:
             batches = sequence_batches(a.data, seq_len, a.batch_size, seq_col=a.seq_col, id_col=a.id_col,
                                        align=a.align or trained_align(state))
             leading = ("id",)
-        else:
-            raise PredictError(f"{a.data}: no such store, folder or file")
 
         def write(fh) -> int:
             return write_predictions(fh, model, batches, leading, device, amp, rc_average, task, num_targets)

@@ -111,7 +111,7 @@ class Run:
         amp = self.amp if amp is None else amp
         rc_average = self.rc_average if rc_average is None else rc_average
         if isinstance(x, Path) or (isinstance(x, str) and not SEQUENCE.fullmatch(x)):
-            from maize_ddp.interpret_input import open_rows
+            from maize_ddp.inputs import open_rows
 
             source = open_rows(x, split, self.seq_len, seq_col=seq_col, id_col=id_col, align=align or self.align)
             ids, preds = [], []

@@ -32,7 +32,7 @@ import torch.nn.functional as F
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from maize_ddp import config, distributed, train  # noqa: E402
-from maize_ddp.evaluate import autocast  # noqa: E402
+from maize_ddp.inference import autocast  # noqa: E402
 from maize_ddp.model import ModelConfig, build_model  # noqa: E402
 
 # a tiny model for tests (the compile test's: its compiled graphs come from inductor's cache)

@@ -25,7 +25,7 @@ ENV = {**os.environ, "OMP_NUM_THREADS": "1"}
 IDEAL = r"""
 import sys, time, resource, torch, torch.nn.functional as F
 from maize_ddp.model import BasenjiModel
-from maize_ddp.evaluate import autocast
+from maize_ddp.inference import autocast
 seq_len, rows, batch, amp, steps = int(sys.argv[1]), int(sys.argv[2]), int(sys.argv[3]), sys.argv[4], int(sys.argv[5])
 torch.manual_seed(0)
 codes = torch.randint(0, 5, (rows, seq_len), dtype=torch.uint8)

@@ -21,7 +21,7 @@ from typing import Iterator
 
 import numpy as np
 
-from maize_ddp.data.store import StoreInfo, open_source, open_store, read_ids
+from maize_ddp.data import StoreInfo, open_source, open_store, read_ids
 from maize_ddp.errors import run_main
 from maize_ddp.origin import describe as describe_origin
 from maize_ddp.store_format import check_checksum

@@ -11,7 +11,7 @@ Both return float32 scores [B, 4, L] for one target:
 saliency's non-zero entry, and for ISM minus the mean effect of the 3 substitutions (a base whose
 every substitution lowers the prediction is important for it, so its importance is positive).
 
-f is evaluate.forward: the run's precision and, when the run averaged a sequence with its reverse
+f is inference.forward: the run's precision and, when the run averaged a sequence with its reverse
 complement, that average, so scores explain exactly the prediction the run reports.
 """
 from __future__ import annotations
@@ -19,7 +19,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from maize_ddp.evaluate import autocast, forward
+from maize_ddp.inference import autocast, forward
 from maize_ddp.models import one_hot
 
 METHODS = ("ism", "saliency")

@@ -70,7 +70,7 @@ def _sequence_rows(path: Path, seq_len: int, seq_col=None, id_col=None, align=No
 
 
 def _store_rows(path: Path, split: str, seq_len: int) -> RowSource:
-    from maize_ddp.data.store import open_source, open_store, read_ids
+    from maize_ddp.data import open_source, open_store, read_ids
 
     info = open_store(path)
     info.check(split=split, seq_len=seq_len)

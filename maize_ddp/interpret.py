@@ -33,10 +33,9 @@ from maize_ddp import attribution, distributed, errors, models, progress
 from maize_ddp.checkpoint import checkpoint_file, load
 from maize_ddp.codes import ALPHABET, codes_to_ascii
 from maize_ddp.arguments import add_run_settings, count, positive_int
-from maize_ddp.evaluate import forward, model_from_checkpoint, run_settings
+from maize_ddp.inference import forward, model_from_checkpoint, run_settings, trained_align
 from maize_ddp.inputs import InputError, RowSource, kind_of, open_rows, rows_with_ids
 from maize_ddp.origin import landmarks
-from maize_ddp.predict import trained_align
 from maize_ddp.sequences import ALIGNMENTS
 
 GENERATOR = "maize_ddp.interpret"
@@ -199,7 +198,7 @@ def build_parser() -> argparse.ArgumentParser:
 def split_holding(data, wanted: list[str], say=print) -> str:
     """The split of a store that holds every id asked for (said on stderr when not test); not a
     store: test, which the reader ignores."""
-    from maize_ddp.data.store import open_store, read_ids
+    from maize_ddp.data import open_store, read_ids
 
     path = Path(data)
     if not path.exists() or kind_of(path) != "store":

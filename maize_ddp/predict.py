@@ -28,8 +28,9 @@ from maize_ddp.checkpoint import atomic_write, load
 from maize_ddp.arguments import add_run_settings, positive_int
 from maize_ddp.inputs import kind_of, npz_batches, open_rows, rows_with_ids, sequence_batches
 from maize_ddp.sequences import ALIGNMENTS
-from maize_ddp.evaluate import (forward, model_from_checkpoint, output_name, predict_batches, predictions_table,
-                                probabilities, run_settings, task_of)
+from maize_ddp.report import predict_batches, predictions_table
+from maize_ddp.inference import (forward, model_from_checkpoint, output_name, probabilities, run_settings, task_of,
+                                 trained_align)
 
 HEADERS = ("id\t", "row\t", "file\trow\t")  # how a predictions table starts (now, and before row ids)
 
@@ -115,11 +116,6 @@ def chosen_rows(a, seq_len: int, align: str | None) -> list:
             for k in range(0, len(ids), a.batch_size)]
 
 
-def trained_align(state: dict) -> str | None:
-    """How the run's training sequences were fitted to length (convert.table_to_npz --align),
-    when its store recorded it: predictions then see sequences fitted the same way."""
-    origin = (state.get("store") or {}).get("origin") or {}
-    return (origin.get("settings") or {}).get("align")
 
 
 def main(argv=None) -> int:

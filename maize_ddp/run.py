@@ -26,8 +26,7 @@ import torch
 
 from maize_ddp import attribution, checkpoint, errors, models
 from maize_ddp.codes import ascii_to_codes, onehot_to_codes
-from maize_ddp.evaluate import forward, model_from_checkpoint, run_settings, task_of
-from maize_ddp.predict import trained_align
+from maize_ddp.inference import forward, model_from_checkpoint, run_settings, task_of, trained_align
 from maize_ddp.sequences import fit_length
 
 

@@ -41,7 +41,8 @@ from tqdm import tqdm
 
 from maize_ddp import checkpoint, config, distributed, errors, models, outputs, plots, runlock
 from maize_ddp.data import StoreError, make_loader, open_store, read_ids
-from maize_ddp.evaluate import autocast, describe_report, evaluate_split, resolve_amp, test_report
+from maize_ddp.report import describe_report, evaluate_split, test_report
+from maize_ddp.inference import autocast, resolve_amp
 from maize_ddp.model import GeometryWarning, ModelConfig, build_model, flat_length, recalibrate_batchnorm
 from maize_ddp.training_state import TrainingError, TrainingState, seed_rank
 

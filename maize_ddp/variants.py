@@ -33,7 +33,7 @@ from maize_ddp.checkpoint import atomic_write_text, load, temp_path
 from maize_ddp.codes import ascii_to_codes, codes_to_ascii
 from maize_ddp.chrom_names import ChromNames, read_map
 from maize_ddp.arguments import add_run_settings, count, positive_int
-from maize_ddp.evaluate import forward, model_from_checkpoint, run_settings
+from maize_ddp.inference import forward, model_from_checkpoint, run_settings
 from maize_ddp.origin import geometry as origin_geometry
 from maize_ddp.vcf import Site, VcfError, read_sites, symbolic
 

@@ -13,7 +13,7 @@ import torch
 from convert import npz_to_zarr, synth
 from maize_ddp import attribution, interpret
 from maize_ddp.checkpoint import load
-from maize_ddp.evaluate import model_from_checkpoint
+from maize_ddp.inference import model_from_checkpoint
 
 ENV = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONUNBUFFERED": "1", "TORCH_DISABLE_SHARE_RDZV_TCP_STORE": "1"}
 SMALL_MODEL = ["--conv1kc", "32", "--conv2kc", "32", "--conv3kc", "32", "--convdc", "2", "--convdkc", "16",

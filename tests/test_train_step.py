@@ -166,7 +166,7 @@ def test_steps_jsonl_keeps_the_lines_up_to_the_resumed_step(tmp_path):
 
 
 def test_amp_auto_is_fp32_on_gpu_and_cpu():
-    from maize_ddp.evaluate import resolve_amp
+    from maize_ddp.inference import resolve_amp
 
     assert resolve_amp("auto", torch.device("cuda", 0)) == "off"
     assert resolve_amp("auto", torch.device("cpu")) == "off"

@@ -17,7 +17,7 @@ from maize_ddp.gff import Gene
 from maize_ddp import variants
 from maize_ddp.checkpoint import load
 from maize_ddp.codes import ascii_to_codes, codes_to_ascii, reverse_complement
-from maize_ddp.evaluate import model_from_checkpoint
+from maize_ddp.inference import model_from_checkpoint
 
 ENV = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONUNBUFFERED": "1"}
 GEOMETRY = WindowGeometry(60, 40, 40, 60, 20)  # 220 bp

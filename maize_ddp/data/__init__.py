@@ -8,7 +8,8 @@
 
 See docs/data.md for the sharding, shuffle and resume rules.
 """
-from .store import Shard, SplitInfo, StoreError, StoreInfo, open_source, open_store, read_ids
+from .sources import open_source, read_ids
+from .store import Shard, SplitInfo, StoreError, StoreInfo, open_store
 
 __all__ = ["open_store", "open_source", "read_ids", "StoreInfo", "SplitInfo", "Shard", "StoreError", "make_loader",
            "BatchLoader"]

@@ -13,7 +13,8 @@ from torch.utils.data import DataLoader, Dataset, get_worker_info
 
 from . import plan
 from .augment import augment, batch_rng
-from .store import StoreError, StoreInfo, open_source, open_store
+from .sources import open_source
+from .store import StoreError, StoreInfo, open_store
 
 # Blocks mixed in one window. A batch of B rows from a window of M blocks holds rows of
 # ~min(B, M) blocks, and consecutive batches share the window: on data sorted by label their

@@ -13,7 +13,7 @@ from pathlib import Path
 import numpy as np
 
 from maize_ddp.store_format import (FORMAT, MISSING_CODE, FileRecord, SplitMeta, StoreError, StoreMeta,
-                                    check_checksum, check_present, require)
+                                    check_present, require)
 
 
 @dataclass(frozen=True)
@@ -81,35 +81,8 @@ def open_store(path) -> StoreInfo:
                      "nor a WebDataset store (no manifest.json)")
 
 
-def open_source(info: StoreInfo, split: str):
-    """The row reader of one split: `.read(ranges)` -> (codes pieces, labels), checked."""
-    if info.kind == "zarr":
-        from .zarr_source import ZarrSource
-
-        return ZarrSource(info, split)
-    from .wds_source import WdsSource
-
-    return WdsSource(info, split)
 
 
-def read_ids(info: StoreInfo, split: str, stop: int | None = None) -> np.ndarray:
-    """The split's row ids (str) in row order, all of them or the first `stop`, checked like
-    any other read (WebDataset: the whole ids.txt against its CRC-32)."""
-    if info.kind == "zarr":
-        from .zarr_source import ZarrSource
-
-        return ZarrSource(info, split).ids(stop)
-    meta = info.splits[split]
-    record = meta.ids_file
-    path = info.path / record.path
-    if stop is not None:  # a glimpse (inspect): the first lines only
-        with open(path, "rb") as fh:
-            return np.array([fh.readline().decode().rstrip("\n") for _ in range(min(stop, meta.n))], dtype=str)
-    check_checksum(info.path, record)
-    lines = path.read_bytes().decode().split("\n")[:-1]
-    if len(lines) != meta.n:
-        raise StoreError(f"{path}: {len(lines)} ids for {meta.n} rows")
-    return np.array(lines, dtype=str)
 
 
 def _open_zarr(path: Path) -> StoreInfo:

@@ -23,7 +23,7 @@ from pathlib import Path
 import numpy as np
 from numpy.lib.stride_tricks import sliding_window_view
 
-from maize_ddp.store_format import check_codes, check_labels, check_rows
+from maize_ddp.store_format import check_checksum, check_codes, check_labels, check_rows
 
 from .store import Shard, StoreError, StoreInfo
 
@@ -241,3 +241,18 @@ class WdsSource:
                 pieces.append((codes, y))
                 row = hi
         return [codes for codes, _ in pieces], np.concatenate([y for _, y in pieces])
+
+
+def read_wds_ids(info: StoreInfo, split: str, stop: int | None = None) -> np.ndarray:
+    """A WebDataset split's ids.txt, checked whole against its CRC-32 (or its first `stop` lines)."""
+    meta = info.splits[split]
+    record = meta.ids_file
+    path = info.path / record.path
+    if stop is not None:  # a glimpse (inspect): the first lines only
+        with open(path, "rb") as fh:
+            return np.array([fh.readline().decode().rstrip("\n") for _ in range(min(stop, meta.n))], dtype=str)
+    check_checksum(info.path, record)
+    lines = path.read_bytes().decode().split("\n")[:-1]
+    if len(lines) != meta.n:
+        raise StoreError(f"{path}: {len(lines)} ids for {meta.n} rows")
+    return np.array(lines, dtype=str)

@@ -8,6 +8,7 @@
     ids, pred = run.predict("data.zarr", split="test")   # a store split, npz folder, table or FASTA
     scores = run.attribute(seqs, method="ism")     # [N, 4, L], as `interpret` computes them
     designs = run.design(seqs, rounds=5)           # in-silico evolution, as `design` writes it
+    run.score_variants("panel.vcf.gz", "genome.fa", "genes.gff3", "variants.tsv")   # as `variants` writes it
     found, matches = run.motifs("data.zarr")       # TF-MoDISco patterns + JASPAR matches, as `motifs` writes
 
 Predictions use the run's own settings unless told otherwise: its precision (`amp`), its
@@ -130,6 +131,17 @@ class Run:
         codes = torch.from_numpy(self.codes(x, align)).to(self.device)
         scores = attribution.compute(method, self.model, codes, self.amp, self.rc_average, target, batch_size)
         return scores.detach().float().cpu().numpy()
+
+    def score_variants(self, vcf, fasta, gff, out, *, batch_size: int = 128, **options):
+        """Reference vs alternate predictions of every VCF allele in the gene windows the run's data
+        were cut with, written to the variants table `out` as `variants` writes it (docs/interpret.md);
+        returns its summary (counts). `options`: overwrite, chrom_map, max_indel, skip_invalid and
+        the GFF reading flags (feature_type, id_attribute, ...)."""
+        from maize_ddp.variants import score_variants
+
+        record = {"config": self.config, "store": {"origin": self.origin}}
+        return score_variants(self.model, record, self.path, vcf, fasta, gff, out, device=self.device,
+                              amp=self.amp, rc_average=self.rc_average, batch_size=batch_size, **options)
 
     def motifs(self, x, *, split: str = "test", ids=None, top=None, method: str = "ism", target: int = 0,
                motif_db=None, jaspar_taxon: str = "plants", matches: int = 3, seed: int = 0, **discover):

@@ -24,6 +24,7 @@ import os
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
+from types import SimpleNamespace
 
 import numpy as np
 import torch
@@ -361,17 +362,38 @@ def summary_path(out: Path) -> Path:
 
 
 def run(a) -> Summary:
+    """The command: load the run, then score_variants."""
     check_out(a.out, a.overwrite, [a.vcf, a.fasta, a.gff])
     device = distributed.pick_device(a.device, 0)
     state = load(a.checkpoint)
-    geometry, edge, recorded_genes = run_geometry(state, a.checkpoint)
-    a.genes = gene_options(a, recorded_genes)
     model = model_from_checkpoint(state, device, a.checkpoint, a.trust_model_code).eval()
+    return score_variants(model, state, a.checkpoint, a.vcf, a.fasta, a.gff, a.out, device=device, amp=a.amp,
+                          rc_average=a.rc_average, overwrite=a.overwrite, chrom_map=a.chrom_map,
+                          max_indel=a.max_indel, skip_invalid=a.skip_invalid, batch_size=a.batch_size,
+                          **{k: getattr(a, k) for k in GENE_DEFAULTS})
+
+
+def score_variants(model, state: dict, where, vcf, fasta, gff, out, *, device, amp=None, rc_average=None,
+                   overwrite: bool = False, chrom_map=None, max_indel: int = 50, skip_invalid: bool = False,
+                   batch_size: int = 128, **genes) -> Summary:
+    """Score every allele of `vcf` in the gene windows the run's data were cut with, writing the
+    variants table `out` and its summary beside it (the module doc); `state` is the checkpoint's
+    record (its config and store origin), `genes` GFF reading flags that override the recorded ones."""
+    a = SimpleNamespace(checkpoint=where, vcf=Path(vcf), fasta=Path(fasta), gff=Path(gff), out=Path(out),
+                        overwrite=overwrite, chrom_map=Path(chrom_map) if chrom_map else None, max_indel=max_indel,
+                        skip_invalid=skip_invalid, batch_size=batch_size,
+                        **{k: genes.get(k) for k in GENE_DEFAULTS})
+    unknown = set(genes) - set(GENE_DEFAULTS)
+    if unknown:
+        raise VariantError(f"unknown gene option(s) {sorted(unknown)} (choose from {', '.join(GENE_DEFAULTS)})")
+    check_out(a.out, a.overwrite, [a.vcf, a.fasta, a.gff])
+    geometry, edge, recorded_genes = run_geometry(state, where)
+    a.genes = gene_options(a, recorded_genes)
     seq_len = models.io_shape(state)[0]
     if geometry.length != seq_len:
-        raise VariantError(f"{a.checkpoint}: the model takes {seq_len} bp, the recorded window "
+        raise VariantError(f"{where}: the model takes {seq_len} bp, the recorded window "
                            f"geometry makes {geometry.length} bp")
-    amp, rc_average = run_settings(state, a.amp, a.rc_average, device)
+    amp, rc_average = run_settings(state, amp, rc_average, device)
     a.out.parent.mkdir(parents=True, exist_ok=True)
     tmp = temp_path(a.out)
     try:

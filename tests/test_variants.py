@@ -375,3 +375,22 @@ def test_an_empty_vcf_and_a_wrong_ref_outside_the_windows_are_errors(built, tmp_
     code, out = score(built, tmp_path, vcf(tmp_path, [("chr1", far, "far", wrong, "A")]))
     err = capsys.readouterr().err
     assert code == 1 and f"REF {wrong} at chr1:{far}" in err, err
+
+
+def test_the_api_scores_variants_as_the_command_does(built, tmp_path):
+    from maize_ddp import Run
+
+    gene, _ = built["genes"]["chr1g0100"]
+    pos = gene.start - 10
+    ref = base(built, "chr1", pos)
+    path = vcf(tmp_path, [("chr1", pos, "near", ref, other(ref)), ("chr1", pos + 3, "next", base(built, "chr1", pos + 3),
+                                                                    other(base(built, "chr1", pos + 3)))])
+    by_cli = tmp_path / "cli.tsv"
+    res = subprocess.run([sys.executable, "-m", "maize_ddp.variants", str(built["run"]), "--vcf", str(path), "--fasta",
+                          str(built["root"] / "genome.fa"), "--gff", str(built["root"] / "genes.gff3"), "--out",
+                          str(by_cli)], env=ENV, capture_output=True, text=True, timeout=120)
+    assert res.returncode == 0, res.stderr
+    run = Run.load(built["run"], device="cpu")
+    summary = run.score_variants(path, built["root"] / "genome.fa", built["root"] / "genes.gff3", tmp_path / "api.tsv")
+    assert summary.scored_rows == len(table(by_cli)) >= 2
+    assert table(tmp_path / "api.tsv") == table(by_cli)

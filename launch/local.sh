@@ -53,4 +53,7 @@ if [ -n "${DRY_RUN:-}" ]; then
     printf '%q ' "${cmd[@]}"; echo
     exit 0
 fi
+# The trainer checks its arguments, store and run folder once, before torchrun starts: a mistake
+# is its one 'error:' line, not the same line from every rank under torchrun's failure report.
+"$PY" -m maize_ddp.train --check "$@" > /dev/null || exit 2
 exec "${cmd[@]}"

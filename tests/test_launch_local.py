@@ -99,6 +99,8 @@ def test_local_bad_trainer_argument_fails_readably(store, tmp_path):
                     NPROC_PER_NODE=1)
     assert res.returncode != 0
     assert "error: unrecognized arguments: --bogus-flag" in res.stderr, res.stderr
+    # said once, by the check before torchrun starts: no rank ran, no failure report
+    assert res.stderr.count("error: ") == 1 and "ChildFailedError" not in res.stderr, res.stderr
 
 
 @pytest.mark.parametrize("script, own", [("local.sh", ["NPROC_PER_NODE=N", "MAX_RESTARTS=N", "DRY_RUN=1"]),

@@ -1,7 +1,6 @@
 """maize_ddp.design: in-silico evolution on a model whose output is a known function of the
 sequence (so the true score is known, not only the predicted one), and the command end to end."""
 import argparse
-import os
 import subprocess
 import sys
 from pathlib import Path
@@ -10,6 +9,7 @@ import numpy as np
 import pytest
 import torch
 
+from _runs import ENV, train_tiny_run
 from maize_ddp import design
 from maize_ddp.codes import ascii_to_codes, codes_to_ascii
 from maize_ddp.models import one_hot
@@ -225,23 +225,11 @@ def test_every_flag_has_help_naming_its_default():
 
 # ---------------------------------------------------------------- the command, on a trained run
 
-ENV = {**os.environ, "OMP_NUM_THREADS": "1"}
-TINY = ["--conv1kc", "16", "--conv2kc", "16", "--conv3kc", "16", "--convdc", "1", "--convdkc", "8",
-        "--conv4kc", "16", "--pool1ks", "4", "--pool2ks", "2", "--pool3ks", "2"]
-
-
 @pytest.fixture(scope="module")
 def trained(tmp_path_factory):
-    from convert import npz_to_zarr, synth
     from maize_ddp.data import open_source, open_store
 
-    root = tmp_path_factory.mktemp("design")
-    synth.generate(root / "npz", train=512, val=64, test=96, seq_len=120, shard_size=256, dtype="uint8")
-    npz_to_zarr.convert(root / "npz", root / "data.zarr")
-    res = subprocess.run([sys.executable, "-m", "maize_ddp.train", "--data", str(root / "data.zarr"), "--out",
-                          str(root / "run"), "--epochs", "2", "--warmup-steps", "5", "--device", "cpu", *TINY],
-                         env=ENV, capture_output=True, text=True, timeout=600)
-    assert res.returncode == 0, res.stderr[-3000:]
+    root = train_tiny_run(tmp_path_factory.mktemp("design"))
     pieces, _ = open_source(open_store(root / "data.zarr"), "test").read([(0, 3)])
     seqs = [codes_to_ascii(c) for c in np.concatenate(pieces)]
     (root / "starts.fa").write_text("".join(f">start{i} test row {i}\n{s}\n" for i, s in enumerate(seqs)))

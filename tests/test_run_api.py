@@ -1,32 +1,16 @@
 """maize_ddp.Run: a trained run from Python, checked against the run's own report and by hand."""
-import os
-import subprocess
-import sys
-
 import numpy as np
 import pytest
 
 from maize_ddp import Run
 from maize_ddp.codes import codes_to_ascii, codes_to_onehot
+from _runs import train_tiny_run
 from maize_ddp.run import RunInputError
-
-ENV = {**os.environ, "OMP_NUM_THREADS": "1"}
-TINY = ["--conv1kc", "16", "--conv2kc", "16", "--conv3kc", "16", "--convdc", "1", "--convdkc", "8",
-        "--conv4kc", "16", "--pool1ks", "4", "--pool2ks", "2", "--pool3ks", "2"]
 
 
 @pytest.fixture(scope="module")
 def trained(tmp_path_factory):
-    from convert import npz_to_zarr, synth
-
-    root = tmp_path_factory.mktemp("run_api")
-    synth.generate(root / "npz", train=512, val=64, test=96, seq_len=120, shard_size=256, dtype="uint8")
-    npz_to_zarr.convert(root / "npz", root / "data.zarr")
-    res = subprocess.run([sys.executable, "-m", "maize_ddp.train", "--data", str(root / "data.zarr"), "--out",
-                          str(root / "run"), "--epochs", "2", "--warmup-steps", "5", "--device", "cpu", *TINY],
-                         env=ENV, capture_output=True, text=True, timeout=600)
-    assert res.returncode == 0, res.stderr[-3000:]
-    return root
+    return train_tiny_run(tmp_path_factory.mktemp("run_api"))
 
 
 def report(run_dir):

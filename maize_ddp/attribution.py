@@ -25,12 +25,19 @@ from maize_ddp.models import one_hot
 METHODS = ("ism", "saliency")
 
 
+def ism_batch(device: torch.device) -> int:
+    """Mutants per forward pass when not told: a GPU wants large batches; a CPU core runs small
+    ones faster (170-bp promoters, one thread: 128 took 0.6-0.7x the time of 1024)."""
+    return 512 if device.type == "cuda" else 128
+
+
 @torch.no_grad()
 def ism(model, codes: torch.Tensor, amp: str = "off", rc_average: bool = False, target: int = 0,
-        batch_size: int = 1024) -> torch.Tensor:
+        batch_size: int | None = None) -> torch.Tensor:
     """Saturation mutagenesis of codes [B, L] (uint8, on the model's device): every non-N position
     x the 3 other bases, batched across positions and sequences; each reference predicted once."""
     model.eval()
+    batch_size = batch_size or ism_batch(codes.device)
     b, length = codes.shape
     device = codes.device
     ref = forward(model, codes, amp, rc_average)[:, target]
@@ -63,7 +70,7 @@ def saliency(model, codes: torch.Tensor, amp: str = "off", rc_average: bool = Fa
     return (grad * x).detach().float()
 
 
-def compute(method: str, model, codes, amp="off", rc_average=False, target=0, batch_size=1024) -> torch.Tensor:
+def compute(method: str, model, codes, amp="off", rc_average=False, target=0, batch_size=None) -> torch.Tensor:
     if method == "ism":
         return ism(model, codes, amp, rc_average, target, batch_size)
     if method == "saliency":

@@ -200,7 +200,7 @@ def mutations_between(start: np.ndarray, codes: np.ndarray) -> tuple[tuple[int, 
 
 def evolve(run, seqs, *, rounds: int = 10, goal="max", target: int = 0, weights: Sequence[float] | None = None,
            beam: int = 1, fixed=(), forbid: Sequence[str] = (), max_mutations: int | None = None, seed: int = 0,
-           ids: Sequence[str] | None = None, align: str | None = None, batch_size: int = 1024,
+           ids: Sequence[str] | None = None, align: str | None = None, batch_size: int | None = None,
            seqs_per_step: int = 8, part: tuple[int, int] = (0, 1), show: bool = False) -> list[Design]:
     """In-silico evolution of `seqs` (a sequence, a list of them, codes [N, L] or one-hot [N, 4, L],
     as run.predict takes them) for `rounds` rounds: every round keeps the `beam` best distinct
@@ -227,6 +227,7 @@ def evolve(run, seqs, *, rounds: int = 10, goal="max", target: int = 0, weights:
     check_starts(codes, ids, constraints)  # all of them, on every rank: every rank stops, or none
     rank, world = part
     mine = np.arange(rank, len(codes), world)
+    batch_size = batch_size or attribution.ism_batch(run.device)
     search = Search(run, objective, constraints, beam, seed, batch_size, seqs_per_step)
     return search.designs([ids[i] for i in mine], mine, codes[mine], rounds, show)
 
@@ -459,7 +460,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int, default=0,
                    help="orders candidates that tie exactly (after fewer mutations); the only randomness, so "
                         "the same seed gives the same designs (default 0)")
-    p.add_argument("--batch-size", type=positive_int, default=1024, help="mutants per forward pass (default 1024)")
+    p.add_argument("--batch-size", type=positive_int, default=None,
+                   help="mutants per forward pass (default 512 on a GPU, 128 on CPU, where larger is slower)")
     p.add_argument("--seqs-per-step", type=positive_int, default=8,
                    help="sequences whose mutants are scored together (default 8)")
     p.add_argument("--no-figure", action="store_true", help="skip trajectory.png")

@@ -234,7 +234,7 @@ def run(a, d) -> dict | None:
     if a.target >= num_targets:
         raise errors.ConfigError(f"--target {a.target}: the model has {num_targets} target(s)")
     amp, rc_average = run_settings(state, a.amp, a.rc_average, d.device)
-    a.batch_size = a.batch_size or (512 if d.device.type == "cuda" else 128)
+    a.batch_size = a.batch_size or attribution.ism_batch(d.device)
     methods = list(attribution.METHODS) if a.method == "both" else [a.method]
     def say(line):
         if d.is_main:

@@ -359,13 +359,15 @@ def choose(ids, pred, wanted: list[str] | None, top: int | None) -> np.ndarray:
 
 
 def attributions_from_run(run, data, split: str = "test", *, ids: list[str] | None = None, top: int | None = None,
-                          method: str = "ism", target: int = 0, batch_size: int = 1024, rows_per_step: int = 8,
+                          method: str = "ism", target: int = 0, batch_size: int | None = None, rows_per_step: int = 8,
                           show_progress: bool = True, **table):
     """(ids, codes, scores [N, 4, L], prediction [N], origin) of a run's rows: the ids asked for, the
     `top` highest predictions, or every row of the input; `table` as Run.predict takes it."""
     from maize_ddp import progress
+    from maize_ddp.attribution import ism_batch
     from maize_ddp.inputs import open_rows, rows_with_ids
 
+    batch_size = batch_size or ism_batch(run.device)
     source = open_rows(data, split, run.seq_len, seq_col=table.get("seq_col"), id_col=table.get("id_col"),
                        align=table.get("align") or run.align)
     if ids:
@@ -498,7 +500,8 @@ def build_parser() -> argparse.ArgumentParser:
     out.add_argument("--overwrite", action="store_true", help="replace --out if it is an earlier motifs output")
     out.add_argument("--no-figures", action="store_true", help="skip the logo figures")
     run = p.add_argument_group("model (with RUN)")
-    run.add_argument("--batch-size", type=positive_int, default=1024, help="mutants (ISM) per forward pass (default 1024)")
+    run.add_argument("--batch-size", type=positive_int, default=None,
+                     help="mutants (ISM) per forward pass (default 512 on a GPU, 128 on CPU, where larger is slower)")
     run.add_argument("--device", default=None, help="cpu | cuda (default: cuda when available)")
     add_trust_flag(run)
     return p

@@ -122,7 +122,7 @@ class Run:
         pred = self._predict_codes(self.codes(x, align), batch_size, amp, rc_average)
         return pred[0] if isinstance(x, str) else pred
 
-    def attribute(self, x, method: str = "ism", target: int = 0, batch_size: int = 1024,
+    def attribute(self, x, method: str = "ism", target: int = 0, batch_size: int | None = None,
                   align: str | None = None) -> np.ndarray:
         """Per-base scores [N, 4, L] as `interpret` computes them: ISM (prediction with each base
         minus the reference's) or saliency (gradient x one-hot input), for target `target`."""
@@ -161,7 +161,7 @@ class Run:
         return found, motifs_.match(found.patterns, db, matches)[0]
 
     def design(self, seqs, *, rounds=10, goal="max", target=0, weights=None, beam=1, fixed=(), forbid=(),
-               max_mutations=None, seed=0, ids=None, align=None, batch_size=1024, seqs_per_step=8, show=False):
+               max_mutations=None, seed=0, ids=None, align=None, batch_size=None, seqs_per_step=8, show=False):
         """In-silico evolution of `seqs` towards `goal` (maize_ddp.design.evolve, docs/design.md):
         a list of Design records, round 0 the start sequences, as `design` writes them."""
         from maize_ddp import design as design_

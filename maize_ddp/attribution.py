@@ -40,7 +40,8 @@ def ism(model, codes: torch.Tensor, amp: str = "off", rc_average: bool = False, 
     batch_size = batch_size or ism_batch(codes.device)
     b, length = codes.shape
     device = codes.device
-    ref = forward(model, codes, amp, rc_average)[:, target]
+    ref = torch.cat([forward(model, codes[i:i + batch_size], amp, rc_average)[:, target]
+                     for i in range(0, b, batch_size)]) if b else torch.zeros(0, device=codes.device)
     scores = torch.zeros(b, 4, length, dtype=torch.float32, device=device)
     # Every mutant as (sequence, position, alternative base): 3 per non-N position.
     seq, pos = torch.nonzero(codes < 4, as_tuple=True)

@@ -102,7 +102,8 @@ class TrainConfig:
         if self.tensorboard and importlib.util.find_spec("tensorboard") is None:
             raise ConfigError("--tensorboard needs the tensorboard package (pip install tensorboard), "
                               "which is not installed")
-        models.model_class(self.model_class)  # a class that does not import fails now, in one line
+        models.check_arguments(self.model_class, self.model)  # a class that does not import, or a
+        # [model] key it does not take, fails now in one line, not in every rank
 
     def to_dict(self) -> dict:
         return asdict(self)

@@ -149,6 +149,11 @@ def make_constraints(seq_len: int, fixed=(), forbid: Sequence[str] = (),
                      max_mutations: int | None = None) -> Constraints:
     """`fixed`: (start, end) pairs or 'START:END' texts, 0-based, end exclusive."""
     mask = np.zeros(seq_len, bool)
+    # one region or one word given alone, as a notebook user writes them: fixed=(0, 50), forbid="GAATTC"
+    if isinstance(fixed, str) or (len(fixed) == 2 and all(isinstance(v, (int, np.integer)) for v in fixed)):
+        fixed = [fixed]
+    if isinstance(forbid, str):
+        forbid = [forbid]
     for region in fixed:
         start, end = parse_region(region) if isinstance(region, str) else (int(region[0]), int(region[1]))
         if not 0 <= start < end <= seq_len:
@@ -216,6 +221,8 @@ def evolve(run, seqs, *, rounds: int = 10, goal="max", target: int = 0, weights:
 
     Returns a Design for each round (0 = the start) and rank, ordered by start, round and rank.
     """
+    if seed < 0:
+        raise DesignError(f"seed must not be negative, not {seed}")
     codes = run.codes(seqs, align)
     ids = [str(i) for i in (range(len(codes)) if ids is None else ids)]
     if len(ids) != len(codes):
@@ -457,7 +464,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="a sequence no design may hold on either strand, e.g. GAATTC; repeatable (default none)")
     p.add_argument("--max-mutations", type=count,
                    help="most positions a design may differ from its start at (default: no limit)")
-    p.add_argument("--seed", type=int, default=0,
+    p.add_argument("--seed", type=count, default=0,
                    help="orders candidates that tie exactly (after fewer mutations); the only randomness, so "
                         "the same seed gives the same designs (default 0)")
     p.add_argument("--batch-size", type=positive_int, default=None,

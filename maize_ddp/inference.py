@@ -6,6 +6,8 @@ evaluate, predict, interpret, motifs, design, variants and maize_ddp.Run all pre
 """
 from __future__ import annotations
 
+import sys
+
 import numpy as np
 import torch
 
@@ -36,6 +38,8 @@ def resolve_amp(amp: str, device: torch.device) -> str:
     fp32 for this model (TF32 convolutions, small layers: launch-bound, not math-bound), only
     half the activation memory; on CPUs without bf16 units autocast emulates it and runs several
     times slower. Ask for --amp bf16 when memory is what limits the batch (docs/gpu.md)."""
+    if amp not in ("auto", "off", "bf16", "fp16"):
+        raise errors.ConfigError(f"amp must be auto, off, bf16 or fp16, not {amp!r}")
     if amp == "auto":
         return "off"
     if amp == "fp16" and device.type != "cuda":
@@ -63,6 +67,11 @@ def forward(model, codes: torch.Tensor, amp: str, rc_average: bool) -> torch.Ten
 def run_settings(state: dict, amp, rc_average, device) -> tuple[str, bool]:
     """Precision and RC averaging: as asked, else as the run was trained and reported."""
     trained = state.get("config", {})
+    if amp is None and trained.get("amp") == "fp16" and device.type != "cuda":
+        # fp16 autocast needs CUDA: the run's half precision cannot be repeated here; say so
+        print(f"note: the run was trained with --amp fp16, which needs CUDA; predicting in fp32 on {device.type}",
+              file=sys.stderr, flush=True)
+        amp = "off"
     amp = resolve_amp(amp or trained.get("amp", "off"), device)
     return amp, trained.get("rc_average", False) if rc_average is None else rc_average
 

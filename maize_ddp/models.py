@@ -104,11 +104,20 @@ def build(name: str, kwargs: dict) -> nn.Module:
     given = {k: v for k, v in kwargs.items() if takes_any or k in accepted or k not in ("num_targets", "seq_len")}
     try:
         model = cls(**given)
-    except (TypeError, ValueError) as e:
-        raise ConfigError(f"--model {name}: cannot build it from {given} ({e})") from None
+    except Exception as e:  # the user's __init__ may raise anything for settings it cannot take
+        raise ConfigError(f"--model {name}: cannot build it from {given} ({type(e).__name__}: {e})") from None
     if getattr(cls, "input", "one_hot") != "codes":
         model.register_forward_pre_hook(_codes_to_one_hot)
     return model
+
+
+def check_arguments(name: str, kwargs: dict) -> None:
+    """The [model] table's keys must be arguments the class takes: said before any process starts."""
+    cls = model_class(name)
+    try:
+        inspect.signature(cls).bind_partial(**{k: v for k, v in kwargs.items() if k not in ("num_targets", "seq_len")})
+    except TypeError as e:
+        raise ConfigError(f"--model {name}: its [model] table does not fit {cls.__name__}'s arguments ({e})") from None
 
 
 def one_hot(codes: torch.Tensor, dtype=torch.float32) -> torch.Tensor:

@@ -147,6 +147,8 @@ def discover(codes: np.ndarray, scores: np.ndarray, *, method: str = "ism", wind
     from modiscolite import extract_seqlets
     from modiscolite.tfmodisco import TFMoDISco
 
+    if seed < 0:
+        raise MotifError(f"seed must not be negative, not {seed}")
     codes = np.asarray(codes)
     if codes.ndim != 2 or codes.dtype != np.uint8 or (codes.size and codes.max() > 4):
         raise MotifError("codes must be uint8 [N, L] with values 0..4 (A, C, G, T, N)")
@@ -487,7 +489,7 @@ def build_parser() -> argparse.ArgumentParser:
     mod.add_argument("--min-cluster", type=positive_int, default=20, help="seqlets a pattern needs (default 20)")
     mod.add_argument("--trim", type=fraction, default=0.3,
                      help="a pattern's core: positions with at least this fraction of its largest |contribution| (default 0.3)")
-    mod.add_argument("--seed", type=int, default=0, help="random seed (default 0): one seed, one output")
+    mod.add_argument("--seed", type=count, default=0, help="random seed (default 0): one seed, one output")
     db = p.add_argument_group("matching (Tomtom)")
     db.add_argument("--motif-db", type=Path, metavar="FILE.meme",
                     help="a MEME motif file to match against (default: JASPAR CORE from pyjaspar)")

@@ -27,7 +27,7 @@ import torch
 
 from maize_ddp import attribution, checkpoint, errors, models
 from maize_ddp.codes import ascii_to_codes, onehot_to_codes
-from maize_ddp.inference import forward, model_from_checkpoint, run_settings, task_of, trained_align
+from maize_ddp.inference import forward, model_from_checkpoint, resolve_amp, run_settings, task_of, trained_align
 from maize_ddp.sequences import fit_length
 
 
@@ -79,6 +79,10 @@ class Run:
         if isinstance(x, (list, tuple)):
             rows = []
             for i, seq in enumerate(x):
+                if not isinstance(seq, str) or not SEQUENCE.fullmatch(seq):
+                    shown = seq if isinstance(seq, str) and len(seq) <= 40 else f"{str(seq)[:40]}..."
+                    raise RunInputError(f"sequence {i} ({shown!r}) is not A, C, G, T and N: a file is read with "
+                                        "run.predict(path), or maize_ddp.inputs.open_rows")
                 codes = ascii_to_codes(seq)
                 if len(codes) != self.seq_len:
                     if align is None:
@@ -108,7 +112,7 @@ class Run:
                 rc_average: bool | None = None, align: str | None = None, seq_col=None, id_col=None):
         """Predictions (logits for a classification run): numpy [T] for one sequence, [N, T] for
         several; for a path (store, npz folder, table, FASTA), (ids, [N, T]) in the input's order."""
-        amp = self.amp if amp is None else amp
+        amp = self.amp if amp is None else resolve_amp(amp, self.device)
         rc_average = self.rc_average if rc_average is None else rc_average
         if isinstance(x, Path) or (isinstance(x, str) and not SEQUENCE.fullmatch(x)):
             from maize_ddp.inputs import open_rows
@@ -150,6 +154,7 @@ class Run:
         `jaspar_taxon`: (Discovery, matches per pattern), what `motifs` writes (docs/motifs.md)."""
         from maize_ddp import motifs as motifs_
 
+        db, _ = motifs_.load_db(Path(motif_db) if motif_db else None, jaspar_taxon)  # a bad file fails first
         if isinstance(x, Path) or (isinstance(x, str) and not SEQUENCE.fullmatch(x)):
             _, codes, scores, _, _ = motifs_.attributions_from_run(self, x, split, ids=ids, top=top, method=method,
                                                                    target=target)
@@ -157,7 +162,6 @@ class Run:
             codes = self.codes(x)
             scores = self.attribute(codes, method=method, target=target)
         found = motifs_.discover(codes, scores, method=method, seed=seed, **discover)
-        db, _ = motifs_.load_db(Path(motif_db) if motif_db else None, jaspar_taxon)
         return found, motifs_.match(found.patterns, db, matches)[0]
 
     def design(self, seqs, *, rounds=10, goal="max", target=0, weights=None, beam=1, fixed=(), forbid=(),

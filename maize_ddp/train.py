@@ -234,10 +234,12 @@ def refuse_changed_settings(cfg, state: dict, last: Path) -> None:
     if not changed:
         return
     def show(key):
-        if key == "model":
-            diff = [k for k in now["model"] if saved["model"].get(k) != now["model"][k]]
-            return ", ".join(f"--{k.replace('_', '-')} {now['model'][k]} (the run: {saved['model'].get(k)})"
-                             for k in sorted(diff))
+        if key == "model":  # every key either side has: one may have been added or dropped
+            diff = [k for k in set(now["model"]) | set(saved["model"]) if saved["model"].get(k) != now["model"].get(k)]
+            # BasenjiModel's settings are flags; another class's are keys of the [model] table
+            name = (lambda k: f"--{k.replace('_', '-')}") if now.get("model_class", "basenji") == "basenji" \
+                else (lambda k: f"model.{k}")
+            return ", ".join(f"{name(k)} {now['model'].get(k)} (the run: {saved['model'].get(k)})" for k in sorted(diff))
         return f"--{key.replace('_', '-')} {now[key]} (the run: {saved[key]})"
     raise TrainingError(f"{last}: a resume continues the run as it was trained, but "
                         f"{'; '.join(show(k) for k in changed)}; pass the run's values (its config.json), "

@@ -342,3 +342,11 @@ def test_command_with_a_goal_value_and_weights_records_them(trained, tmp_path):
         assert float(r[5]) == pytest.approx(2 * float(r[4]), rel=1e-6)
         assert float(r[6]) == pytest.approx(-abs(float(r[5]) - 0.5), abs=1e-6)
     assert (out / "trajectory.png").stat().st_size > 1000
+
+
+def test_single_regions_and_words_are_taken_as_one_not_letter_by_letter():
+    c = design.make_constraints(20, fixed=(0, 5), forbid="GAATTC")
+    assert c.fixed[:5].all() and not c.fixed[5:].any()
+    assert set(c.forbidden) == {"GAATTC"}  # its own reverse complement
+    with pytest.raises(design.DesignError, match="seed must not be negative"):
+        design.evolve(None, ["A" * 20], seed=-1)

@@ -198,3 +198,12 @@ def test_deepcre_trains_by_name_and_loads_without_trust(user_run, tmp_path):
     assert res.returncode == 0, res.stderr[-3000:]
     run = Run.load(tmp_path / "run")
     assert type(run.model).__name__ == "DeepCRE" and run.predict("ACGT" * 20).shape == (1,)
+
+
+def test_a_model_table_the_class_cannot_take_is_refused_before_training(user_file, tmp_path):
+    toml = tmp_path / "c.toml"
+    toml.write_text(f'data = "x.zarr"\nmodel_class = "{user_file}:TinyNet"\n[model]\nwidht = 3\n')
+    with pytest.raises(ConfigError, match=r"its \[model\] table does not fit TinyNet's arguments .*widht"):
+        config.resolve(["--config", str(toml)])
+    with pytest.raises(ConfigError, match="cannot build it from .*IndexError"):
+        models.build("deepcre", {"num_targets": 1, "seq_len": 100, "dense": [128]})

@@ -78,3 +78,22 @@ def test_motifs_from_the_api_ask_for_enough_rows(trained):
     with pytest.raises(Error, match="rows") as e:
         run.motifs(["ACGT" * 30] * 5)
     assert "\n" not in str(e.value)
+
+
+def test_a_path_or_a_typo_is_never_read_as_a_sequence_of_ns(trained):
+    run = Run.load(trained / "run")
+    with pytest.raises(RunInputError, match=r"sequence 0 \('starts.fa'\) is not A, C, G, T and N"):
+        run.attribute("starts.fa", align="centre")
+    with pytest.raises(RunInputError, match="is not A, C, G, T and N"):
+        run.codes(["ACGT" * 30, "ACGU" * 30])
+    with pytest.raises(Exception, match="amp must be auto, off, bf16 or fp16, not 'bf-16'"):
+        run.predict("ACGT" * 30, amp="bf-16")
+
+
+def test_a_run_trained_in_fp16_predicts_on_a_cpu_in_fp32_and_says_so(capsys):
+    import torch
+
+    from maize_ddp.inference import run_settings
+
+    assert run_settings({"config": {"amp": "fp16"}}, None, None, torch.device("cpu")) == ("off", False)
+    assert "trained with --amp fp16, which needs CUDA; predicting in fp32" in capsys.readouterr().err

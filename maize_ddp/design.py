@@ -310,16 +310,13 @@ class Search:
     def mutant_scores(self, parents: np.ndarray) -> np.ndarray:
         """Score (weights . prediction) minus the parent's, of every single substitution of each
         parent: float64 [P, 4, L], 0 at the parent's own base and at N. Through attribution.ism,
-        which design's scoring is; several weighted targets go through one summing head."""
-        w = self.objective.weights
-        used = np.flatnonzero(w)
-        model, target, scale = self.run.model, int(used[0]), float(w[used[0]])
-        if len(used) > 1:
-            model, target, scale = WeightedSum(self.run.model, w, self.run.device), 0, 1.0
+        which design's scoring is."""
         x = torch.from_numpy(np.ascontiguousarray(parents)).to(self.run.device)
-        delta = attribution.ism(model, x, amp=self.run.amp, rc_average=self.run.rc_average, target=target,
-                                batch_size=self.batch_size)
-        return delta.double().cpu().numpy() * scale
+        # summed in float32 whatever the autocast precision (a product and a sum are not lowered)
+        weights = torch.tensor(self.objective.weights, dtype=torch.float32, device=self.run.device)
+        delta = attribution.ism(self.run.model, x, amp=self.run.amp, rc_average=self.run.rc_average,
+                                batch_size=self.batch_size, weights=weights)
+        return delta.double().cpu().numpy()
 
     def next_beams(self, members: list[list[Design]], starts: np.ndarray, r: int) -> list[list[np.ndarray]]:
         """For each start sequence: the beam's next members, from its members and their mutants."""
@@ -367,19 +364,6 @@ class Search:
                 seen.add(key)
                 kept.append(seq)
         return kept
-
-
-class WeightedSum(torch.nn.Module):
-    """A model's weighted sum of targets as one output [B, 1], summed in float32 whatever the
-    autocast precision (a product and a sum are not lowered by autocast)."""
-
-    def __init__(self, model: torch.nn.Module, weights: np.ndarray, device):
-        super().__init__()
-        self.model = model
-        self.register_buffer("weights", torch.tensor(weights, dtype=torch.float32, device=device))
-
-    def forward(self, x):
-        return (self.model(x).float() * self.weights).sum(-1, keepdim=True)
 
 
 # ---------------------------------------------------------------- output

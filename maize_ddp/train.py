@@ -431,10 +431,10 @@ def train_and_report(cfg, d, train_loader, val_loader, bn_loader, resume: bool) 
         if state.stopped_early(cfg.patience) and d.is_main:
             print(f"[maize_ddp] early stop: no better {VAL_SCORE[cfg.task]} for {state.stale_epochs} epochs",
                   flush=True)
-    steps_log.close()
     for each in (train_loader, val_loader, bn_loader):
         each.close()
-    report(cfg, d, state, best, amp)
+    steps_log.test(report(cfg, d, state, best, amp), state.step)
+    steps_log.close()
 
 
 # The validation figure that picks the best checkpoint and drives early stopping.
@@ -603,6 +603,13 @@ class StepLog:
                     self.tb.add_scalar(f"val/{key[4:]}", row[key], row["step"])
             self.tb.flush()
 
+    def test(self, metrics: dict, step: int) -> None:
+        """The test report's figures (test_metrics.json's numbers), at the run's last step."""
+        if self.tb is not None and metrics:
+            for key, value in metrics.items():
+                if isinstance(value, float):  # pearson, r2, ...; not counts, flags or names
+                    self.tb.add_scalar(f"test/{key}", value, step)
+
     def close(self) -> None:
         if self.tb is not None:
             self.tb.close()
@@ -636,8 +643,8 @@ def validate(cfg, d, model, val_loader, bn_loader, amp: str) -> dict:
     return evaluate_split(d, model, val_loader, amp, cfg.task)
 
 
-def report(cfg, d, state: TrainingState, best: Path, amp: str) -> None:
-    """The test report from the best checkpoint, and the training curves."""
+def report(cfg, d, state: TrainingState, best: Path, amp: str) -> dict:
+    """The test report from the best checkpoint, and the training curves; returns its metrics."""
     out = Path(cfg.out)
     distributed.barrier(d)
     best_state = checkpoint.load(best)
@@ -650,6 +657,7 @@ def report(cfg, d, state: TrainingState, best: Path, amp: str) -> None:
     if d.is_main:
         plots.curves(out / "curves.png", state.history)
         print(f"[maize_ddp] {describe_report('test', result)}  -> {out}", flush=True)
+    return result
 
 
 if __name__ == "__main__":

@@ -215,5 +215,16 @@ def test_tensorboard_is_optional(tiny_store, tmp_path):
                                                       "install tensorboard), which is not installed\n")
         assert not (tmp_path / "tb").exists()
     else:
+        from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
         assert res.returncode == 0, res.stderr[-3000:]
-        assert list((tmp_path / "tb" / "tensorboard").glob("events.out.tfevents.*"))
+        events = EventAccumulator(str(tmp_path / "tb" / "tensorboard")).Reload()
+        scalars = {tag: [(e.step, e.value) for e in events.Scalars(tag)] for tag in events.Tags()["scalars"]}
+        steps = [json.loads(x) for x in (tmp_path / "tb" / "steps.jsonl").read_text().splitlines()]
+        assert scalars["train/loss"] == [(x["step"], pytest.approx(x["loss"])) for x in steps]
+        epochs = [json.loads(x) for x in (tmp_path / "tb" / "metrics.jsonl").read_text().splitlines()]
+        assert scalars["val/pearson"] == [(x["step"], pytest.approx(x["val_pearson"])) for x in epochs]
+        # the test report too, at the last step: the numbers of test_metrics.json
+        report = json.loads((tmp_path / "tb" / "test_metrics.json").read_text())
+        for key in ("pearson", "spearman", "r2", "mse"):
+            assert scalars[f"test/{key}"] == [(steps[-1]["step"], pytest.approx(report[key]))]

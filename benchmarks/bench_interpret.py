@@ -15,6 +15,7 @@ import time
 import torch
 
 from maize_ddp import attribution
+from maize_ddp.inference import Predictor
 from maize_ddp.model import BasenjiModel
 
 
@@ -45,10 +46,10 @@ def main() -> None:
         model = BasenjiModel(seq_len=seq_len).to(device).eval()
         codes = torch.randint(0, 4, (seqs, seq_len), dtype=torch.uint8, device=device)
         for batch in (int(b) for b in a.batch_sizes.split(",")):
-            s = timed(lambda: attribution.ism(model, codes, batch_size=batch)) / seqs
+            s = timed(lambda: attribution.ism(Predictor(model, device), codes, batch_size=batch)) / seqs
             print(f"| {name} | {seq_len} | ism | {batch} | {seqs} | {s:.2f} | {1 / s:.3g} |", flush=True)
         many = torch.randint(0, 4, (32, seq_len), dtype=torch.uint8, device=device)
-        s = timed(lambda: attribution.saliency(model, many), repeats=3) / len(many)
+        s = timed(lambda: attribution.saliency(Predictor(model, device), many), repeats=3) / len(many)
         print(f"| {name} | {seq_len} | saliency | - | 32 | {s:.4f} | {1 / s:.3g} |", flush=True)
 
 

@@ -11,8 +11,8 @@ Both return float32 scores [B, 4, L] for one target:
 saliency's non-zero entry, and for ISM minus the mean effect of the 3 substitutions (a base whose
 every substitution lowers the prediction is important for it, so its importance is positive).
 
-f is inference.forward: the run's precision and, when the run averaged a sequence with its reverse
-complement, that average, so scores explain exactly the prediction the run reports.
+f is the run's inference.Predictor: its precision and, when the run averaged a sequence with its
+reverse complement, that average, so scores explain exactly the prediction the run reports.
 """
 from __future__ import annotations
 
@@ -21,7 +21,7 @@ import torch
 
 from maize_ddp import fast_ism
 from maize_ddp.codes import reverse_complement
-from maize_ddp.inference import autocast, forward
+from maize_ddp.inference import Predictor, autocast
 from maize_ddp.models import one_hot
 
 METHODS = ("ism", "saliency")
@@ -39,15 +39,16 @@ CACHED_SEQUENCES = 64
 
 
 @torch.no_grad()
-def ism(model, codes: torch.Tensor, amp: str = "off", rc_average: bool = False, target: int = 0,
-        batch_size: int | None = None, weights: torch.Tensor | None = None) -> torch.Tensor:
+def ism(predictor: Predictor, codes: torch.Tensor, target: int = 0, batch_size: int | None = None,
+        weights: torch.Tensor | None = None) -> torch.Tensor:
     """Saturation mutagenesis of codes [B, L] (uint8, on the model's device): every non-N position
     x the 3 other bases, batched across positions and sequences; each reference predicted once.
     The score is target `target`'s prediction, or with `weights` [T] the weighted sum of targets.
 
     A BasenjiModel's mutants are computed only where a substitution can change its activations
     (maize_ddp.fast_ism: equal to full passes up to float rounding); any other model's in full."""
-    model.eval()
+    predictor.model.eval()
+    codes = codes.to(predictor.device)
     batch_size = batch_size or ism_batch(codes.device)
     device = codes.device
 
@@ -58,9 +59,8 @@ def ism(model, codes: torch.Tensor, amp: str = "off", rc_average: bool = False, 
     scores = torch.zeros(b, 4, length, dtype=torch.float32, device=device)
     for first in range(0, b, CACHED_SEQUENCES):
         group = codes[first:first + CACHED_SEQUENCES]
-        mutants = MutantPredictor(model, group, amp, rc_average)
-        ref = torch.cat([score(forward(model, group[i:i + batch_size], amp, rc_average))
-                         for i in range(0, len(group), batch_size)])
+        mutants = MutantPredictor(predictor, group)
+        ref = torch.cat([score(predictor(group[i:i + batch_size])) for i in range(0, len(group), batch_size)])
         # Every mutant as (sequence, position, alternative base): 3 per non-N position.
         seq, pos = torch.nonzero(group < 4, as_tuple=True)
         alt = (group[seq, pos].long()[:, None] + torch.arange(1, 4, device=device)) % 4  # the 3 other bases
@@ -75,20 +75,21 @@ class MutantPredictor:
     """Float32 predictions [M, T] of single-base mutants (sequence, position, base) of `codes`, as
     inference.forward gives them (the run's precision and reverse-complement averaging)."""
 
-    def __init__(self, model, codes: torch.Tensor, amp: str, rc_average: bool):
-        self.model, self.codes, self.amp, self.rc_average = model, codes, amp, rc_average
-        self.fast = fast_ism.FastISM(model) if fast_ism.supports(model) else None
+    def __init__(self, predictor: Predictor, codes: torch.Tensor):
+        self.predictor, self.codes = predictor, codes
+        self.amp, self.rc_average = predictor.amp, predictor.rc_average
+        self.fast = fast_ism.FastISM(predictor.model) if fast_ism.supports(predictor.model) else None
         if self.fast is not None:
-            with autocast(codes.device, amp):
+            with autocast(codes.device, self.amp):
                 # the reverse complement of a mutant is a mutant of the reverse complement
                 self.caches = [self.fast.cache(c) for c in ([codes, reverse_complement(codes)]
-                                                            if rc_average else [codes])]
+                                                            if self.rc_average else [codes])]
 
     def __call__(self, seq: torch.Tensor, pos: torch.Tensor, base: torch.Tensor) -> torch.Tensor:
         if self.fast is None:
             mutants = self.codes[seq]  # a copy: advanced indexing
             mutants[torch.arange(len(seq), device=seq.device), pos] = base.to(self.codes.dtype)
-            return forward(self.model, mutants, self.amp, self.rc_average)
+            return self.predictor(mutants)
         length = self.codes.shape[1]
         with autocast(self.codes.device, self.amp):
             pred = self.fast.predict(self.caches[0], seq, pos, base).float()
@@ -97,25 +98,24 @@ class MutantPredictor:
         return pred
 
 
-def saliency(model, codes: torch.Tensor, amp: str = "off", rc_average: bool = False,
-             target: int = 0) -> torch.Tensor:
+def saliency(predictor: Predictor, codes: torch.Tensor, target: int = 0) -> torch.Tensor:
     """Gradient x input of codes [B, L]: d f / d one-hot, at the reference bases."""
-    model.eval()
-    x = one_hot(codes).detach().requires_grad_(True)
-    with torch.enable_grad(), autocast(codes.device, amp):
+    model = predictor.model.eval()
+    x = one_hot(codes.to(predictor.device)).detach().requires_grad_(True)
+    with torch.enable_grad(), autocast(predictor.device, predictor.amp):
         pred = model(x).float()
-        if rc_average:
+        if predictor.rc_average:
             # the reverse complement of a one-hot [B, 4, L]: reverse both axes (A<->T, C<->G)
             pred = (pred + model(x.flip(1, 2)).float()) / 2
         (grad,) = torch.autograd.grad(pred[:, target].sum(), x)
     return (grad * x).detach().float()
 
 
-def compute(method: str, model, codes, amp="off", rc_average=False, target=0, batch_size=None) -> torch.Tensor:
+def compute(method: str, predictor: Predictor, codes, target=0, batch_size=None) -> torch.Tensor:
     if method == "ism":
-        return ism(model, codes, amp, rc_average, target, batch_size)
+        return ism(predictor, codes, target, batch_size)
     if method == "saliency":
-        return saliency(model, codes, amp, rc_average, target)
+        return saliency(predictor, codes, target)
     raise ValueError(f"unknown attribution method {method!r} (choose from {', '.join(METHODS)})")
 
 

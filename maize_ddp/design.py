@@ -216,7 +216,7 @@ def evolve(run, seqs, *, rounds: int = 10, goal="max", target: int = 0, weights:
     exclusive); forbid: words that never appear on either strand (a start holding one is an
     error); max_mutations: most positions a design may differ from its start at. seed: orders
     exact ties (after the fewer mutations), the only randomness. `run`: a maize_ddp.Run, or an
-    object with its model, device, amp, rc_average, seq_len, num_targets, codes() and predict().
+    object with its predictor, device, amp, rc_average, seq_len, num_targets, codes() and predict().
     part (rank, world size): design only every world_size-th start sequence, from `rank`.
 
     Returns a Design for each round (0 = the start) and rank, ordered by start, round and rank.
@@ -314,8 +314,7 @@ class Search:
         x = torch.from_numpy(np.ascontiguousarray(parents)).to(self.run.device)
         # summed in float32 whatever the autocast precision (a product and a sum are not lowered)
         weights = torch.tensor(self.objective.weights, dtype=torch.float32, device=self.run.device)
-        delta = attribution.ism(self.run.model, x, amp=self.run.amp, rc_average=self.run.rc_average,
-                                batch_size=self.batch_size, weights=weights)
+        delta = attribution.ism(self.run.predictor, x, batch_size=self.batch_size, weights=weights)
         return delta.double().cpu().numpy()
 
     def next_beams(self, members: list[list[Design]], starts: np.ndarray, r: int) -> list[list[np.ndarray]]:

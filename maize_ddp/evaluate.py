@@ -20,7 +20,7 @@ import torch
 from maize_ddp import distributed, errors
 from maize_ddp.arguments import add_run_settings, count, positive_int
 from maize_ddp.checkpoint import load
-from maize_ddp.inference import model_from_checkpoint, run_settings, task_of
+from maize_ddp.inference import Predictor, task_of
 from maize_ddp.report import ReportError, test_report, describe_report
 
 
@@ -107,7 +107,7 @@ def evaluate(a) -> str | None:
     d = distributed.init(a.device)
     try:
         state = load(a.checkpoint)
-        model = model_from_checkpoint(state, d.device, a.checkpoint, a.trust_model_code)
+        predictor = Predictor.of_checkpoint(state, d.device, a.checkpoint, a.trust_model_code, a.amp, a.rc_average)
         mc = state["config"]["model"]
         open_store(a.data).check(split=a.split, seq_len=mc["seq_len"], num_targets=mc["num_targets"])
         out = a.out or default_out(a.checkpoint, a.data, a.split)
@@ -117,8 +117,7 @@ def evaluate(a) -> str | None:
         try:
             loader = make_loader(a.data, a.split, batch_size=a.batch_size, rank=d.rank, world_size=d.world_size,
                                  train=False, num_workers=a.num_workers, pin_memory=d.device.type == "cuda")
-            amp, rc_average = run_settings(state, a.amp, a.rc_average, d.device)
-            report = test_report(d, model, loader, out, amp, rc_average, split=a.split,
+            report = test_report(d, predictor, loader, out, split=a.split,
                                  extra={"checkpoint": str(a.checkpoint), "data": str(a.data)}, task=task_of(state))
         except BaseException:
             if created and d.is_main:

@@ -1,12 +1,15 @@
 """Inference with a trained run, in one home: build its model from a checkpoint, and predict as
 the run did (its precision, its reverse-complement averaging, the length rule of its table).
 
-evaluate, predict, interpret, motifs, design, variants and maize_ddp.Run all predict through
-`forward`, so a number is the same whichever of them reports it.
+evaluate, predict, interpret, motifs, design, variants and maize_ddp.Run all predict through one
+`Predictor` (model, device, precision, RC averaging) and its one batching loop, so a number is
+the same whichever of them reports it.
 """
 from __future__ import annotations
 
 import sys
+from dataclasses import dataclass
+from typing import Iterable, Iterator, TypeVar
 
 import numpy as np
 import torch
@@ -62,6 +65,54 @@ def forward(model, codes: torch.Tensor, amp: str, rc_average: bool) -> torch.Ten
             pred = (pred + model(reverse_complement(codes)).float()) / 2
     return pred
 
+
+
+Key = TypeVar("Key")
+
+
+@dataclass(frozen=True)
+class Predictor:
+    """A model as its run predicts: on `device`, in precision `amp`, averaged over each sequence
+    and its reverse complement when `rc_average`. Call it on a batch of uint8 codes [B, L]
+    (tensor or numpy) for float32 predictions [B, T] on the device."""
+    model: torch.nn.Module
+    device: torch.device
+    amp: str = "off"
+    rc_average: bool = False
+
+    def __post_init__(self):
+        object.__setattr__(self, "device", torch.device(self.device))  # "cuda" as well as a torch.device
+
+    @classmethod
+    def of_checkpoint(cls, state: dict, device, where="checkpoint", trust_code: bool = False, amp=None,
+                      rc_average=None) -> "Predictor":
+        """The checkpoint's model in eval mode, with the run's precision and RC averaging unless
+        `amp` / `rc_average` say otherwise."""
+        model = model_from_checkpoint(state, device, where, trust_code).eval()
+        return cls(model, device, *run_settings(state, amp, rc_average, device))
+
+    @torch.no_grad()
+    def __call__(self, codes) -> torch.Tensor:
+        if isinstance(codes, np.ndarray):
+            codes = torch.from_numpy(np.ascontiguousarray(codes))
+        return forward(self.model, codes.to(self.device, non_blocking=True), self.amp, self.rc_average)
+
+    def batches(self, batches: Iterable[tuple[Key, object]]) -> Iterator[tuple[Key, np.ndarray]]:
+        """The batching loop: (key, codes) in, (key, float32 predictions [B, T] on the host) out."""
+        self.model.eval()
+        for key, codes in batches:
+            yield key, self(codes).cpu().numpy()
+
+    def array(self, codes: np.ndarray, batch_size: int) -> np.ndarray:
+        """Predictions [N, T] of codes [N, L] held in memory, `batch_size` rows a pass."""
+        out = [pred for _, pred in self.batches((None, codes[i:i + batch_size])
+                                                for i in range(0, len(codes), batch_size))]
+        return np.concatenate(out) if out else np.empty((0, 0), np.float32)
+
+    def with_settings(self, amp: str | None = None, rc_average: bool | None = None) -> "Predictor":
+        """The same model with another precision or RC averaging (None keeps the current one)."""
+        return Predictor(self.model, self.device, self.amp if amp is None else resolve_amp(amp, self.device),
+                         self.rc_average if rc_average is None else rc_average)
 
 
 def run_settings(state: dict, amp, rc_average, device) -> tuple[str, bool]:

@@ -33,7 +33,7 @@ from maize_ddp import attribution, distributed, errors, models, progress
 from maize_ddp.checkpoint import checkpoint_file, load
 from maize_ddp.codes import ALPHABET, codes_to_ascii
 from maize_ddp.arguments import add_run_settings, count, positive_int
-from maize_ddp.inference import forward, model_from_checkpoint, run_settings, trained_align
+from maize_ddp.inference import Predictor, trained_align
 from maize_ddp.inputs import InputError, RowSource, kind_of, open_rows, rows_with_ids
 from maize_ddp.origin import landmarks
 from maize_ddp.sequences import ALIGNMENTS
@@ -45,8 +45,7 @@ MANIFEST = "interpret.json"
 # ---------------------------------------------------------------- choosing the rows
 
 
-@torch.no_grad()
-def top_rows(d, model, source: RowSource, top: int, target: int, amp: str, rc_average: bool,
+def top_rows(d, predictor: Predictor, source: RowSource, top: int, target: int,
              batch_size: int) -> tuple[list[str], np.ndarray, np.ndarray]:
     """The `top` rows with the highest prediction (ties: the earlier row). Each rank predicts
     every world_size-th row and keeps its own best; the candidates are gathered and merged."""
@@ -55,11 +54,9 @@ def top_rows(d, model, source: RowSource, top: int, target: int, amp: str, rc_av
     for ids, codes in source.blocks():
         mine = np.arange(at, at + len(ids))
         mine = np.flatnonzero(mine % d.world_size == d.rank)
-        for s in range(0, len(mine), batch_size):
-            rows = mine[s:s + batch_size]
-            x = torch.from_numpy(codes[rows]).to(d.device)
-            pred = forward(model, x, amp, rc_average)[:, target].cpu().numpy()
-            kept_pred.append(pred)
+        chunks = ((rows, codes[rows]) for rows in np.array_split(mine, range(batch_size, len(mine), batch_size)) if len(rows))
+        for rows, pred in predictor.batches(chunks):
+            kept_pred.append(pred[:, target])
             kept_order.append(at + rows)
             kept_ids.append(ids[rows])
             kept_codes.append(codes[rows])
@@ -87,7 +84,7 @@ def _best(preds, orders, ids, codes, top):
 # ---------------------------------------------------------------- explaining them
 
 
-def explain(d, model, codes: np.ndarray, methods, amp, rc_average, target, batch_size, seqs_per_step):
+def explain(d, predictor: Predictor, codes: np.ndarray, methods, target, batch_size, seqs_per_step):
     """This rank's share of the rows (every world_size-th), explained: (rows, {method: scores},
     predictions). Gathered by the caller."""
     rows = np.arange(d.rank, len(codes), d.world_size)
@@ -96,10 +93,9 @@ def explain(d, model, codes: np.ndarray, methods, amp, rc_average, target, batch
     done = progress.bar(total=len(rows), desc=f"explaining ({', '.join(methods)})", unit="seqs", enabled=d.is_main)
     for s in range(0, len(rows), seqs_per_step):
         x = torch.from_numpy(codes[rows[s:s + seqs_per_step]]).to(d.device)
-        with torch.no_grad():
-            pred[s:s + len(x)] = forward(model, x, amp, rc_average)[:, target].cpu().numpy()
+        pred[s:s + len(x)] = predictor(x)[:, target].cpu().numpy()
         for m in methods:
-            scores[m][s:s + len(x)] = attribution.compute(m, model, x, amp, rc_average, target, batch_size).cpu().numpy()
+            scores[m][s:s + len(x)] = attribution.compute(m, predictor, x, target, batch_size).cpu().numpy()
         done.update(len(x))
     done.close()
     return rows, scores, pred
@@ -228,12 +224,10 @@ def run(a, d) -> dict | None:
     inputs = [a.data, checkpoint_file(a.checkpoint)]
     distributed.on_main(d, lambda: refuse_existing(a.out, a.overwrite, inputs, MANIFEST))
     state = load(a.checkpoint)
-    model = model_from_checkpoint(state, d.device, a.checkpoint, a.trust_model_code)
-    model.eval()
+    predictor = Predictor.of_checkpoint(state, d.device, a.checkpoint, a.trust_model_code, a.amp, a.rc_average)
     seq_len, num_targets = models.io_shape(state)
     if a.target >= num_targets:
         raise errors.ConfigError(f"--target {a.target}: the model has {num_targets} target(s)")
-    amp, rc_average = run_settings(state, a.amp, a.rc_average, d.device)
     a.batch_size = a.batch_size or attribution.ism_batch(d.device)
     methods = list(attribution.METHODS) if a.method == "both" else [a.method]
     def say(line):
@@ -246,8 +240,8 @@ def run(a, d) -> dict | None:
     if a.ids:
         ids, codes = rows_with_ids(source, a.ids)
     else:
-        ids, codes, _ = top_rows(d, model, source, a.top or 10, a.target, amp, rc_average, a.batch_size)
-    local = explain(d, model, codes, methods, amp, rc_average, a.target, a.batch_size, a.seqs_per_step)
+        ids, codes, _ = top_rows(d, predictor, source, a.top or 10, a.target, a.batch_size)
+    local = explain(d, predictor, codes, methods, a.target, a.batch_size, a.seqs_per_step)
     gathered = gather(d, len(ids), local)
     seconds = time.perf_counter() - started
     if not d.is_main:
@@ -255,7 +249,7 @@ def run(a, d) -> dict | None:
     scores, pred = gathered
     marks = landmarks(source.origin, seq_len)
     info = {"checkpoint": str(a.checkpoint), "data": str(a.data), "split": split if source.split else None, "methods": methods,
-            "target": a.target, "rc_average": rc_average, "amp": amp, "n": len(ids), "seq_len": seq_len,
+            "target": a.target, "rc_average": predictor.rc_average, "amp": predictor.amp, "n": len(ids), "seq_len": seq_len,
             "landmarks": {k: list(v) if isinstance(v, tuple) else v for k, v in marks.items()},
             "origin": source.origin, "world_size": d.world_size, "seconds": round(seconds, 3),
             "scores": "ism[n, k, l] = f(base k at l) - f(reference); saliency = gradient x one-hot input; "

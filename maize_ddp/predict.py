@@ -29,8 +29,7 @@ from maize_ddp.arguments import add_run_settings, positive_int
 from maize_ddp.inputs import kind_of, npz_batches, open_rows, rows_with_ids, sequence_batches
 from maize_ddp.sequences import ALIGNMENTS
 from maize_ddp.report import predict_batches, predictions_table
-from maize_ddp.inference import (forward, model_from_checkpoint, output_name, probabilities, run_settings, task_of,
-                                 trained_align)
+from maize_ddp.inference import Predictor, output_name, probabilities, task_of, trained_align
 
 HEADERS = ("id\t", "row\t", "file\trow\t")  # how a predictions table starts (now, and before row ids)
 
@@ -65,25 +64,16 @@ def check_out(out: Path, overwrite: bool, data: Path | None = None) -> None:
         raise PredictError(f"{out}: is not a predictions table; not replacing it")
 
 
-
-
-
-
-
-
-@torch.no_grad()
-def write_predictions(fh, model, batches, leading: tuple[str, ...], device, amp: str, rc_average: bool,
-                      task: str, num_targets: int) -> int:
+def write_predictions(fh, predictor: Predictor, batches, leading: tuple[str, ...], task: str,
+                      num_targets: int) -> int:
     """Predict batch by batch, writing `leading` columns (the first is the id) and the
     predictions as each batch comes: the input is never held whole. Returns the row count."""
-    model.eval()
     t = num_targets
     name = output_name(task)
     header = "\t".join(leading) + "\t" + (name if t == 1 else "\t".join(f"{name}_{i}" for i in range(t)))
     fh.write((header + "\n").encode())
     n = 0
-    for rows, codes in progress.bar(batches, desc="predicting", unit="batches"):
-        pred = forward(model, codes.to(device, non_blocking=True), amp, rc_average).cpu().numpy()
+    for rows, pred in predictor.batches(progress.bar(batches, desc="predicting", unit="batches")):
         if task == "classification":
             pred = probabilities(pred)
         fh.write("".join("\t".join(map(str, row)) + "\t" + "\t".join(f"{v:.9g}" for v in p) + "\n"
@@ -92,14 +82,14 @@ def write_predictions(fh, model, batches, leading: tuple[str, ...], device, amp:
     return n
 
 
-def predict_store(model, data: str, split: str, device, batch_size: int, amp: str, rc_average: bool,
-                  task: str, shape: tuple[int, int]) -> str:
+def predict_store(predictor: Predictor, data: str, split: str, batch_size: int, task: str,
+                  shape: tuple[int, int]) -> str:
     from maize_ddp.data import make_loader, open_store, read_ids
 
     info = open_store(data)
     info.check(split=split, seq_len=shape[0], num_targets=shape[1])
     loader = make_loader(data, split, batch_size=batch_size, train=False)
-    _, (rows, y, pred) = predict_batches(model, loader, device, amp, rc_average, keep=True, show=True)
+    _, (rows, y, pred) = predict_batches(predictor, loader, keep=True, show=True)
     loader.close()
     order = np.argsort(rows)
     rows, y, pred = rows[order], y[order], pred[order]
@@ -114,8 +104,6 @@ def chosen_rows(a, seq_len: int, align: str | None) -> list:
     ids, codes = rows_with_ids(source, a.ids)
     return [([(i,) for i in ids[k:k + a.batch_size]], torch.from_numpy(codes[k:k + a.batch_size]))
             for k in range(0, len(ids), a.batch_size)]
-
-
 
 
 def main(argv=None) -> int:
@@ -146,17 +134,15 @@ def predict(a) -> str:
     check_out(a.out, a.overwrite, a.data)
     device = distributed.pick_device(a.device, 0)
     state = load(a.checkpoint)
-    model = model_from_checkpoint(state, device, a.checkpoint, a.trust_model_code)
-    amp, rc_average = run_settings(state, a.amp, a.rc_average, device)
+    predictor = Predictor.of_checkpoint(state, device, a.checkpoint, a.trust_model_code, a.amp, a.rc_average)
     task, (seq_len, num_targets) = task_of(state), models.io_shape(state)
     if a.ids:
         batches, leading = chosen_rows(a, seq_len, trained_align(state)), ("id",)
 
         def write(fh) -> int:
-            return write_predictions(fh, model, batches, leading, device, amp, rc_average, task, num_targets)
+            return write_predictions(fh, predictor, batches, leading, task, num_targets)
     elif kind_of(a.data) == "store":
-        text = predict_store(model, str(a.data), a.split, device, a.batch_size, amp, rc_average, task,
-                             (seq_len, num_targets))
+        text = predict_store(predictor, str(a.data), a.split, a.batch_size, task, (seq_len, num_targets))
 
         def write(fh) -> int:
             fh.write(text.encode())
@@ -170,7 +156,7 @@ def predict(a) -> str:
             leading = ("id",)
 
         def write(fh) -> int:
-            return write_predictions(fh, model, batches, leading, device, amp, rc_average, task, num_targets)
+            return write_predictions(fh, predictor, batches, leading, task, num_targets)
     a.out.parent.mkdir(parents=True, exist_ok=True)
     written = []
     atomic_write(a.out, lambda fh: written.append(write(fh)))

@@ -15,12 +15,11 @@ import json
 from pathlib import Path
 
 import numpy as np
-import torch
 from scipy import stats
 
 from maize_ddp import distributed, errors, plots, progress
 from maize_ddp.checkpoint import atomic_write_text
-from maize_ddp.inference import forward, probabilities
+from maize_ddp.inference import Predictor, probabilities
 from maize_ddp.data import read_ids
 from maize_ddp.metrics import RegressionMoments, bce_with_logits, binary_summary, merge_all, not_binary
 
@@ -31,12 +30,6 @@ class LabelError(errors.Error, ValueError):
     """Labels a classification run cannot use (not 0/1)."""
 
 
-
-
-
-
-
-
 def check_binary(y: np.ndarray, where, split: str) -> None:
     row = not_binary(y)
     if row is not None:
@@ -44,25 +37,15 @@ def check_binary(y: np.ndarray, where, split: str) -> None:
                          "labels 0 or 1 (convert.genome_to_npz --classes quartiles makes them)")
 
 
-
-
-
-
-
-
-
-
-@torch.no_grad()
-def predict_batches(model, loader, device, amp="off", rc_average=False, keep=False, show: bool = False):
-    """Run the model over a loader yielding (codes, y, rows). Returns local moments and, with
+def predict_batches(predictor: Predictor, loader, keep=False, show: bool = False):
+    """Predict a loader's batches of (codes, y, rows). Returns local moments and, with
     keep=True, this rank's (rows, y, predictions) arrays. `show`: a progress bar (rank 0)."""
-    model.eval()
     moments = None
     kept = []
-    for codes, y, rows in progress.bar(loader, total=len(loader), desc=f"predicting {loader.info.path.name}",
-                                       unit="batches", enabled=show):
-        pred = forward(model, codes.to(device, non_blocking=True), amp, rc_average)
-        pred, y = pred.cpu().numpy(), y.numpy()
+    batches = progress.bar(loader, total=len(loader), desc=f"predicting {loader.info.path.name}", unit="batches",
+                           enabled=show)
+    for (y, rows), pred in predictor.batches(((y, rows), codes) for codes, y, rows in batches):
+        y = y.numpy()
         batch = RegressionMoments.of_batch(y, pred)
         moments = batch if moments is None else moments.merge(batch)
         if keep:
@@ -77,19 +60,19 @@ def predict_batches(model, loader, device, amp="off", rc_average=False, keep=Fal
     return moments, (np.zeros(0, np.int64), np.zeros((0, t), np.float32), np.zeros((0, t), np.float32))
 
 
-def evaluate_split(d, model, loader, amp="off", task="regression") -> dict:
+def evaluate_split(d, predictor: Predictor, loader, task="regression") -> dict:
     """Exact metrics over the whole split; every rank gets the same numbers."""
     if task == "classification":
-        return classify_split(d, model, loader, amp)
-    local, _ = predict_batches(model, loader, d.device, amp)
+        return classify_split(d, predictor, loader)
+    local, _ = predict_batches(predictor, loader)
     parts = distributed.all_gather_objects(d, local.to_array())
     return merge_all([RegressionMoments.from_array(p) for p in parts]).summary()
 
 
-def classify_split(d, model, loader, amp="off") -> dict:
+def classify_split(d, predictor: Predictor, loader) -> dict:
     """Accuracy, auROC and BCE of a split: every rank gathers every rank's (labels, logits), so
     every rank computes the same exact figures (and takes the same early-stopping decision)."""
-    _, (_, y, logits) = predict_batches(model, loader, d.device, amp, keep=True)
+    _, (_, y, logits) = predict_batches(predictor, loader, keep=True)
     parts = distributed.all_gather_objects(d, (y, logits))
     y, logits = (np.concatenate(p) for p in zip(*parts))
     check_binary(y, loader.info.path, loader.split)
@@ -100,11 +83,12 @@ class ReportError(errors.Error):
     pass
 
 
-def test_report(d, model, loader, out_dir: Path, amp="off", rc_average=False, split="test",
-                extra: dict | None = None, task="regression") -> dict | None:
+def test_report(d, predictor: Predictor, loader, out_dir: Path, split="test", extra: dict | None = None,
+                task="regression") -> dict | None:
     """Metrics, predictions in source order with each row's id, and the scatter plot; files
     written by rank 0."""
-    local, (rows, y, pred) = predict_batches(model, loader, d.device, amp, rc_average, keep=True, show=d.is_main)
+    rc_average = predictor.rc_average
+    local, (rows, y, pred) = predict_batches(predictor, loader, keep=True, show=d.is_main)
     parts = distributed.all_gather_objects(d, (local.to_array(), rows, y, pred))
     if not d.is_main:
         return None

@@ -27,7 +27,7 @@ import torch
 
 from maize_ddp import attribution, checkpoint, errors, models
 from maize_ddp.codes import ascii_to_codes, onehot_to_codes
-from maize_ddp.inference import forward, model_from_checkpoint, resolve_amp, run_settings, task_of, trained_align
+from maize_ddp.inference import Predictor, task_of, trained_align
 from maize_ddp.sequences import fit_length
 
 
@@ -64,11 +64,16 @@ class Run:
         file = path / "checkpoints" / f"{checkpoint_name}.pt" if path.is_dir() else path
         device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
         state = checkpoint.load(file)
-        model = model_from_checkpoint(state, device, file, trust_code).eval()
-        amp, rc_average = run_settings(state, None, None, device)
+        predictor = Predictor.of_checkpoint(state, device, file, trust_code)
         seq_len, num_targets = models.io_shape(state)
-        return cls(model=model, path=file, task=task_of(state), seq_len=seq_len, num_targets=num_targets, amp=amp, rc_average=rc_average, align=trained_align(state),
+        return cls(model=predictor.model, path=file, task=task_of(state), seq_len=seq_len, num_targets=num_targets,
+                   amp=predictor.amp, rc_average=predictor.rc_average, align=trained_align(state),
                    origin=(state.get("store") or {}).get("origin"), config=state["config"], device=device)
+
+    @property
+    def predictor(self) -> Predictor:
+        """The model with the run's device, precision and RC averaging (maize_ddp.inference)."""
+        return Predictor(self.model, self.device, self.amp, self.rc_average)
 
     # ---- inputs ---------------------------------------------------------------------------------
     def codes(self, x, align: str | None = None) -> np.ndarray:
@@ -102,18 +107,14 @@ class Run:
         return x
 
     # ---- predictions ----------------------------------------------------------------------------
-    @torch.no_grad()
-    def _predict_codes(self, codes: np.ndarray, batch_size: int, amp: str, rc_average: bool) -> np.ndarray:
-        out = [forward(self.model, torch.from_numpy(np.ascontiguousarray(codes[i:i + batch_size])).to(self.device),
-                       amp, rc_average).cpu().numpy() for i in range(0, len(codes), batch_size)]
-        return np.concatenate(out) if out else np.empty((0, self.num_targets), np.float32)
+    def _predict_codes(self, predictor: Predictor, codes: np.ndarray, batch_size: int) -> np.ndarray:
+        return predictor.array(codes, batch_size) if len(codes) else np.empty((0, self.num_targets), np.float32)
 
     def predict(self, x, *, split: str = "test", batch_size: int = 256, amp: str | None = None,
                 rc_average: bool | None = None, align: str | None = None, seq_col=None, id_col=None):
         """Predictions (logits for a classification run): numpy [T] for one sequence, [N, T] for
         several; for a path (store, npz folder, table, FASTA), (ids, [N, T]) in the input's order."""
-        amp = self.amp if amp is None else resolve_amp(amp, self.device)
-        rc_average = self.rc_average if rc_average is None else rc_average
+        predictor = self.predictor.with_settings(amp, rc_average)
         if isinstance(x, Path) or (isinstance(x, str) and not SEQUENCE.fullmatch(x)):
             from maize_ddp.inputs import open_rows
 
@@ -121,9 +122,9 @@ class Run:
             ids, preds = [], []
             for block_ids, codes in source.blocks():
                 ids += [str(i) for i in block_ids]
-                preds.append(self._predict_codes(codes, batch_size, amp, rc_average))
+                preds.append(self._predict_codes(predictor, codes, batch_size))
             return ids, (np.concatenate(preds) if preds else np.empty((0, self.num_targets), np.float32))
-        pred = self._predict_codes(self.codes(x, align), batch_size, amp, rc_average)
+        pred = self._predict_codes(predictor, self.codes(x, align), batch_size)
         return pred[0] if isinstance(x, str) else pred
 
     def attribute(self, x, method: str = "ism", target: int = 0, batch_size: int | None = None,
@@ -132,8 +133,8 @@ class Run:
         minus the reference's) or saliency (gradient x one-hot input), for target `target`."""
         if method not in attribution.METHODS:
             raise RunInputError(f"method must be one of {', '.join(attribution.METHODS)}, not {method!r}")
-        codes = torch.from_numpy(self.codes(x, align)).to(self.device)
-        scores = attribution.compute(method, self.model, codes, self.amp, self.rc_average, target, batch_size)
+        codes = torch.from_numpy(self.codes(x, align))
+        scores = attribution.compute(method, self.predictor, codes, target, batch_size)
         return scores.detach().float().cpu().numpy()
 
     def score_variants(self, vcf, fasta, gff, out, *, batch_size: int = 128, **options):
@@ -144,8 +145,8 @@ class Run:
         from maize_ddp.variants import score_variants
 
         record = {"config": self.config, "store": {"origin": self.origin}}
-        return score_variants(self.model, record, self.path, vcf, fasta, gff, out, device=self.device,
-                              amp=self.amp, rc_average=self.rc_average, batch_size=batch_size, **options)
+        return score_variants(self.predictor, record, self.path, vcf, fasta, gff, out, batch_size=batch_size,
+                              **options)
 
     def motifs(self, x, *, split: str = "test", ids=None, top=None, method: str = "ism", target: int = 0,
                motif_db=None, jaspar_taxon: str = "plants", matches: int = 3, seed: int = 0, **discover):

@@ -42,7 +42,7 @@ from tqdm import tqdm
 from maize_ddp import checkpoint, config, distributed, errors, models, outputs, plots, runlock
 from maize_ddp.data import StoreError, make_loader, open_store, read_ids
 from maize_ddp.report import describe_report, evaluate_split, test_report
-from maize_ddp.inference import autocast, resolve_amp
+from maize_ddp.inference import Predictor, autocast, resolve_amp
 from maize_ddp.model import GeometryWarning, ModelConfig, build_model, flat_length, recalibrate_batchnorm
 from maize_ddp.training_state import TrainingError, TrainingState, seed_rank
 
@@ -640,7 +640,7 @@ def validate(cfg, d, model, val_loader, bn_loader, amp: str) -> dict:
         distributed.average_buffers(d, model)
     else:
         distributed.broadcast_buffers(d, model)
-    return evaluate_split(d, model, val_loader, amp, cfg.task)
+    return evaluate_split(d, Predictor(model, d.device, amp), val_loader, cfg.task)
 
 
 def report(cfg, d, state: TrainingState, best: Path, amp: str) -> dict:
@@ -652,7 +652,7 @@ def report(cfg, d, state: TrainingState, best: Path, amp: str) -> dict:
     loader_args = dict(rank=d.rank, world_size=d.world_size, seed=cfg.seed, num_workers=cfg.num_workers,
                        pin_memory=d.device.type == "cuda")
     with loader(cfg.data, "test", batch_size=cfg.batch_size * 4, train=False, **loader_args) as test_loader:
-        result = test_report(d, state.model, test_loader, out, amp, cfg.rc_average,
+        result = test_report(d, Predictor(state.model, d.device, amp, cfg.rc_average), test_loader, out,
                              extra={"best_epoch": best_state["epoch"], "data": str(cfg.data)}, task=cfg.task)
     if d.is_main:
         plots.curves(out / "curves.png", state.history)

@@ -27,14 +27,13 @@ from pathlib import Path
 from types import SimpleNamespace
 
 import numpy as np
-import torch
 
 from maize_ddp import distributed, errors, models, progress
 from maize_ddp.checkpoint import atomic_write_text, load, temp_path
 from maize_ddp.codes import ascii_to_codes, codes_to_ascii
 from maize_ddp.chrom_names import ChromNames, read_map
 from maize_ddp.arguments import add_run_settings, count, positive_int
-from maize_ddp.inference import forward, model_from_checkpoint, run_settings
+from maize_ddp.inference import Predictor
 from maize_ddp.origin import geometry as origin_geometry
 from maize_ddp.vcf import Site, VcfError, read_sites, symbolic
 
@@ -123,16 +122,13 @@ class Summary:
 class Scorer:
     """Batches alternate windows (and each gene's reference window, predicted once per gene)."""
 
-    def __init__(self, model, device, amp, rc_average, batch_size, write):
-        self.model, self.device, self.amp, self.rc = model, device, amp, rc_average
-        self.batch_size, self.write = batch_size, write
+    def __init__(self, predictor: Predictor, batch_size: int, write):
+        self.predictor, self.batch_size, self.write = predictor, batch_size, write
         self.ref_pred: dict[str, np.ndarray] = {}  # gene id -> prediction, for the current chromosome
         self.pending: list[tuple] = []  # (row fields, gene id, ref window or None, alt window)
 
-    @torch.no_grad()
     def predict(self, windows: list[np.ndarray]) -> np.ndarray:
-        x = torch.from_numpy(np.stack(windows)).to(self.device)
-        return forward(self.model, x, self.amp, self.rc).cpu().numpy()
+        return self.predictor.array(np.stack(windows), len(windows))
 
     def add(self, fields: list[str], gene_id: str, ref: np.ndarray | None, alt: np.ndarray) -> None:
         self.pending.append((fields, gene_id, ref, alt))
@@ -188,7 +184,7 @@ class Genome:
         return self.codes
 
 
-def score_vcf(a, model, device, amp, rc_average, geometry, edge, out_file, num_targets: int) -> Summary:
+def score_vcf(a, predictor: Predictor, geometry, edge, out_file, num_targets: int) -> Summary:
     from maize_ddp.gff import read_genes
     from maize_ddp.variant_windows import alt_window, ref_window, window_position
 
@@ -200,7 +196,7 @@ def score_vcf(a, model, device, amp, rc_average, geometry, edge, out_file, num_t
     windows: dict = {}  # chromosome -> ChromosomeWindows (None: no genes there)
     names = ChromNames(set(by_chrom), a.fasta, read_map(a.chrom_map) if a.chrom_map else None, where=str(a.gff))
     genome = Genome(a.fasta)
-    scorer = Scorer(model, device, amp, rc_average, a.batch_size, out_file.write)
+    scorer = Scorer(predictor, a.batch_size, out_file.write)
     out_file.write(header(num_targets))
     current = None
     for site in progress.bar(read_sites(a.vcf), desc=f"scoring {a.vcf.name}", unit="lines"):
@@ -366,19 +362,19 @@ def run(a) -> Summary:
     check_out(a.out, a.overwrite, [a.vcf, a.fasta, a.gff])
     device = distributed.pick_device(a.device, 0)
     state = load(a.checkpoint)
-    model = model_from_checkpoint(state, device, a.checkpoint, a.trust_model_code).eval()
-    return score_variants(model, state, a.checkpoint, a.vcf, a.fasta, a.gff, a.out, device=device, amp=a.amp,
-                          rc_average=a.rc_average, overwrite=a.overwrite, chrom_map=a.chrom_map,
+    predictor = Predictor.of_checkpoint(state, device, a.checkpoint, a.trust_model_code, a.amp, a.rc_average)
+    return score_variants(predictor, state, a.checkpoint, a.vcf, a.fasta, a.gff, a.out, overwrite=a.overwrite,
+                          chrom_map=a.chrom_map,
                           max_indel=a.max_indel, skip_invalid=a.skip_invalid, batch_size=a.batch_size,
                           **{k: getattr(a, k) for k in GENE_DEFAULTS})
 
 
-def score_variants(model, state: dict, where, vcf, fasta, gff, out, *, device, amp=None, rc_average=None,
-                   overwrite: bool = False, chrom_map=None, max_indel: int = 50, skip_invalid: bool = False,
+def score_variants(predictor: Predictor, state: dict, where, vcf, fasta, gff, out, *, overwrite: bool = False, chrom_map=None, max_indel: int = 50, skip_invalid: bool = False,
                    batch_size: int = 128, **genes) -> Summary:
-    """Score every allele of `vcf` in the gene windows the run's data were cut with, writing the
-    variants table `out` and its summary beside it (the module doc); `state` is the checkpoint's
-    record (its config and store origin), `genes` GFF reading flags that override the recorded ones."""
+    """Score every allele of `vcf` in the gene windows the run's data were cut with, by `predictor`
+    (the run's model and settings), writing the variants table `out` and its summary beside it (the
+    module doc); `state` is the checkpoint's record (its config and store origin), `genes` GFF
+    reading flags that override the recorded ones."""
     a = SimpleNamespace(checkpoint=where, vcf=Path(vcf), fasta=Path(fasta), gff=Path(gff), out=Path(out),
                         overwrite=overwrite, chrom_map=Path(chrom_map) if chrom_map else None, max_indel=max_indel,
                         skip_invalid=skip_invalid, batch_size=batch_size,
@@ -393,15 +389,14 @@ def score_variants(model, state: dict, where, vcf, fasta, gff, out, *, device, a
     if geometry.length != seq_len:
         raise VariantError(f"{where}: the model takes {seq_len} bp, the recorded window "
                            f"geometry makes {geometry.length} bp")
-    amp, rc_average = run_settings(state, amp, rc_average, device)
     a.out.parent.mkdir(parents=True, exist_ok=True)
     tmp = temp_path(a.out)
     try:
         with open(tmp, "w") as fh:  # streamed: memory does not grow with the VCF
-            summary = score_vcf(a, model, device, amp, rc_average, geometry, edge, fh, models.io_shape(state)[1])
+            summary = score_vcf(a, predictor, geometry, edge, fh, models.io_shape(state)[1])
         doc = {"generator": "maize_ddp.variants", "checkpoint": str(a.checkpoint), "vcf": str(a.vcf),
                "fasta": str(a.fasta), "gff": str(a.gff), "geometry": geometry.__dict__, "edge": edge,
-               "rc_average": rc_average, **summary.__dict__}
+               "rc_average": predictor.rc_average, **summary.__dict__}
         atomic_write_text(summary_path(a.out), json.dumps(doc, indent=2) + "\n")
         os.replace(tmp, a.out)  # the table last: once it is there, it is complete
     except BaseException:

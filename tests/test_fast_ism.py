@@ -4,6 +4,7 @@ import pytest
 import torch
 
 from maize_ddp import attribution, fast_ism
+from maize_ddp.inference import Predictor
 from maize_ddp.model import BasenjiModel
 
 
@@ -67,14 +68,17 @@ def test_ism_scores_equal_those_of_full_passes(rc_average):
     geometry = GEOMETRIES[0]
     torch.manual_seed(2)
     codes = torch.randint(0, 5, (3, geometry["seq_len"]), dtype=torch.uint8)
-    fast = attribution.ism(trained_like(BasenjiModel, **geometry), codes, rc_average=rc_average, batch_size=100)
-    full = attribution.ism(trained_like(FullPasses, **geometry), codes, rc_average=rc_average, batch_size=100)
+    cpu = torch.device("cpu")
+    fast = attribution.ism(Predictor(trained_like(BasenjiModel, **geometry), cpu, rc_average=rc_average), codes,
+                           batch_size=100)
+    full = attribution.ism(Predictor(trained_like(FullPasses, **geometry), cpu, rc_average=rc_average), codes,
+                           batch_size=100)
     assert full.abs().max() > 1e-2
     torch.testing.assert_close(fast, full, rtol=0, atol=1e-5)
 
 
 def test_a_weighted_objective_is_the_weighted_sum_of_target_scores():
-    model = trained_like(BasenjiModel, **{**GEOMETRIES[0], "num_targets": 2})
+    model = Predictor(trained_like(BasenjiModel, **{**GEOMETRIES[0], "num_targets": 2}), torch.device("cpu"))
     codes = torch.randint(0, 4, (2, 170), dtype=torch.uint8)
     weights = torch.tensor([0.5, -2.0])
     got = attribution.ism(model, codes, weights=weights)

@@ -13,7 +13,7 @@ import torch
 from convert import npz_to_zarr, synth
 from maize_ddp import attribution, interpret
 from maize_ddp.checkpoint import load
-from maize_ddp.inference import model_from_checkpoint
+from maize_ddp.inference import Predictor, model_from_checkpoint
 
 ENV = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONUNBUFFERED": "1", "TORCH_DISABLE_SHARE_RDZV_TCP_STORE": "1"}
 SMALL_MODEL = ["--conv1kc", "32", "--conv2kc", "32", "--conv3kc", "32", "--convdc", "2", "--convdkc", "16",
@@ -153,7 +153,7 @@ def test_rc_average_saliency_matches_the_averaged_forward(trained):
     model = model_from_checkpoint(load(trained["run"]), "cpu").eval().double()
     codes = torch.from_numpy(np.random.default_rng(0).integers(0, 4, (2, SEQ_LEN), dtype=np.uint8))
     model.code_table = model.code_table.double()
-    grad_x_input = attribution.saliency(model, codes, rc_average=True)
+    grad_x_input = attribution.saliency(Predictor(model, "cpu", rc_average=True), codes)
     x = model.one_hot(codes)
 
     def f(x):

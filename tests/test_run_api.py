@@ -42,6 +42,23 @@ def test_strings_codes_and_one_hot_give_the_same_predictions_in_order(trained):
     np.testing.assert_allclose(run.predict(codes[::-1]), from_codes[::-1], rtol=1e-5, atol=1e-6)
 
 
+def test_the_predictor_is_the_runs_forward_on_one_batch(trained):
+    """run.predictor: the loop every command uses, one batch at a time, with the run's settings
+    (and others on request)."""
+    import torch
+
+    run = Run.load(trained / "run")
+    codes = np.random.default_rng(1).integers(0, 4, (5, 120), dtype=np.uint8)
+    got = run.predictor(codes)
+    assert isinstance(got, torch.Tensor) and got.dtype == torch.float32 and got.shape == (5, 1)
+    np.testing.assert_array_equal(got.numpy(), run.predict(codes))
+    averaged = run.predictor.with_settings(rc_average=True)(codes).numpy()
+    reverse_complement = np.ascontiguousarray(3 - codes[:, ::-1])  # no N here: A<->T, C<->G
+    np.testing.assert_allclose(averaged, (run.predict(codes) + run.predict(reverse_complement)) / 2,
+                               rtol=1e-5, atol=1e-6)
+    np.testing.assert_array_equal(averaged, run.predict(codes, rc_average=True))
+
+
 def test_other_lengths_need_a_rule(trained):
     run = Run.load(trained / "run")
     short = "ACGT" * 25  # 100 bases for a 120-base model

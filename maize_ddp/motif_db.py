@@ -50,12 +50,21 @@ class KnownMotif:
 # ---------------------------------------------------------------- MEME files
 
 
-_MATRIX = re.compile(r"letter-probability matrix:.*?\bw=\s*(\d+)")
+_MATRIX = re.compile(r"letter-probability matrix:")
+_WIDTH = re.compile(r"\bw=\s*(\d+)")  # optional in the format: without it the rows run to the first other line
+
+
+def _numbers(text: str) -> list[float] | None:
+    try:
+        return [float(v) for v in text.split()]
+    except ValueError:
+        return None
 
 
 def read_meme(path) -> list[KnownMotif]:
     """The motifs of a MEME file (version 4 text format: `MOTIF id [name]`, then a
-    `letter-probability matrix: ... w= W` line and W rows of 4 probabilities)."""
+    `letter-probability matrix: ... [w= W]` line and W rows of 4 probabilities; without w=, the
+    rows up to the first blank or other line)."""
     path = Path(path)
     try:
         lines = path.read_text(errors="replace").splitlines()
@@ -85,21 +94,26 @@ def read_meme(path) -> list[KnownMotif]:
             i += 1
         if i == len(lines):
             raise MotifDBError(f"{path}: line {at}: motif {motif_id!r} has no letter-probability matrix")
-        width = int(_MATRIX.search(lines[i]).group(1))
+        given = _WIDTH.search(lines[i])
+        width = int(given.group(1)) if given else None
         rows = []
         i += 1
-        while len(rows) < width:
+        while width is None or len(rows) < width:
             if i == len(lines):
-                raise MotifDBError(f"{path}: motif {motif_id!r}: the file ends after {len(rows)} of its {width} rows")
+                if width is None and rows:
+                    break
+                raise MotifDBError(f"{path}: motif {motif_id!r}: the file ends after {len(rows)} of its "
+                                   f"{width if width is not None else 'expected'} rows")
             text = lines[i].strip()
+            if width is None and rows and (not text or _numbers(text) is None):
+                break  # the end of a matrix without w=
             i += 1
             if not text:
                 continue
-            try:
-                row = [float(v) for v in text.split()]
-            except ValueError:
+            row = _numbers(text)
+            if row is None:
                 raise MotifDBError(f"{path}: line {i}: motif {motif_id!r}: expected 4 probabilities, "
-                                   f"got {text[:40]!r}") from None
+                                   f"got {text[:40]!r}")
             if len(row) != 4 or min(row) < 0 or not np.isfinite(row).all() or abs(sum(row) - 1) > 0.02:
                 raise MotifDBError(f"{path}: line {i}: motif {motif_id!r}: expected 4 probabilities summing "
                                    f"to 1, got {text[:40]!r}")

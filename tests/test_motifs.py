@@ -152,6 +152,22 @@ def test_read_meme_refuses_bad_files(tmp_path):
         read_meme(tmp_path / "none.meme")
 
 
+def test_read_meme_takes_matrices_without_a_width(tmp_path):
+    """w= is optional in the MEME format: the rows then run to the first blank or other line."""
+    path = tmp_path / "no_width.meme"
+    path.write_text("MEME version 4\n\nALPHABET= ACGT\n\n"
+                    "MOTIF A1 first\nletter-probability matrix: alength= 4\n"
+                    "0.7 0.1 0.1 0.1\n0.1 0.7 0.1 0.1\n0.1 0.1 0.7 0.1\nURL http://example.org/A1\n\n"
+                    "MOTIF B2\nletter-probability matrix:\n\n 0.25 0.25 0.25 0.25\n0 0 0 1\n\n"
+                    "MOTIF C3\nletter-probability matrix: alength= 4 w= 1\n1 0 0 0\n")
+    db = read_meme(path)
+    assert [(m.id, m.name, m.ppm.shape[1]) for m in db] == [("A1", "first", 3), ("B2", "B2", 2), ("C3", "C3", 1)]
+    np.testing.assert_allclose(db[1].ppm[:, 1], [0, 0, 0, 1])
+    path.write_text("MEME version 4\n\nMOTIF E\nletter-probability matrix:\nURL x\n")
+    with pytest.raises(MotifDBError, match="motif 'E': expected 4 probabilities"):
+        read_meme(path)
+
+
 def test_jaspar_plants_gcc_box_is_an_erf(found):
     pytest.importorskip("pyjaspar")
     from maize_ddp.motif_db import jaspar

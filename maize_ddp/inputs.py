@@ -96,6 +96,7 @@ def _npz_rows(folder: Path, seq_len: int) -> RowSource:
 
 def rows_with_ids(source: RowSource, wanted: list[str]) -> tuple[list[str], np.ndarray]:
     """The rows of the given ids, in the order asked; every id must be there, once."""
+    wanted = [str(i) for i in wanted]
     seen = set()
     for i in wanted:
         if i in seen:

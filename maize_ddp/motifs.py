@@ -346,13 +346,18 @@ def landmarks_beside(path) -> dict:
 
 
 def choose(ids, pred, wanted: list[str] | None, top: int | None) -> np.ndarray:
-    """Row indices: the ids asked for (in that order), the `top` highest predictions, or all."""
+    """Row indices: the ids asked for (in that order, each once), the `top` highest predictions
+    (best first; ties: the earlier row), or all. From a run or from --attributions alike."""
     if wanted:
+        wanted = [str(i) for i in wanted]
+        twice = next((i for k, i in enumerate(wanted) if i in wanted[:k]), None)
+        if twice is not None:
+            raise MotifError(f"--ids: {twice!r} is given twice")
         where = {str(i): k for k, i in enumerate(ids)}
         missing = [i for i in wanted if i not in where]
         if missing:
             raise MotifError(f"--ids: no row with id {missing[0]!r}" + (f" (and {len(missing) - 1} more)" if len(missing) > 1 else ""))
-        return np.array([where[i] for i in dict.fromkeys(wanted)], dtype=np.int64)
+        return np.array([where[i] for i in wanted], dtype=np.int64)
     if top:
         if pred is None:
             raise MotifError("--top needs predictions, and the attributions file has none")
@@ -383,8 +388,7 @@ def attributions_from_run(run, data, split: str = "test", *, ids: list[str] | No
             raise MotifError(f"{source.where}: no rows")
         codes = np.concatenate(blocks)
         if top:
-            pred = run.predict(codes, batch_size=batch_size)[:, target]
-            pick = np.sort(np.lexsort((np.arange(len(pred)), -pred))[:top])
+            pick = choose(chosen, run.predict(codes, batch_size=batch_size)[:, target], None, top)
             chosen, codes = [chosen[k] for k in pick], codes[pick]
     pred = run.predict(codes, batch_size=batch_size)[:, target]
     scores = np.zeros((len(codes), 4, codes.shape[1]), np.float32)

@@ -59,6 +59,28 @@ def test_the_predictor_is_the_runs_forward_on_one_batch(trained):
     np.testing.assert_array_equal(averaged, run.predict(codes, rc_average=True))
 
 
+def test_motif_rows_are_chosen_alike_from_a_run_and_from_its_attributions(trained):
+    """--top from a run picks the rows (and their order: best first) that --top picks from the
+    attributions of every row; --ids keeps the order asked and refuses an id given twice."""
+    from maize_ddp import motifs
+
+    run = Run.load(trained / "run")
+    data = trained / "data.zarr"
+    ids, codes, scores, pred, _ = motifs.attributions_from_run(run, data, show_progress=False)
+    pick = motifs.choose(ids, pred, None, 5)
+    top_ids, top_codes, top_scores, top_pred, _ = motifs.attributions_from_run(run, data, top=5, show_progress=False)
+    assert list(top_ids) == [ids[k] for k in pick] and np.all(np.diff(top_pred) <= 0)
+    np.testing.assert_array_equal(top_codes, codes[pick])
+    np.testing.assert_allclose(top_scores, scores[pick], rtol=1e-5, atol=1e-6)
+    wanted = [ids[7], ids[2]]
+    assert list(motifs.attributions_from_run(run, data, ids=wanted, show_progress=False)[0]) == wanted
+    assert [ids[k] for k in motifs.choose(ids, pred, wanted, None)] == wanted
+    for chooser in (lambda: motifs.choose(ids, pred, [ids[1], ids[1]], None),
+                    lambda: motifs.attributions_from_run(run, data, ids=[ids[1], ids[1]], show_progress=False)):
+        with pytest.raises(Exception, match=f"--ids: '{ids[1]}' is given twice"):
+            chooser()
+
+
 def test_other_lengths_need_a_rule(trained):
     run = Run.load(trained / "run")
     short = "ACGT" * 25  # 100 bases for a 120-base model

@@ -27,6 +27,10 @@ def timed(fn, repeats=1) -> float:
     return (time.perf_counter() - start) / repeats
 
 
+def rate(per_s: float) -> str:
+    return f"{per_s:,.0f}" if per_s >= 100 else f"{per_s:.3g}"
+
+
 def main() -> None:
     p = argparse.ArgumentParser()
     p.add_argument("--device", default="auto", help="auto (cuda when available) | cpu | cuda")
@@ -47,10 +51,10 @@ def main() -> None:
         codes = torch.randint(0, 4, (seqs, seq_len), dtype=torch.uint8, device=device)
         for batch in (int(b) for b in a.batch_sizes.split(",")):
             s = timed(lambda: attribution.ism(Predictor(model, device), codes, batch_size=batch)) / seqs
-            print(f"| {name} | {seq_len} | ism | {batch} | {seqs} | {s:.2f} | {1 / s:.3g} |", flush=True)
+            print(f"| {name} | {seq_len} | ism | {batch} | {seqs} | {s:.2f} | {rate(1 / s)} |", flush=True)
         many = torch.randint(0, 4, (32, seq_len), dtype=torch.uint8, device=device)
         s = timed(lambda: attribution.saliency(Predictor(model, device), many), repeats=3) / len(many)
-        print(f"| {name} | {seq_len} | saliency | - | 32 | {s:.4f} | {1 / s:.3g} |", flush=True)
+        print(f"| {name} | {seq_len} | saliency | - | 32 | {s:.4f} | {rate(1 / s)} |", flush=True)
 
 
 if __name__ == "__main__":

@@ -8,4 +8,7 @@ python benchmarks/bench_convert.py | tee benchmarks/results/convert.md
 python benchmarks/bench_loader.py | tee benchmarks/results/loader.md
 python benchmarks/bench_integrity.py | tee benchmarks/results/integrity.md
 python benchmarks/bench_train.py | tee benchmarks/results/train.md
+bash benchmarks/bench_demo.sh
+python benchmarks/bench_ism.py | tee benchmarks/results/ism.md  # needs: pip install tangermeme
+python benchmarks/doc_figures.py  # the docs quote the figures just measured
 echo "real data: bash benchmarks/real_arabidopsis.sh [DATA_DIR]  (about 30 minutes)"

@@ -17,6 +17,8 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 
+GENE_ROW = r"BasenjiModel, `presets/gene_level.toml`, torchrun 2 CPU processes, best epoch "
+
 # name: (results file, pattern; group 1 is the value)
 FIGURES = {
     # launch/demo.sh, measured by benchmarks/bench_demo.sh
@@ -26,10 +28,11 @@ FIGURES = {
     "demo_r2": ("demo.md", r"R² ([\d.]+)"),
     "demo_wall": ("demo.md", r"whole demo: ([\d.]+ min)"),
     # benchmarks/real_arabidopsis.sh with presets/gene_level.toml
-    "gene_level_test_r": ("real_arabidopsis.md", r"gene_level.toml`, torchrun 2 CPU processes, best epoch [^|]*\| "
-                                                 r"[\d.]+ \| \*\*([\d.]+)\*\*"),
-    "gene_level_training": ("real_arabidopsis.md", r"best epoch 16/20 \|[^\n]*\| ([\d.]+ min) \(wall"),
-    "gene_level_wall": ("real_arabidopsis.md", r"best epoch 16/20 \|[^\n]*\(wall ([\d.]+ min)\)"),
+    "gene_level_best_epoch": ("real_arabidopsis.md", GENE_ROW + r"(\d+/\d+)"),
+    "gene_level_test_r": ("real_arabidopsis.md", GENE_ROW + r"[^|]*\| [\d.]+ \| \*\*([\d.]+)\*\*"),
+    "gene_level_test_r2": ("real_arabidopsis.md", GENE_ROW + r"[^|]*\|(?: [^|]*\|){3} \*\*([\d.]+)\*\*"),
+    "gene_level_training": ("real_arabidopsis.md", GENE_ROW + r"[^\n]*\| ([\d.]+ min) \(wall"),
+    "gene_level_wall": ("real_arabidopsis.md", GENE_ROW + r"[^\n]*\(wall ([\d.]+ min)\)"),
     # benchmarks/bench_ism.py: saturation ISM against tangermeme
     "ism_promoter_vs_tangermeme": ("ism.md", r"core_promoter, 170 bp: [^\n]*\*\*([\d.]+x)\*\*"),
     "ism_promoter_seconds": ("ism.md", r"core_promoter, 170 bp: maize_ddp's fast ISM takes ([\d.e-]+ s)"),
@@ -41,7 +44,8 @@ FIGURES = {
     "saliency_3020": ("interpret.md", r"\| 3020 \| saliency \| - \| 32 \| [\d.]+ \| ([\d,]+) \|"),
 }
 
-MARKER = re.compile(r"<!-- fig:([a-z0-9_]+) -->(.*?)<!-- /fig -->")
+# a value is one line and holds no other marker; anything else that looks like a marker is an error
+MARKER = re.compile(r"<!-- fig:([a-z0-9_]+) -->((?:(?!<!--)[^\n])*)<!-- /fig -->")
 
 
 def documents(root: Path) -> list[Path]:
@@ -65,6 +69,10 @@ def rewrite(root: Path, check: bool) -> list[str]:
     values, problems, quoted_anywhere = measured(root), [], set()
     for doc in documents(root):
         text = doc.read_text()
+        found = len(MARKER.findall(text))
+        if not found == text.count("<!-- fig:") == text.count("<!-- /fig -->"):
+            problems.append(f"{doc.relative_to(root)}: a malformed figure marker (names are a-z, 0-9 and _; a "
+                            "value is one line; each <!-- fig:NAME --> closes with <!-- /fig -->)")
 
         def fill(m: re.Match) -> str:
             name, quoted = m.group(1), m.group(2)
@@ -78,7 +86,7 @@ def rewrite(root: Path, check: bool) -> list[str]:
             return f"<!-- fig:{name} -->{values[name]}<!-- /fig -->"
 
         new = MARKER.sub(fill, text)
-        if new != text and not check:
+        if new != text and not check and found == text.count("<!-- fig:"):  # never half-rewrite a broken doc
             doc.write_text(new)
     problems += [f"{name}: measured but quoted nowhere (remove it from FIGURES)"
                  for name in sorted(set(values) - quoted_anywhere)]
@@ -91,7 +99,7 @@ def main(argv=None) -> int:
     p.add_argument("--root", type=Path, default=ROOT, help="the project folder (default: this checkout)")
     a = p.parse_args(argv)
     problems = rewrite(a.root, a.check)
-    broken = [line for line in problems if "unknown figure" in line or "quoted nowhere" in line]
+    broken = [line for line in problems if "unknown figure" in line or "quoted nowhere" in line or "malformed" in line]
     for line in problems:
         print(line if a.check or line in broken else f"updated: {line}", file=sys.stderr if a.check or line in broken
               else sys.stdout)

@@ -12,8 +12,9 @@ The arithmetic is the model's own (the same modules on fewer positions), so pred
 full forward pass up to float rounding. On the 3-kb gene window the three blocks hold ~90 % of the
 model's work; on a 170-bp promoter about two thirds.
 
-Only a model whose forward is BasenjiModel's, in eval mode, takes this path (`supports`): any
-other falls back to full forward passes.
+Only a BasenjiModel itself (not a subclass), every module in eval mode and its conv blocks as
+built (zero padding, no dilation, pools without overlap or padding) takes this path (`supports`):
+any other model falls back to full forward passes.
 """
 from __future__ import annotations
 
@@ -26,7 +27,19 @@ from maize_ddp.model import BasenjiModel
 
 
 def supports(model) -> bool:
-    return isinstance(model, BasenjiModel) and type(model).forward is BasenjiModel.forward and not model.training
+    if type(model) is not BasenjiModel or any(m.training for m in model.modules()):
+        return False
+    for block in (model.conv_block_1, model.conv_block_2, model.conv_block_3):
+        kinds = (torch.nn.GELU, torch.nn.Conv1d, torch.nn.BatchNorm1d, torch.nn.MaxPool1d, torch.nn.Dropout)
+        if len(block) != len(kinds) or not all(type(m) is k for m, k in zip(block, kinds)):
+            return False
+        conv, pool = block[1], block[3]
+        if conv.dilation != (1,) or conv.padding_mode != "zeros" or not isinstance(conv.padding, tuple):
+            return False
+        if (pool.stride not in (None, pool.kernel_size) or pool.padding != 0 or pool.dilation != 1
+                or pool.ceil_mode or not isinstance(pool.kernel_size, int)):
+            return False
+    return True
 
 
 @dataclass(frozen=True)
@@ -86,6 +99,8 @@ class Cache:
     block's padding; GELU(0) = 0, so padding before the GELU is padding after it) and after block 3."""
 
     def __init__(self, model: BasenjiModel, stages: list[Stage], codes: torch.Tensor):
+        if codes.shape[-1] != model.config.seq_len:  # as the model's own forward refuses it
+            raise ValueError(f"model built for seq_len {model.config.seq_len}, got input of length {codes.shape[-1]}")
         x = model.one_hot(codes).to(model.code_table.dtype)
         self.inputs = []
         for stage in stages:

@@ -350,9 +350,11 @@ def choose(ids, pred, wanted: list[str] | None, top: int | None) -> np.ndarray:
     (best first; ties: the earlier row), or all. From a run or from --attributions alike."""
     if wanted:
         wanted = [str(i) for i in wanted]
-        twice = next((i for k, i in enumerate(wanted) if i in wanted[:k]), None)
-        if twice is not None:
-            raise MotifError(f"--ids: {twice!r} is given twice")
+        seen = set()
+        for i in wanted:
+            if i in seen:
+                raise MotifError(f"--ids: {i!r} is given twice")
+            seen.add(i)
         where = {str(i): k for k, i in enumerate(ids)}
         missing = [i for i in wanted if i not in where]
         if missing:

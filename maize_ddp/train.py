@@ -433,8 +433,10 @@ def train_and_report(cfg, d, train_loader, val_loader, bn_loader, resume: bool) 
                   flush=True)
     for each in (train_loader, val_loader, bn_loader):
         each.close()
-    steps_log.test(report(cfg, d, state, best, amp), state.step)
-    steps_log.close()
+    try:
+        steps_log.test(report(cfg, d, state, best, amp), state.step)
+    finally:
+        steps_log.close()
 
 
 # The validation figure that picks the best checkpoint and drives early stopping.

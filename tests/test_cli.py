@@ -1,10 +1,14 @@
 """The installed entry point: `maize-ddp COMMAND`, presets by name, and a wheel that carries them."""
 import importlib
+import json
+import os
 import shutil
 import subprocess
 import sys
 import zipfile
 from pathlib import Path
+
+import pytest
 
 from maize_ddp import cli, config
 
@@ -43,16 +47,62 @@ def test_presets_by_name_and_a_missing_config_lists_them(tmp_path):
         raise AssertionError("a missing config was accepted")
 
 
-def test_the_wheel_carries_the_presets_and_the_entry_point(tmp_path):
-    # built from a copy: a build writes build/ and *.egg-info beside the sources
-    src = tmp_path / "src"
+@pytest.fixture(scope="module")
+def wheel(tmp_path_factory) -> Path:
+    """The project's wheel, built from a copy (a build writes build/ and *.egg-info beside the sources)."""
+    tmp = tmp_path_factory.mktemp("wheel")
+    src = tmp / "src"
     shutil.copytree(ROOT, src, symlinks=True, ignore=shutil.ignore_patterns(
         ".git", ".venv", ".gpu", "build", "*.egg-info", "demo", "runs", "__pycache__", ".pytest_cache"))
     res = subprocess.run([sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "-w",
-                          str(tmp_path), str(src)], capture_output=True, text=True, timeout=600, cwd=tmp_path)
+                          str(tmp), str(src)], capture_output=True, text=True, timeout=600, cwd=tmp)
     assert res.returncode == 0, res.stderr[-2000:]
-    wheel = next(tmp_path.glob("maize_ddp-*.whl"))
+    return next(tmp.glob("maize_ddp-*.whl"))
+
+
+def test_the_wheel_carries_the_presets_the_launchers_and_the_entry_point(wheel):
     names = zipfile.ZipFile(wheel).namelist()
     assert {"maize_ddp/presets/core_promoter.toml", "maize_ddp/presets/gene_level.toml"} <= set(names)
+    launchers = {n.partition(".data/data/")[2] for n in names if ".data/data/" in n}
+    assert {"share/maize_ddp/launch/local.sh", "share/maize_ddp/launch/gpus.sh", "share/maize_ddp/launch/cv.sh",
+            "share/maize_ddp/launch/slurm/train.sbatch"} <= launchers
     entry = next(n for n in names if n.endswith("entry_points.txt"))
     assert "maize-ddp = maize_ddp.cli:main" in zipfile.ZipFile(wheel).read(entry).decode()
+
+
+def test_the_installed_wheel_runs_the_pipeline_outside_the_repository(wheel, tmp_path):
+    """A fresh venv with only the wheel installed (its dependencies seen from this environment, not
+    its editable maize_ddp): synthetic data -> store -> the installed launcher's torchrun with 2
+    processes, a preset found by name, from a folder that is not the repository."""
+    venv = tmp_path / "venv"
+    subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True, timeout=300)
+    py = venv / "bin" / "python"
+    site = subprocess.run([str(py), "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])"],
+                          capture_output=True, text=True, check=True).stdout.strip()
+    # a plain path entry: the .pth files there (the editable install's finder) are not run
+    Path(site, "dependencies.pth").write_text("\n".join(p for p in sys.path if p.endswith("site-packages")) + "\n")
+    res = subprocess.run([str(py), "-m", "pip", "install", "--quiet", "--no-deps", "--no-index", str(wheel)],
+                         capture_output=True, text=True, timeout=300)
+    assert res.returncode == 0, res.stderr[-2000:]
+    work = tmp_path / "work"
+    work.mkdir()
+    env = {**os.environ, "PATH": f"{venv / 'bin'}:{os.environ['PATH']}", "NPROC_PER_NODE": "2",
+           "OMP_NUM_THREADS": "1", "PYTHONPATH": ""}
+
+    def run(*cmd):
+        res = subprocess.run([str(c) for c in cmd], cwd=work, env=env, capture_output=True, text=True, timeout=600)
+        assert res.returncode == 0, f"{cmd}: {res.stderr[-3000:]}"
+        return res.stdout
+
+    where = run(py, "-c", "import maize_ddp, convert; print(maize_ddp.__file__); print(convert.__file__)")
+    assert all(line.startswith(str(venv)) for line in where.split()), where  # the wheel's, not the repository's
+    run(venv / "bin" / "maize-ddp", "synth", "npz", "--train", "128", "--val", "32", "--test", "32", "--seq-len", "170",
+        "--shard-size", "64", "--dtype", "uint8")
+    run(venv / "bin" / "maize-ddp", "npz-to-zarr", "npz", "data.zarr")
+    launcher = venv / "share" / "maize_ddp" / "launch" / "local.sh"
+    out = run("bash", launcher, "--data", "data.zarr", "--out", "run", "--config", "core_promoter", "--epochs", "1",
+              "--device", "cpu")
+    assert "[launch] local: 2 process(es)" in out
+    report = json.loads((work / "run" / "test_metrics.json").read_text())
+    assert report["n"] == 32 and (work / "run" / "config.json").exists()
+    assert json.loads((work / "run" / "config.json").read_text())["model"]["pool1ks"] == 4  # the preset's pools

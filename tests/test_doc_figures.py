@@ -51,6 +51,13 @@ def test_an_unknown_or_unmeasured_figure_is_an_error(tmp_path):
     res = figures(root)
     assert res.returncode == 1 and "README.md: unknown figure 'no_such_figure'" in res.stderr
 
+    for broken in ("<!-- fig:demo_r2 -->0.65\n<!-- /fig -->", "<!-- fig:demo-r2 -->0.65<!-- /fig -->",
+                   "<!-- fig:demo_r2 -->0.65 and more text"):
+        readme.write_text((ROOT / "README.md").read_text() + "\n" + broken + "\n")
+        res = figures(root)
+        assert res.returncode == 1 and "README.md: a malformed figure marker" in res.stderr, broken
+        assert readme.read_text() == (ROOT / "README.md").read_text() + "\n" + broken + "\n"  # left as it was
+
     (root / "benchmarks" / "results" / "demo.md").unlink()
     res = figures(root, "--check")
     assert res.returncode == 1 and "demo.md: no figure 'demo_pearson'" in res.stderr

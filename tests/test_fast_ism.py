@@ -86,9 +86,30 @@ def test_a_weighted_objective_is_the_weighted_sum_of_target_scores():
     torch.testing.assert_close(got, want, rtol=0, atol=1e-5)
 
 
-def test_only_basenji_models_in_eval_mode_take_the_fast_path():
-    model = BasenjiModel(seq_len=170, pool1ks=4, pool2ks=2, pool3ks=2, convdc=3)
-    assert not fast_ism.supports(model.train())
-    assert fast_ism.supports(model.eval())
-    assert not fast_ism.supports(FullPasses(seq_len=170, pool1ks=4, pool2ks=2, pool3ks=2, convdc=3).eval())
+def test_only_basenji_models_as_built_and_in_eval_mode_take_the_fast_path():
+    """Anything the fast path would get wrong goes through full passes instead."""
+    geometry = GEOMETRIES[0]
+
+    class SameForward(BasenjiModel):
+        pass
+
+    def changed(change):
+        model = BasenjiModel(**geometry).eval()
+        change(model)
+        return model
+
+    assert fast_ism.supports(BasenjiModel(**geometry).eval())
+    assert not fast_ism.supports(BasenjiModel(**geometry).train())
+    assert not fast_ism.supports(FullPasses(**geometry).eval())
+    assert not fast_ism.supports(SameForward(**geometry).eval())  # a subclass may rebuild its layers
     assert not fast_ism.supports(torch.nn.Conv1d(4, 1, 3).eval())
+    assert not fast_ism.supports(changed(lambda m: m.conv_block_2[2].train()))  # one BatchNorm in training mode
+    assert not fast_ism.supports(changed(lambda m: setattr(m.conv_block_1[1], "padding_mode", "reflect")))
+    assert not fast_ism.supports(changed(lambda m: setattr(m.conv_block_2[1], "dilation", (2,))))
+    assert not fast_ism.supports(changed(lambda m: setattr(m.conv_block_3[3], "stride", 1)))
+
+
+def test_a_sequence_of_another_length_is_refused_as_by_the_model():
+    model = BasenjiModel(**GEOMETRIES[0]).eval()
+    with pytest.raises(ValueError, match="model built for seq_len 170, got input of length 171"):
+        attribution.ism(Predictor(model, "cpu"), torch.zeros(1, 171, dtype=torch.uint8))

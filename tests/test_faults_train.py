@@ -6,6 +6,8 @@ ignored), which works for any user; one test uses a real full tmpfs where it can
 """
 import contextlib
 import hashlib
+import importlib
+import io
 import json
 import os
 import resource
@@ -52,6 +54,25 @@ def cli(tool, *args, limit_bytes=None, **kw):
     return subprocess.run([sys.executable, "-m", f"maize_ddp.{tool}", *map(str, args)], env=ENV,
                           capture_output=True, text=True, timeout=180,
                           preexec_fn=preexec if limit_bytes else None, **kw)
+
+
+def in_process(tool, *args):
+    """`python -m maize_ddp.TOOL ARGS` as its main runs it, in this process: the same code path
+    without an interpreter's start-up, for faults that do not depend on which process runs them
+    (a lock naming this process, a file size limit). Output captured; signal handlers restored."""
+    module = importlib.import_module(f"maize_ddp.{tool}")
+    out, err = io.StringIO(), io.StringIO()
+    handlers = {s: signal.getsignal(s) for s in (signal.SIGTERM, signal.SIGINT)}
+    try:
+        with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+            try:
+                rc = module.main([str(a) for a in args])
+            except SystemExit as e:  # argparse's usage errors
+                rc = e.code if isinstance(e.code, int) else 1
+    finally:
+        for number, handler in handlers.items():
+            signal.signal(number, handler)
+    return subprocess.CompletedProcess([tool, *args], rc, out.getvalue(), err.getvalue())
 
 
 def fingerprint(run: Path) -> dict:
@@ -234,7 +255,7 @@ def _evaluate_into_another_stores_evaluation(w, run):
     """Two stores of one name (a/data.zarr, b/data.zarr) would share RUN/eval-data.zarr-test."""
     other = run.parent / "b" / "data.zarr"
     shutil.copytree(w["zarr"], other)
-    first = cli("evaluate", run, "--data", other)
+    first = in_process("evaluate", run, "--data", other)
     assert first.returncode == 0, first.stderr[-2000:]
     return ["evaluate", run, "--data", w["zarr"]], 1, [run / "eval-data.zarr-test",
                                                        "holds the evaluation of another store"]
@@ -296,6 +317,10 @@ SCENARIOS = {
 }
 
 
+# a lock naming this test's process must be another process's than the command's
+OWN_PROCESS = {"folder in use on this host", "evaluate --out RUN while it trains"}
+
+
 @pytest.mark.parametrize("scenario", list(SCENARIOS))
 def test_fault(world, tmp_path, scenario):
     run = copy_run(world, tmp_path)
@@ -307,7 +332,7 @@ def test_fault(world, tmp_path, scenario):
         command = command[:at] + command[at + 2:]
     lock_before = (run / "run.lock").read_text() if (run / "run.lock").exists() else None
     before = fingerprint(run)
-    res = cli(*command, limit_bytes=limit)
+    res = cli(*command, limit_bytes=limit) if limit or scenario in OWN_PROCESS else in_process(*command)
     assert res.returncode == rc, res.stderr[-3000:]
     one_error_line(res, *needles)
     assert fingerprint(run) == before  # nothing of the run's replaced

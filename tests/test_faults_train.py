@@ -6,8 +6,6 @@ ignored), which works for any user; one test uses a real full tmpfs where it can
 """
 import contextlib
 import hashlib
-import importlib
-import io
 import json
 import os
 import resource
@@ -23,6 +21,7 @@ import numpy as np
 import pytest
 import torch
 
+from _commands import in_process as run_main
 from convert import synth
 
 ENV = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONUNBUFFERED": "1", "TORCH_DISABLE_SHARE_RDZV_TCP_STORE": "1"}
@@ -57,22 +56,8 @@ def cli(tool, *args, limit_bytes=None, **kw):
 
 
 def in_process(tool, *args):
-    """`python -m maize_ddp.TOOL ARGS` as its main runs it, in this process: the same code path
-    without an interpreter's start-up, for faults that do not depend on which process runs them
-    (a lock naming this process, a file size limit). Output captured; signal handlers restored."""
-    module = importlib.import_module(f"maize_ddp.{tool}")
-    out, err = io.StringIO(), io.StringIO()
-    handlers = {s: signal.getsignal(s) for s in (signal.SIGTERM, signal.SIGINT)}
-    try:
-        with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
-            try:
-                rc = module.main([str(a) for a in args])
-            except SystemExit as e:  # argparse's usage errors
-                rc = e.code if isinstance(e.code, int) else 1
-    finally:
-        for number, handler in handlers.items():
-            signal.signal(number, handler)
-    return subprocess.CompletedProcess([tool, *args], rc, out.getvalue(), err.getvalue())
+    """A fault that does not depend on which process meets it: the command's main, in this process."""
+    return run_main(f"maize_ddp.{tool}", *args)
 
 
 def fingerprint(run: Path) -> dict:

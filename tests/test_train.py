@@ -12,6 +12,7 @@ import pytest
 import torch
 from scipy import stats
 
+from _commands import in_process
 from convert import synth
 
 HERE = Path(__file__).parent
@@ -270,7 +271,7 @@ def test_errors_are_one_line(stores, tmp_path):
     if os.geteuid() != 0:  # root writes anywhere
         cases.append((["--data", stores["zarr"], "--out", readonly / "run"], "not writable"))
     for args, message in cases:
-        res = train_single(args)
+        res = in_process("maize_ddp.train", *args)  # each fails before training: no process of its own needed
         assert res.returncode != 0
         # the default model on 200 bp also warns (a line of its own) that its pools are too coarse
         lines = [line for line in res.stderr.strip().splitlines() if not line.startswith("warning: seq_len 200")]
@@ -281,7 +282,8 @@ def test_resume_refuses_another_model(stores, tmp_path):
     out = tmp_path / "run"
     first = train_single(["--data", stores["zarr"], "--out", out, "--epochs", "1"])
     assert first.returncode == 0, first.stderr[-2000:]
-    res = train_single(["--data", stores["zarr"], "--out", out, "--epochs", "2", "--resume", "--conv1kc", "32"])
+    res = in_process("maize_ddp.train", "--data", stores["zarr"], "--out", out, "--epochs", "2", "--resume",
+                     "--conv1kc", "32")
     assert res.returncode == 1
     assert "a resume continues the run as it was trained" in res.stderr and "--conv1kc 32 (the run: 64)" in res.stderr
 
@@ -291,14 +293,12 @@ def test_predict_and_evaluate_reproduce_the_runs_test_report(stores, tmp_path):
     # unless told otherwise.
     out = tmp_path / "run"
     assert train_single(["--data", stores["zarr"], "--out", out, "--epochs", "1", "--rc-average"]).returncode == 0
-    ev = subprocess.run([sys.executable, "-m", "maize_ddp.evaluate", str(out), "--data", str(stores["zarr"]),
-                         "--out", str(tmp_path / "ev")], env=ENV, capture_output=True, text=True)
+    ev = in_process("maize_ddp.evaluate", out, "--data", stores["zarr"], "--out", tmp_path / "ev")
     assert ev.returncode == 0, ev.stderr
     trained, again = (json.loads((d / "test_metrics.json").read_text()) for d in (out, tmp_path / "ev"))
     assert again["rc_average"] is True and again["pearson"] == pytest.approx(trained["pearson"], rel=1e-6)
     npz_dir = stores["zarr"].parent / "npz" / "test"
-    res = subprocess.run([sys.executable, "-m", "maize_ddp.predict", str(out), "--data", str(npz_dir),
-                          "--out", str(tmp_path / "p.tsv")], env=ENV, capture_output=True, text=True)
+    res = in_process("maize_ddp.predict", out, "--data", npz_dir, "--out", tmp_path / "p.tsv")
     assert res.returncode == 0, res.stderr
     from_npz = np.loadtxt(tmp_path / "p.tsv", skiprows=1, usecols=3, delimiter="\t")
     assert read_id_column(tmp_path / "p.tsv") == read_id_column(out / "test_predictions.tsv")

@@ -63,6 +63,15 @@ def raise_on_sigterm() -> None:
     signal.signal(signal.SIGTERM, terminated)
 
 
+def stacks_on_sigusr1() -> None:
+    """`kill -USR1 PID` prints every thread's Python stack to stderr and the process goes on: what
+    a run that seems hung is doing (faulthandler; no cost until the signal comes)."""
+    import faulthandler
+
+    if hasattr(signal, "SIGUSR1") and sys.__stderr__ is not None:
+        faulthandler.register(signal.SIGUSR1, file=sys.__stderr__, all_threads=True, chain=False)
+
+
 def run_main(work: Callable[[], str | None], extra: tuple[type[BaseException], ...] = ()) -> int:
     """A command's main: run `work` and print the line it returns. A user's error (ours, an
     OSError, or one of `extra`) is one `error:` line and exit 1; Ctrl-C is exit 130; anything

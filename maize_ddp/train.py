@@ -298,6 +298,7 @@ def main(argv=None) -> int:
         return 2
     d = None
     errors.raise_on_sigterm()
+    errors.stacks_on_sigusr1()
     try:
         if cfg.check:
             check(cfg)

@@ -346,13 +346,21 @@ def test_a_second_trainer_and_a_torchrun_resume_are_refused_then_ctrl_c_stops_th
         assert resume.returncode != 0
         errors = [line for line in resume.stderr.splitlines() if line.startswith("error:")]
         assert len(errors) == 1 and "in use by another run" in errors[0], resume.stderr[-3000:]  # rank 0 alone
+        first.send_signal(signal.SIGUSR1)  # prints its stacks and goes on training
         first.send_signal(signal.SIGINT)
-        _, err = first.communicate(timeout=60)
+        try:
+            _, err = first.communicate(timeout=120)
+        except subprocess.TimeoutExpired:  # what was it doing? (the trainer prints its stacks on SIGUSR1)
+            first.send_signal(signal.SIGUSR1)
+            time.sleep(5)
+            first.kill()
+            raise AssertionError("the trainer did not stop on Ctrl-C:\n" + first.communicate()[1][-8000:]) from None
     finally:
         if first.poll() is None:
             first.kill()
     assert first.returncode == 130, err[-3000:]
     assert "Traceback" not in err and "error: interrupted" in err.splitlines(), err[-3000:]
+    assert "(most recent call first)" in err and "maize_ddp/train.py" in err  # the SIGUSR1 stacks
     assert not (out / "run.lock").exists() and temps(out) == []
     assert json.loads((out / "config.json").read_text())["epochs"] == 1000000  # the first run's, not the refused ones'
 

@@ -57,10 +57,25 @@ class Terminated(KeyboardInterrupt):
     files go and locks are released, and the command says why it stopped."""
 
 
+_stop_requested: list[int] = []  # the signals received (SIGINT, SIGTERM), for raise_if_stopped
+
+
 def raise_on_sigterm() -> None:
-    def terminated(signum, frame):
-        raise Terminated()
-    signal.signal(signal.SIGTERM, terminated)
+    """SIGTERM raises Terminated and Ctrl-C KeyboardInterrupt, as ever; each is also remembered, so
+    that a long loop stops at its next step even where the exception was swallowed (raised inside
+    a destructor or a library's callback, which Python reports as "Exception ignored" and goes on)."""
+    def stop(signum, frame):
+        _stop_requested.append(signum)
+        raise Terminated() if signum == signal.SIGTERM else KeyboardInterrupt()
+    _stop_requested.clear()
+    signal.signal(signal.SIGTERM, stop)
+    signal.signal(signal.SIGINT, stop)
+
+
+def raise_if_stopped() -> None:
+    """Raise again the stop a signal asked for (see raise_on_sigterm); nothing if none came."""
+    if _stop_requested:
+        raise Terminated() if _stop_requested[-1] == signal.SIGTERM else KeyboardInterrupt()
 
 
 def stacks_on_sigusr1() -> None:

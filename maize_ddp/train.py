@@ -527,6 +527,7 @@ def train_epoch(cfg, d, state: TrainingState, model, loader, amp: str, lr_factor
     steps_log.restart()
     t0, samples = time.perf_counter(), 0
     for codes, y in loader:
+        errors.raise_if_stopped()  # a stop whose exception something swallowed stops here
         codes, y = codes.to(d.device, non_blocking=True), y.to(d.device, non_blocking=True)
         for group in state.optimizer.param_groups:
             group["lr"] = cfg.lr * lr_factor(state.step)

@@ -434,3 +434,26 @@ def test_sigterm_stops_the_trainer_with_a_line_and_a_resumable_folder(world, tmp
     assert proc.returncode == 143, err[-3000:]
     one_error_line(subprocess.CompletedProcess(proc.args, 143, "", err), "terminated (SIGTERM", out, "--resume")
     assert not (out / "run.lock").exists() and temps(out) == []
+
+
+@pytest.mark.parametrize("signum, stop", [(signal.SIGINT, KeyboardInterrupt), (signal.SIGTERM, "Terminated")])
+def test_a_stop_whose_exception_was_swallowed_is_raised_again_at_the_next_step(signum, stop):
+    """A signal's exception raised inside a destructor or a library callback is lost ("Exception
+    ignored"); the trainer's loop asks raise_if_stopped at every step, so it stops all the same."""
+    from maize_ddp import errors
+
+    stop = errors.Terminated if stop == "Terminated" else stop
+    handlers = {s: signal.getsignal(s) for s in (signal.SIGTERM, signal.SIGINT)}
+    try:
+        errors.raise_on_sigterm()
+        errors.raise_if_stopped()  # nothing asked yet
+        with contextlib.suppress(KeyboardInterrupt):  # where the exception is swallowed
+            os.kill(os.getpid(), signum)
+            time.sleep(1)  # the handler runs by here (a signal to oneself arrives before kill returns)
+        with pytest.raises(stop):
+            errors.raise_if_stopped()
+        errors.raise_on_sigterm()  # a new run starts with no stop asked
+        errors.raise_if_stopped()
+    finally:
+        for number, handler in handlers.items():
+            signal.signal(number, handler)

@@ -94,14 +94,20 @@ def _npz_rows(folder: Path, seq_len: int) -> RowSource:
     return RowSource(str(folder), read_origin(folder), blocks)
 
 
-def rows_with_ids(source: RowSource, wanted: list[str]) -> tuple[list[str], np.ndarray]:
-    """The rows of the given ids, in the order asked; every id must be there, once."""
+def unique_ids(wanted) -> list[str]:
+    """The ids asked for (--ids) as text, each once: an id given twice is an error."""
     wanted = [str(i) for i in wanted]
     seen = set()
     for i in wanted:
         if i in seen:
             raise InputError(f"--ids: {i!r} is given twice")
         seen.add(i)
+    return wanted
+
+
+def rows_with_ids(source: RowSource, wanted: list[str]) -> tuple[list[str], np.ndarray]:
+    """The rows of the given ids, in the order asked; every id must be there, once."""
+    wanted = unique_ids(wanted)
     found: dict[str, np.ndarray] = {}
     for ids, codes in source.blocks():
         hit = np.flatnonzero(np.isin(ids, wanted))

@@ -349,12 +349,9 @@ def choose(ids, pred, wanted: list[str] | None, top: int | None) -> np.ndarray:
     """Row indices: the ids asked for (in that order, each once), the `top` highest predictions
     (best first; ties: the earlier row), or all. From a run or from --attributions alike."""
     if wanted:
-        wanted = [str(i) for i in wanted]
-        seen = set()
-        for i in wanted:
-            if i in seen:
-                raise MotifError(f"--ids: {i!r} is given twice")
-            seen.add(i)
+        from maize_ddp.inputs import unique_ids
+
+        wanted = unique_ids(wanted)
         where = {str(i): k for k, i in enumerate(ids)}
         missing = [i for i in wanted if i not in where]
         if missing:

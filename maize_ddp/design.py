@@ -451,10 +451,11 @@ def build_parser() -> argparse.ArgumentParser:
                    help="orders candidates that tie exactly (after fewer mutations); the only randomness, so "
                         "the same seed gives the same designs (default 0)")
     p.add_argument("--batch-size", type=positive_int, default=None,
-                   help="mutants per forward pass (default 512 on a GPU, 128 on CPU, where larger is slower)")
+                   help="mutants per forward pass (default 512 on a GPU, 128 on CPU)")
     p.add_argument("--seqs-per-step", type=positive_int, default=8,
                    help="sequences whose mutants are scored together (default 8)")
-    p.add_argument("--no-figure", action="store_true", help="skip trajectory.png")
+    p.add_argument("--figures", type=count, default=1, metavar="N",
+                   help="figures to draw: trajectory.png, the one design draws (default 1; 0: none)")
     p.add_argument("--device", default="auto", help="auto (cuda when available) | cpu | cuda (default auto)")
     add_trust_flag(p)
     return p
@@ -532,7 +533,7 @@ def command(a, d) -> dict | None:
     info = settings(a, run, len(ids), d.world_size, time.perf_counter() - started)
     refuse_output(a.out, a.overwrite, inputs)  # again: another command may have written it meanwhile
     with atomic_output_dir(a.out, a.overwrite, inputs) as tmp:
-        write_output(tmp, designs, target_names(run), info, not a.no_figure)
+        write_output(tmp, designs, target_names(run), info, a.figures > 0)
     info["gain"] = float(np.mean([b.score for b in best_designs(designs)]) -
                          np.mean([x.score for x in designs if x.round == 0 and x.rank == 1]))
     return info

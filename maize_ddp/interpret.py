@@ -183,7 +183,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="draw figures/ for the first N sequences (default 16; 0: none): a figure takes longer "
                         "than a sequence's ISM on CPU")
     p.add_argument("--batch-size", type=positive_int, default=None,
-                   help="mutants (ISM) per forward pass (default 512 on a GPU, 128 on CPU, where larger is slower)")
+                   help="mutants (ISM) per forward pass (default 512 on a GPU, 128 on CPU)")
     p.add_argument("--seqs-per-step", type=positive_int, default=4,
                    help="sequences whose mutants are batched together (default 4)")
     p.add_argument("--device", default="auto", help="auto (cuda when available) | cpu | cuda (default auto)")

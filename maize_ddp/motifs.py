@@ -412,16 +412,18 @@ def load_db(motif_db: Path | None, taxon: str = "plants", release: str | None = 
 # ---------------------------------------------------------------- writing
 
 
-def write_output(tmp: Path, discovery: Discovery, matches, ids, codes, tss, top: int, figures: bool,
+def write_output(tmp: Path, discovery: Discovery, matches, ids, codes, tss, top: int, figures: int | None,
                  info: dict, attributions: dict | None = None) -> None:
+    """The output files; logos for the first `figures` patterns (None: every one)."""
     (tmp / "motifs.tsv").write_text(motifs_table(discovery, matches, top))
     (tmp / "seqlets.tsv").write_text(seqlets_table(discovery, ids, codes, tss))
     (tmp / "patterns.meme").write_text(patterns_meme(discovery.patterns))
-    if figures and discovery.patterns:
+    drawn = discovery.patterns if figures is None else discovery.patterns[:figures]
+    if drawn:
         from maize_ddp.motif_plot import logo_figure
 
         (tmp / "logos").mkdir()
-        for i, p in enumerate(discovery.patterns):
+        for i, p in enumerate(drawn):
             best = matches[i][0] if i < len(matches) and matches[i] else None
             title = f"{p.name} ({p.sign}): {len(p.seqlets)} seqlets, {p.consensus}" + (
                 f"\nbest match {best.id} {best.name} (q={best.q:.2g})" if best else "")
@@ -503,10 +505,11 @@ def build_parser() -> argparse.ArgumentParser:
     out = p.add_argument_group("output")
     out.add_argument("--out", required=True, type=Path, help="output folder (new, or see --overwrite)")
     out.add_argument("--overwrite", action="store_true", help="replace --out if it is an earlier motifs output")
-    out.add_argument("--no-figures", action="store_true", help="skip the logo figures")
+    out.add_argument("--figures", type=count, default=None, metavar="N",
+                     help="draw logos/ for the first N patterns (default: every pattern; 0: none)")
     run = p.add_argument_group("model (with RUN)")
     run.add_argument("--batch-size", type=positive_int, default=None,
-                     help="mutants (ISM) per forward pass (default 512 on a GPU, 128 on CPU, where larger is slower)")
+                     help="mutants (ISM) per forward pass (default 512 on a GPU, 128 on CPU)")
     run.add_argument("--device", default=None, help="cpu | cuda (default: cuda when available)")
     add_trust_flag(run)
     return p
@@ -569,7 +572,7 @@ def run(a, say=print) -> dict:
             "settings": discovery.settings, "motif_db": db_name, "motif_db_size": len(db), "note": note,
             "versions": versions(), "seconds": round(seconds, 3)}
     with atomic_output_dir(a.out, a.overwrite, inputs, MANIFEST) as tmp:
-        write_output(tmp, discovery, matches, ids, codes, tss, a.matches, not a.no_figures, info, attributions)
+        write_output(tmp, discovery, matches, ids, codes, tss, a.matches, a.figures, info, attributions)
     return info
 
 

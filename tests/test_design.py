@@ -286,7 +286,7 @@ def test_two_ranks_design_each_start_once_and_agree_with_the_library(trained, tm
     out = tmp_path / "ddp"
     cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node=2",
            "-m", "maize_ddp.design", str(root / "run"), "--seqs", str(root / "starts.fa"), "--out", str(out),
-           "--rounds", "2", "--beam", "2", "--goal", "min", "--device", "cpu", "--no-figure"]
+           "--rounds", "2", "--beam", "2", "--goal", "min", "--device", "cpu", "--figures", "0"]
     res = subprocess.run(cmd, env=ENV, capture_output=True, text=True, timeout=300)
     assert res.returncode == 0, res.stderr[-3000:]
     rows = [line.split("\t") for line in (out / "designs.tsv").read_text().splitlines()[1:]]

@@ -119,6 +119,17 @@ def test_tables_and_meme_file(found, tmp_path):
     assert np.allclose(back[0].ppm, d.patterns[0].ppm, atol=1e-5)
 
 
+@pytest.mark.parametrize("figures, drawn", [(None, "all"), (1, 1), (0, 0)])
+def test_figures_draws_the_first_n_logos(found, tmp_path, figures, drawn):
+    d, codes, *_ = found
+    assert len(d.patterns) >= 2
+    ids = [f"row{i}" for i in range(len(codes))]
+    motifs.write_output(tmp_path, d, [[] for _ in d.patterns], ids, codes, TSS, 3, figures, {})
+    want = [p.name for p in (d.patterns if drawn == "all" else d.patterns[:drawn])]
+    logos = sorted(p.stem for p in (tmp_path / "logos").iterdir()) if (tmp_path / "logos").exists() else []
+    assert logos == sorted(want)
+
+
 def test_same_seed_same_output(found):
     d, codes, *_ = found
     codes2, scores, *_ = planted()

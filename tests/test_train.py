@@ -1,6 +1,7 @@
 """The trainer with real torchrun processes (gloo on CPU), real stores on disk."""
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -346,7 +347,7 @@ d = distributed.init("cpu")
 train(d)
 before = gloo_threads()
 distributed.shutdown(d)
-print(f"gloo threads {before} -> {gloo_threads()}", flush=True)
+os.write(1, f"gloo threads {before} -> {gloo_threads()}\\n".encode())  # one write: the ranks' lines never interleave
 """
 
 
@@ -359,8 +360,8 @@ def test_shutdown_joins_gloo_threads(tmp_path):
     res = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node=2",
                           str(script)], env=ENV, capture_output=True, text=True, timeout=120)
     assert res.returncode == 0, res.stderr[-3000:]
-    counts = [line.split("gloo threads ")[1] for line in res.stdout.splitlines() if "gloo threads" in line]
-    assert len(counts) == 2 and all(c.endswith("-> 0") and not c.startswith("0 ") for c in counts), res.stdout
+    counts = re.findall(r"gloo threads (\d+) -> (\d+)", res.stdout)
+    assert len(counts) == 2 and all(before != "0" and after == "0" for before, after in counts), res.stdout
 
 
 def test_finished_runs_exit_cleanly_every_time(tmp_path):

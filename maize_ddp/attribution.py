@@ -78,13 +78,12 @@ class MutantPredictor:
 
     def __init__(self, predictor: Predictor, codes: torch.Tensor):
         self.predictor, self.codes = predictor, codes
-        self.amp, self.rc_average = predictor.amp, predictor.rc_average
         self.fast = fast_ism.FastISM(predictor.model) if fast_ism.supports(predictor.model) else None
         if self.fast is not None:
-            with autocast(codes.device, self.amp):
+            with autocast(codes.device, self.predictor.amp):
                 # the reverse complement of a mutant is a mutant of the reverse complement
                 self.caches = [self.fast.cache(c) for c in ([codes, reverse_complement(codes)]
-                                                            if self.rc_average else [codes])]
+                                                            if self.predictor.rc_average else [codes])]
 
     def __call__(self, seq: torch.Tensor, pos: torch.Tensor, base: torch.Tensor) -> torch.Tensor:
         if self.fast is None:
@@ -92,9 +91,9 @@ class MutantPredictor:
             mutants[torch.arange(len(seq), device=seq.device), pos] = base.to(self.codes.dtype)
             return self.predictor(mutants)
         length = self.codes.shape[1]
-        with autocast(self.codes.device, self.amp):
+        with autocast(self.codes.device, self.predictor.amp):
             pred = self.fast.predict(self.caches[0], seq, pos, base).float()
-            if self.rc_average:
+            if self.predictor.rc_average:
                 pred = (pred + self.fast.predict(self.caches[1], seq, length - 1 - pos, 3 - base).float()) / 2
         return pred
 

@@ -143,3 +143,20 @@ def test_an_interrupt_inside_a_zarr_read_leaves_no_traceback(stores, caplog):
         gc.collect()
     assert not [r for r in caplog.records if r.name == "asyncio"], caplog.text
     assert not warned, [str(w.message) for w in warned]
+
+
+@pytest.mark.parametrize("error", ["Terminated", "StoreError"])
+def test_a_failure_with_no_read_pending_keeps_its_own_error(stores, error):
+    """An interrupt or an error can land when no read is left pending (e.g. while the store opens):
+    settling the event loop must not replace it with an asyncio error about another loop."""
+    from maize_ddp.data.zarr_source import ZarrSource
+    from maize_ddp.errors import Terminated
+
+    source = ZarrSource(open_store(stores[0]), "train")
+    raised = {"Terminated": Terminated, "StoreError": StoreError}[error]
+
+    async def fails_alone():
+        raise raised("landed")
+    with pytest.raises(raised, match="landed"):
+        source._run(fails_alone())
+    assert source.read([(0, 3)])[1].shape[0] == 3  # the source still reads afterwards

@@ -74,7 +74,10 @@ class ZarrSource:
         pending = asyncio.all_tasks(self._loop)
         for task in pending if cancel else ():
             task.cancel()
-        self._loop.run_until_complete(asyncio.gather(*pending, asyncio.sleep(0), return_exceptions=True))
+
+        async def finish():  # gather inside our loop: outside one it binds to the thread's default loop
+            await asyncio.gather(*pending, asyncio.sleep(0), return_exceptions=True)
+        self._loop.run_until_complete(finish())
 
     def read(self, ranges) -> tuple[list[np.ndarray], np.ndarray]:
         """Rows [start, stop) of each range, in order: codes as uint8 [rows, L] pieces, at most

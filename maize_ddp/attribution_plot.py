@@ -6,35 +6,33 @@ A 3 kb window is too long for readable letters, hence the two scales.
 """
 from __future__ import annotations
 
-import io
 from pathlib import Path
 
-import matplotlib
+import numpy as np
+from matplotlib.font_manager import FontProperties
+from matplotlib.patches import Patch, PathPatch
+from matplotlib.ticker import FuncFormatter
+from matplotlib.textpath import TextPath
+from matplotlib.transforms import Affine2D
 
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
-from matplotlib.font_manager import FontProperties  # noqa: E402
-from matplotlib.patches import Patch, PathPatch  # noqa: E402
-from matplotlib.ticker import FuncFormatter  # noqa: E402
-from matplotlib.textpath import TextPath  # noqa: E402
-from matplotlib.transforms import Affine2D  # noqa: E402
-
-from maize_ddp.checkpoint import atomic_write_bytes  # noqa: E402
+from maize_ddp.plots import new_figure, save_png
 
 COLOURS = {"A": "#109648", "C": "#255C99", "G": "#F7B32B", "T": "#D62839", "N": "#999999"}
 FONT = FontProperties(family="DejaVu Sans", weight="bold")
 ZOOM_PAD = 10  # bases shown either side of the top window
 
 
-def letter(ax, char: str, x: float, height: float) -> None:
-    """Draw `char` filling [x, x+1] wide and [0, height] tall (height < 0: below the axis, upright)."""
+def letter_at(ax, char: str, x: float, bottom: float, height: float) -> None:
+    """Draw `char` upright, filling [x, x+1] wide and [bottom, bottom + height] tall (height > 0)."""
     path = TextPath((0, 0), char, size=1, prop=FONT)
     box = path.get_extents()
-    sx, sy = 0.9 / box.width, abs(height) / box.height
-    y0 = 0 if height >= 0 else height
-    t = Affine2D().translate(-box.x0, -box.y0).scale(sx, sy).translate(x + 0.05, y0)
+    t = Affine2D().translate(-box.x0, -box.y0).scale(0.9 / box.width, height / box.height).translate(x + 0.05, bottom)
     ax.add_patch(PathPatch(t.transform_path(path), color=COLOURS.get(char, "k"), lw=0))
+
+
+def letter(ax, char: str, x: float, height: float) -> None:
+    """Draw `char` filling [x, x+1] wide and [0, height] tall (height < 0: below the axis, upright)."""
+    letter_at(ax, char, x, min(0.0, height), abs(height))
 
 
 def mark_landmarks(ax, marks: dict) -> None:
@@ -93,7 +91,8 @@ def figure(path: Path, row_id: str, sequence: str, tracks: dict, marks: dict, wi
            prediction: float) -> None:
     """tracks: method -> importance [L]; window: the top window (start, end) to zoom on."""
     methods = list(tracks)
-    fig, axes = plt.subplots(len(methods) + 1, 1, figsize=(10, 2.1 * (len(methods) + 1)), squeeze=False)
+    fig = new_figure(figsize=(10, 2.1 * (len(methods) + 1)))
+    axes = fig.subplots(len(methods) + 1, 1, squeeze=False)
     axes = axes[:, 0]
     length = len(sequence)
     x = np.arange(length)
@@ -129,7 +128,4 @@ def figure(path: Path, row_id: str, sequence: str, tracks: dict, marks: dict, wi
     ax.set_xlabel(f"{axis_name(marks)}: {position_label(lo, marks)} to {position_label(hi - 1, marks)}"
                   + (", the top window shaded above" if window else ""))
     fig.tight_layout()
-    buf = io.BytesIO()
-    fig.savefig(buf, format="png", dpi=90)
-    plt.close(fig)
-    atomic_write_bytes(path, buf.getvalue())
+    save_png(fig, path, dpi=90)

@@ -2,15 +2,9 @@
 and the goal's value as a dashed line when the goal is a value."""
 from __future__ import annotations
 
-import io
 from pathlib import Path
 
-import matplotlib
-
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-
-from maize_ddp.checkpoint import atomic_write_bytes  # noqa: E402
+from maize_ddp.plots import new_figure, save_png
 
 LEGEND_MAX = 12  # more start sequences than this: lines without a legend
 
@@ -23,7 +17,8 @@ def trajectory_figure(path: Path, designs, title: str, goal_value: float | None 
             lines.setdefault(d.start, (d.id, [], []))
             lines[d.start][1].append(d.round)
             lines[d.start][2].append(d.score)
-    fig, ax = plt.subplots(figsize=(6.4, 4.2))
+    fig = new_figure(figsize=(6.4, 4.2))
+    ax = fig.subplots()
     many = len(lines) > LEGEND_MAX
     for row_id, rounds, scores in lines.values():
         ax.plot(rounds, scores, marker="" if many else "o", markersize=3, linewidth=0.8 if many else 1.4,
@@ -37,7 +32,4 @@ def trajectory_figure(path: Path, designs, title: str, goal_value: float | None 
     if not many or goal_value is not None:
         ax.legend(fontsize=7, loc="best")
     fig.tight_layout()
-    buf = io.BytesIO()
-    fig.savefig(buf, format="png", dpi=100)
-    plt.close(fig)
-    atomic_write_bytes(path, buf.getvalue())
+    save_png(fig, path, dpi=100)

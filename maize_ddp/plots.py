@@ -1,29 +1,41 @@
 """The figures of a run: true vs predicted on test (a ROC curve for classification), and the
-learning curves."""
+learning curves.
+
+Figures are drawn with matplotlib's object API, not pyplot: no global backend is chosen (a notebook
+keeps its own), nothing is left open, and matplotlib is imported only when a figure is drawn, so a
+rank or a data-loader worker that draws none does not pay for it.
+"""
 from __future__ import annotations
 
 import io
 from pathlib import Path
 
-import matplotlib
+import numpy as np
 
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
+from maize_ddp.checkpoint import atomic_write_bytes
 
-from maize_ddp.checkpoint import atomic_write_bytes  # noqa: E402
+
+def new_figure(**kw):
+    """A matplotlib Figure that belongs to no pyplot state (savefig renders PNG with Agg)."""
+    from matplotlib.figure import Figure
+
+    return Figure(**kw)
+
+
+def save_png(fig, path: Path, **kw) -> None:
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", **kw)
+    atomic_write_bytes(path, buf.getvalue())
 
 
 def _save(fig, path: Path) -> None:
-    buf = io.BytesIO()
-    fig.savefig(buf, format="png", dpi=120, bbox_inches="tight")
-    plt.close(fig)
-    atomic_write_bytes(path, buf.getvalue())
+    save_png(fig, path, dpi=120, bbox_inches="tight")
 
 
 def scatter(path: Path, y_true: np.ndarray, y_pred: np.ndarray, pearson: float, r2: float, title: str = "test"):
     """Points for small n; hexbin density shading once points would hide each other."""
-    fig, ax = plt.subplots(figsize=(5.5, 5))
+    fig = new_figure(figsize=(5.5, 5))
+    ax = fig.subplots()
     lo = float(min(y_true.min(), y_pred.min()))
     hi = float(max(y_true.max(), y_pred.max()))
     if len(y_true) > 2000:
@@ -50,7 +62,8 @@ def roc_points(y_true: np.ndarray, score: np.ndarray) -> tuple[np.ndarray, np.nd
 
 def roc(path: Path, y_true: np.ndarray, prob: np.ndarray, auroc: float, title: str = "test", curves=None):
     """The ROC curve; `curves` adds more as (label, y, score) triples (cv_report: one per fold)."""
-    fig, ax = plt.subplots(figsize=(5.5, 5))
+    fig = new_figure(figsize=(5.5, 5))
+    ax = fig.subplots()
     for label, y, s in curves or ():
         ax.plot(*roc_points(y, s), lw=1, alpha=0.6, label=label)
     ax.plot(*roc_points(y_true, prob), lw=2, color="k" if curves else "C0", label=f"auROC {auroc:.3f}")
@@ -66,7 +79,8 @@ def curves(path: Path, history: list[dict]):
     """Losses and the validation score (Pearson r, or auROC for a classification run)."""
     epochs = [h["epoch"] for h in history]
     classification = bool(history) and "val_auroc" in history[0]
-    fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(10, 4))
+    fig = new_figure(figsize=(10, 4))
+    ax1, ax2 = fig.subplots(1, 2)
     ax1.plot(epochs, [h["train_loss"] for h in history], "o-", label="train")
     ax1.plot(epochs, [h["val_loss"] for h in history], "o-", label="validation")
     ax1.set_xlabel("epoch")

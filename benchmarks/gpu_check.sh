@@ -38,12 +38,14 @@ if [[ $DRY == 1 ]]; then
     BENCH=(--tiny --rows 256 --seq-len 64 --batch-sizes 16 --precisions off)
     INTERPRET=(--device cpu --seq-lens 300 --batch-sizes 256)
     REAL_ROWS=400; REAL_FLAGS=(--epochs 1); DDP_ROWS=256; DDP_EVAL_ROWS=64; DDP_LEN=300
+    DDP_FLAGS=(--epochs 1 --num-workers 0)  # data-loader workers would only add process start-ups here
     LIMIT_BENCH=600; LIMIT_REAL=300; LIMIT_INTERPRET=300; LIMIT_DDP=600
 else
     DEVICE=cuda
     BENCH=(--rows 8192 --seq-len 3020 --batch-sizes 32,256 --precisions off,bf16 --workers 4)
     INTERPRET=(--device cuda --seq-lens 300,3020 --batch-sizes 256,1024,4096)
     REAL_ROWS=0; REAL_FLAGS=(--num-workers 2); DDP_ROWS=8192; DDP_EVAL_ROWS=512; DDP_LEN=1000
+    DDP_FLAGS=(--epochs 2 --num-workers 1)  # a worker per rank: pinned memory with several processes
     LIMIT_BENCH=${LIMIT_BENCH:-230}; LIMIT_REAL=${LIMIT_REAL:-100}; LIMIT_INTERPRET=${LIMIT_INTERPRET:-45}
     LIMIT_DDP=${LIMIT_DDP:-80}
 fi
@@ -140,7 +142,7 @@ for variant in "fp32:--amp off" "bf16-compile:--amp bf16 --compile"; do
     read -r -a flags <<< "${variant#*:}"
     step "ddp-$name" "$LIMIT_DDP" "$PYTHON" -m torch.distributed.run --standalone --nproc-per-node 2 \
         -m maize_ddp.train --data "$WORK/ddp.zarr" --out "$WORK/ddp_$name" --device "$DEVICE" --backend gloo \
-        --epochs 2 --batch-size 64 --warmup-steps 10 --num-workers 1 --convdc 2 "${flags[@]}" \
+        --batch-size 64 --warmup-steps 10 --convdc 2 "${DDP_FLAGS[@]}" "${flags[@]}" \
         && ddp_runs+=("$name=$WORK/ddp_$name")
 done
 "$PYTHON" - "${ddp_runs[@]}" >> "$REPORT" 2>> "$LOG" <<'EOF'

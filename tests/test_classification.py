@@ -13,6 +13,7 @@ import pytest
 import torch
 from scipy import stats
 
+from _commands import in_process
 from convert import synth
 from maize_ddp.metrics import auroc, bce_with_logits, binary_summary
 
@@ -144,16 +145,14 @@ def test_two_rank_classification_run_reports_exact_auroc(stores, tmp_path):
     assert report["best_epoch"] == best + 1  # the best checkpoint is the best val auROC
 
     # one process re-evaluates the best checkpoint on val: the auROC the 2-rank run logged
-    ev = subprocess.run([sys.executable, "-m", "maize_ddp.evaluate", str(out), "--data", str(stores["cls"]),
-                         "--split", "val", "--out", str(tmp_path / "val")], env=ENV, capture_output=True, text=True)
+    ev = in_process("maize_ddp.evaluate", out, "--data", stores["cls"], "--split", "val", "--out", tmp_path / "val")
     assert ev.returncode == 0, ev.stderr
     assert "accuracy" in ev.stdout and "auroc" in ev.stdout
     _, _, yv, pv = read_table(tmp_path / "val" / "val_predictions.tsv")
     assert history[best]["val_auroc"] == pytest.approx(mann_whitney_auc(yv, pv), abs=1e-6)
 
     # predict: probabilities, ids first, the same numbers as the test report
-    pred = subprocess.run([sys.executable, "-m", "maize_ddp.predict", str(out), "--data", str(stores["cls"]),
-                           "--out", str(tmp_path / "p.tsv")], env=ENV, capture_output=True, text=True)
+    pred = in_process("maize_ddp.predict", out, "--data", stores["cls"], "--out", tmp_path / "p.tsv")
     assert pred.returncode == 0, pred.stderr
     header, pids, _, pprob = read_table(tmp_path / "p.tsv")
     assert header == "id\trow\ttrue\tprobability" and pids == ids
@@ -161,9 +160,8 @@ def test_two_rank_classification_run_reports_exact_auroc(stores, tmp_path):
 
 
 def test_classification_refuses_labels_that_are_not_binary(stores, tmp_path):
-    res = subprocess.run([sys.executable, "-m", "maize_ddp.train", "--data", str(stores["reg"]), "--out",
-                          str(tmp_path / "run"), "--task", "classification", *TINY],
-                         env=ENV, capture_output=True, text=True, timeout=120)
+    res = in_process("maize_ddp.train", "--data", stores["reg"], "--out", tmp_path / "run", "--task", "classification",
+                     *TINY)
     err = res.stderr.strip()
     assert res.returncode == 1 and len(err.splitlines()) == 1, err
     assert err.startswith(f"error: {stores['reg']}: --task classification needs labels 0 or 1"), err

@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 import torch
 
+from _commands import in_process
 from _runs import ENV, train_tiny_run
 from maize_ddp import design
 from maize_ddp.codes import ascii_to_codes, codes_to_ascii
@@ -240,9 +241,8 @@ def trained(tmp_path_factory):
 def test_command_writes_designs_whose_predictions_are_the_runs(trained):
     root, seqs = trained
     out = root / "designed"
-    cmd = [sys.executable, "-m", "maize_ddp.design", str(root / "run"), "--seqs", str(root / "starts.fa"),
-           "--out", str(out), "--rounds", "2", "--device", "cpu", "--forbid", "GAATTC"]
-    res = subprocess.run(cmd, env=ENV, capture_output=True, text=True, timeout=300)
+    res = in_process("maize_ddp.design", root / "run", "--seqs", root / "starts.fa", "--out", out, "--rounds", "2",
+                     "--device", "cpu", "--forbid", "GAATTC")
     assert res.returncode == 0, res.stderr[-3000:]
     assert "designed 3 sequences over 2 rounds" in res.stdout
     assert {p.name for p in out.iterdir()} >= {"designs.tsv", "design.json", "trajectory.png"}

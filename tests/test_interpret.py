@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 import torch
 
+from _commands import in_process
 from convert import npz_to_zarr, synth
 from maize_ddp import attribution, interpret
 from maize_ddp.checkpoint import load
@@ -36,11 +37,6 @@ def trained(tmp_path_factory):
     return {"root": root, "run": root / "run", "data": root / "data.zarr", "npz": root / "npz", "truth": truth}
 
 
-def run_cli(*args, **kw):
-    return subprocess.run([sys.executable, "-m", "maize_ddp.interpret", *map(str, args)], env=ENV,
-                          capture_output=True, text=True, timeout=300, **kw)
-
-
 def run_main(*args):
     """The command in this process (no interpreter start-up): its exit status."""
     return interpret.main([str(a) for a in args])
@@ -63,7 +59,8 @@ def motif_mask(codes: np.ndarray) -> np.ndarray:
 @pytest.fixture(scope="module")
 def explained(trained):
     out = trained["root"] / "interp"
-    res = run_cli(trained["run"], "--data", trained["data"], "--top", "24", "--method", "both", "--out", out)
+    res = in_process("maize_ddp.interpret", trained["run"], "--data", trained["data"], "--top", "24", "--method",
+                     "both", "--out", out)
     assert res.returncode == 0, res.stderr
     with np.load(out / "attributions.npz") as z:
         return out, {k: z[k] for k in z.files}

@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 import torch
 
+from _commands import in_process
 from maize_ddp import config, models
 from maize_ddp.errors import ConfigError
 
@@ -180,10 +181,8 @@ def test_a_users_class_trains_under_torchrun_and_the_api_and_cli_agree(user_run)
 
 @pytest.mark.e2e
 def test_a_resume_with_another_model_class_is_refused(user_run, tmp_path):
-    res = subprocess.run([sys.executable, "-m", "maize_ddp.train", "--data", str(user_run / "data.zarr"), "--out",
-                          str(user_run / "run"), "--resume", "--epochs", "3", "--warmup-steps", "2",
-                          "--device", "cpu", "--model", "deepcre"],
-                         env=ENV, capture_output=True, text=True, timeout=300)
+    res = in_process("maize_ddp.train", "--data", user_run / "data.zarr", "--out", user_run / "run", "--resume",
+                     "--epochs", "3", "--warmup-steps", "2", "--device", "cpu", "--model", "deepcre")
     assert res.returncode == 1 and "Traceback" not in res.stderr, res.stderr[-2000:]
     assert "--model-class deepcre (the run:" in res.stderr
 

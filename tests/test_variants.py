@@ -11,6 +11,7 @@ import numpy as np
 import pytest
 import torch
 
+from _commands import in_process
 from convert import genome_to_npz, npz_to_zarr
 from maize_ddp.genome_windows import WindowGeometry, extract_window
 from maize_ddp.gff import Gene
@@ -292,9 +293,8 @@ def test_gzip_vcf_and_the_cli(built, tmp_path):
     gz = tmp_path / "v.vcf.gz"
     gz.write_bytes(gzip.compress(plain.read_bytes()))
     out = tmp_path / "cli.tsv"
-    res = subprocess.run([sys.executable, "-m", "maize_ddp.variants", str(built["run"]), "--vcf", str(gz), "--fasta",
-                          str(built["root"] / "genome.fa"), "--gff", str(built["root"] / "genes.gff3"), "--out", str(out)],
-                         env=ENV, capture_output=True, text=True, timeout=120)
+    res = in_process("maize_ddp.variants", built["run"], "--vcf", gz, "--fasta", built["root"] / "genome.fa",
+                     "--gff", built["root"] / "genes.gff3", "--out", out)
     assert res.returncode == 0, res.stderr
     assert "1 in gene windows" in res.stdout and table(out)[0]["id"] == gene.gene_id
 
@@ -386,9 +386,8 @@ def test_the_api_scores_variants_as_the_command_does(built, tmp_path):
     path = vcf(tmp_path, [("chr1", pos, "near", ref, other(ref)), ("chr1", pos + 3, "next", base(built, "chr1", pos + 3),
                                                                     other(base(built, "chr1", pos + 3)))])
     by_cli = tmp_path / "cli.tsv"
-    res = subprocess.run([sys.executable, "-m", "maize_ddp.variants", str(built["run"]), "--vcf", str(path), "--fasta",
-                          str(built["root"] / "genome.fa"), "--gff", str(built["root"] / "genes.gff3"), "--out",
-                          str(by_cli)], env=ENV, capture_output=True, text=True, timeout=120)
+    res = in_process("maize_ddp.variants", built["run"], "--vcf", path, "--fasta", built["root"] / "genome.fa",
+                     "--gff", built["root"] / "genes.gff3", "--out", by_cli)
     assert res.returncode == 0, res.stderr
     run = Run.load(built["run"], device="cpu")
     summary = run.score_variants(path, built["root"] / "genome.fa", built["root"] / "genes.gff3", tmp_path / "api.tsv")

@@ -20,8 +20,9 @@ $(VENV)/.installed: pyproject.toml
 demo: $(VENV)/.installed
 	PATH="$(abspath $(VENV))/bin:$$PATH" bash launch/demo.sh
 
-# two pytest workers (pytest-xdist), each module on one worker so its shared fixtures are built once
-PYTEST := $(PY) -m pytest -q -n 2 --dist loadfile
+# two pytest workers (pytest-xdist), each module on one worker so its shared fixtures are built once;
+# modules are handed out in tests/conftest.py's order, slowest first
+PYTEST := $(PY) -m pytest -q -n 2 --dist loadfile --no-loadscope-reorder
 
 test: $(VENV)/.installed
 	PATH="$(abspath $(VENV))/bin:$$PATH" $(PYTEST)

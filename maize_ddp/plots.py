@@ -79,7 +79,7 @@ def curves(path: Path, history: list[dict]):
     """Losses and the validation score (Pearson r, or auROC for a classification run)."""
     epochs = [h["epoch"] for h in history]
     classification = bool(history) and "val_auroc" in history[0]
-    fig = new_figure(figsize=(10, 4))
+    fig = new_figure(figsize=(10, 4), layout="constrained")  # the right panel's label clear of the left
     ax1, ax2 = fig.subplots(1, 2)
     ax1.plot(epochs, [h["train_loss"] for h in history], "o-", label="train")
     ax1.plot(epochs, [h["val_loss"] for h in history], "o-", label="validation")
@@ -89,4 +89,6 @@ def curves(path: Path, history: list[dict]):
     ax2.plot(epochs, [h["val_auroc" if classification else "val_pearson"] for h in history], "o-", color="C2")
     ax2.set_xlabel("epoch")
     ax2.set_ylabel("validation auROC" if classification else "validation Pearson r")
+    for ax in (ax1, ax2):
+        ax.xaxis.get_major_locator().set_params(integer=True)  # epochs: no 1.5
     _save(fig, path)

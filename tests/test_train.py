@@ -60,11 +60,6 @@ def single_run(stores, tmp_path_factory):
     return out
 
 
-def copy_run(run: Path, to: Path) -> Path:
-    shutil.copytree(run, to)
-    return to
-
-
 def torchrun(nproc, args, max_restarts=0, **kw):
     cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc-per-node={nproc}",
            f"--max-restarts={max_restarts}", "-m", "maize_ddp.train", *map(str, args)]
@@ -131,8 +126,7 @@ def test_reported_pearson_is_exact_over_uneven_ranks(stores, two_rank_run, tmp_p
     # checkpoint on val in one process must give the value the 2-rank run logged at its epoch
     history = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
     best = history[report["best_epoch"] - 1]
-    ev = subprocess.run([sys.executable, "-m", "maize_ddp.evaluate", str(out), "--data", str(stores["zarr"]),
-                         "--split", "val", "--out", str(tmp_path / "val")], env=ENV, capture_output=True, text=True)
+    ev = in_process("maize_ddp.evaluate", out, "--data", stores["zarr"], "--split", "val", "--out", tmp_path / "val")
     assert ev.returncode == 0, ev.stderr
     _, yv, pv = read_predictions(tmp_path / "val" / "val_predictions.tsv")
     assert best["val_pearson"] == pytest.approx(stats.pearsonr(yv, pv)[0], rel=1e-5)
@@ -202,7 +196,7 @@ def test_resume_with_another_world_size_keeps_the_schedule(stores, two_rank_run,
     # and the learning rate still ends at its floor on the last step.
     first, run = two_rank_run("zarr")
     assert first.returncode == 0, first.stderr[-3000:]
-    out = copy_run(run, tmp_path / "run")
+    out = shutil.copytree(run, tmp_path / "run")
     resumed = train_single(["--data", stores["zarr"], "--out", out, "--epochs", "5", "--resume"])
     assert resumed.returncode == 0, resumed.stderr[-3000:]
     history = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
@@ -215,7 +209,7 @@ def test_resume_with_another_world_size_keeps_the_schedule(stores, two_rank_run,
 
 
 def test_a_run_that_stopped_early_resumes_into_its_test_report(stores, single_run, tmp_path):
-    out = copy_run(single_run, tmp_path / "run")
+    out = shutil.copytree(single_run, tmp_path / "run")
     # as the trainer leaves a run that early-stopped at epoch 2 (an epoch without a better val r)
     last = out / "checkpoints" / "last.pt"
     state = torch.load(last, weights_only=False)
@@ -309,7 +303,7 @@ def test_errors_are_one_line(stores, tmp_path):
 
 
 def test_resume_refuses_another_model(stores, single_run, tmp_path):
-    out = copy_run(single_run, tmp_path / "run")
+    out = shutil.copytree(single_run, tmp_path / "run")
     res = in_process("maize_ddp.train", "--data", stores["zarr"], "--out", out, "--epochs", "2", "--resume",
                      "--conv1kc", "32")
     assert res.returncode == 1

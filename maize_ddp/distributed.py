@@ -213,7 +213,6 @@ def shutdown(d: Dist) -> None:
         gc.collect()
 
 
-
 def run_command(device: str, work, say) -> int:
     """The main of a command that may run under torchrun: `work(d)` between init and shutdown;
     rank 0's result goes to `say`, whose line is printed; errors are one line (errors.run_main)."""

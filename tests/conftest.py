@@ -15,7 +15,7 @@ os.environ.setdefault("OMP_NUM_THREADS", "1")
 # order (Makefile: --no-loadscope-reorder), so the long ones start early and the short ones fill in
 # at the end, and both workers finish together.
 E2E_MODULES = (
-    "test_train", "test_slurm", "test_train_step", "test_gpu_check", "test_faults_train", "test_interpret",  # > 30 s
+    "test_train_step", "test_train", "test_slurm", "test_gpu_check", "test_faults_train", "test_interpret",  # > 30 s
     "test_cv", "test_launch_local", "test_cli", "test_run_api", "test_variants", "test_classification",
     "test_convert_workers", "test_predict_tables", "test_convert_errors", "test_gpu_guard", "test_data_ddp",
 )

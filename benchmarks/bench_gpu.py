@@ -10,7 +10,8 @@ rows, and each epoch is timed (the device synchronised at both ends):
                   epoch, no host read; AdamW (fused on CUDA) with no clipping
   ideal compiled  the same through train.compile_for_training (CUDA graphs on one GPU)
   trainer         train.train_epoch itself on a real Zarr store with its loader (pinned memory,
-                  DataLoader workers), the StepMeter, steps.jsonl, log points every 50 steps
+                  DataLoader workers reading ahead), the StepMeter, steps.jsonl, log points every
+                  50 steps, and a validation between the epochs (untimed, as in a run)
   trainer compile the same with --compile
 Reported: steady samples/s (epoch 2), the ratio to the ideal eager loop at the same precision and
 batch, the first epoch's speed over the steady one (start-up: workers, cuDNN autotuning,
@@ -49,7 +50,7 @@ def make_store(work: Path, rows: int, seq_len: int) -> Path:
 
     store = work / f"bench_{rows}_{seq_len}.zarr"
     if not store.exists():
-        synth.generate(work / f"npz_{rows}_{seq_len}", train=rows, val=64, test=64, seq_len=seq_len,
+        synth.generate(work / f"npz_{rows}_{seq_len}", train=rows, val=max(64, rows // 8), test=64, seq_len=seq_len,
                        shard_size=min(rows, 4096), dtype="uint8")
         npz_to_zarr.convert(work / f"npz_{rows}_{seq_len}", store)
     return store
@@ -102,28 +103,39 @@ def ideal(store, work, device, amp, batch, compiled, model_flags, workers) -> tu
     return epochs, 0.0
 
 
-def trainer(store, work, device, amp, batch, compiled, model_flags, workers) -> tuple[list, float]:
-    """train.train_epoch, as a run calls it, for two epochs; returns [(seconds, samples)]."""
+def trainer(store, work, device, amp, batch, compiled, model_flags, workers, read_ahead=True) -> tuple[list, float]:
+    """train.train_epoch, as a run calls it, for two epochs with a validation after each (untimed);
+    returns [(seconds, samples)]. As a run, the loader reads ahead: the first epoch while the
+    model is built, the second during the first validation (read_ahead=False: not, to measure that)."""
     from tqdm import tqdm
 
     out = Path(tempfile.mkdtemp(prefix="run_", dir=work))
     cfg = trainer_config(store, out, device, amp, batch, compiled, model_flags)
     d = distributed.Dist(0, 0, 1, device, None)
-    loader = train.loader(cfg.data, "train", batch_size=batch, train=True, rank=0, world_size=1, seed=0,
-                          num_workers=workers, pin_memory=device.type == "cuda")
+    args = dict(rank=0, world_size=1, seed=0, num_workers=workers, pin_memory=device.type == "cuda")
+    loaders = (train.loader(cfg.data, "train", batch_size=batch, train=True, **args),
+               train.loader(cfg.data, "val", batch_size=batch * 4, train=False, **args),
+               train.loader(cfg.data, "train", batch_size=batch, train=True, **{**args, "seed": 1, "num_workers": 0}))
+    loader, val_loader, bn_loader = loaders
     try:
+        if read_ahead:
+            loader.read_ahead(0)
         state, amp_used, lr_factor = train.build(cfg, d, steps_per_epoch=len(loader))
         step_model = train.compile_for_training(state.model, d) if compiled else state.model
         log = train.StepLog(cfg, d, out, resumed_step=None)
         epochs = []
-        for _ in range(2):
+        for epoch in range(2):
             seconds, samples = train.train_epoch(cfg, d, state, step_model, loader, amp_used, lr_factor,
                                                  tqdm(disable=True), lambda: None, log)
             epochs.append((seconds, samples))
+            if read_ahead and epoch == 0:
+                loader.read_ahead(1)
+            train.validate(cfg, d, state.model, val_loader, bn_loader, amp_used)
             state.end_epoch({}, math.nan)
         return epochs, 0.0
     finally:
-        loader.close()
+        for each in loaders:
+            each.close()
 
 
 def measure(kind, store, work, device, amp, batch, model_flags, workers) -> dict:

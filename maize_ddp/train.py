@@ -386,6 +386,8 @@ def train_and_report(cfg, d, train_loader, val_loader, bn_loader, resume: bool) 
     """The run, top to bottom: build, resume, for each epoch (train, validate, save), report."""
     out = Path(cfg.out)
     last, best = out / "checkpoints" / "last.pt", out / "checkpoints" / "best.pt"
+    if not resume:
+        train_loader.read_ahead(0)  # data-loader workers start, and read, while the model is built
     store = store_identity(cfg.data)
     state, amp, lr_factor = build(cfg, d, steps_per_epoch=len(train_loader))
     if resume:
@@ -409,6 +411,8 @@ def train_and_report(cfg, d, train_loader, val_loader, bn_loader, resume: bool) 
         bar = progress_bar(cfg, d, state)
         seconds, samples = train_epoch(cfg, d, state, step_model, train_loader, amp, lr_factor, bar, save_last,
                                        steps_log)
+        if state.epoch + 1 < cfg.epochs:
+            train_loader.read_ahead(state.epoch + 1)  # the next epoch's first windows load during validation
         val = validate(cfg, d, state.model, val_loader, bn_loader, amp)
         loss_sum, loss_count = distributed.all_reduce_sum(d, state.epoch_loss)
         row = {"epoch": state.epoch + 1, "step": state.step, "train_loss": loss_sum / max(loss_count, 1),

@@ -186,6 +186,28 @@ def test_two_workers_give_the_zero_worker_stream_across_epochs(stores, kind):
         assert [b[2].tolist() for b in epoch(loader, 4)] == [b[2].tolist() for b in epoch(reference, 4)]
 
 
+def test_reading_ahead_hands_the_workers_that_epoch_and_changes_no_batch(stores):
+    """The trainer reads an epoch ahead (its first windows load while the model is built, or while
+    the previous epoch validates): the windows go to the workers at once, the epoch's batches are
+    the zero-worker stream's, and an epoch other than the one read ahead is still served exactly."""
+    args = dict(batch_size=4, seed=3, with_rows=True, shuffle_blocks=2)
+    reference = make_loader(stores["zarr"], "train", **args)
+    with make_loader(stores["zarr"], "train", num_workers=2, **args) as loader:
+        loader.read_ahead(0)
+        # one window a worker requested before any batch is asked for (torch's count of tasks out)
+        assert loader._dataloader._iterator._tasks_outstanding == 2
+        for (e, start), (ahead, ahead_start) in [((0, 0), (0, 0)), ((1, 0), (1, 0)), ((2, 5), (2, 5)),
+                                                 ((3, 9), (3, 0)), ((5, 0), (4, 0))]:
+            if (e, start) != (0, 0):
+                loader.read_ahead(ahead, ahead_start)
+            got, want = epoch(loader, e, start), epoch(reference, e, start)
+            assert [b[2].tolist() for b in got] == [b[2].tolist() for b in want], (e, start, ahead)
+            assert all(torch.equal(x, y) for a, b in zip(got, want) for x, y in zip(a, b))
+        # read ahead, then iterated with no set_epoch: still the epoch that was set
+        loader.read_ahead(6)
+        assert [b[2].tolist() for b in loader] == [b[2].tolist() for b in epoch(reference, 5)]
+
+
 def test_single_tar_split_evaluated_once_with_more_ranks_x_workers_than_tars(stores):
     """One tar, 2 ranks: rank 0 uses 2 workers, rank 1 none (the plan does not depend on workers)."""
     rows = []

@@ -151,6 +151,7 @@ class BatchLoader:
             # DataLoader draws a seed from this generator at every iter(); with the default
             # (global) one that draw would shift the training RNG and break exact resume.
             generator=torch.Generator().manual_seed(seed))
+        self._ahead = None  # ((epoch, start_batch), the DataLoader iterator already reading it)
 
     def set_epoch(self, epoch: int, start_batch: int = 0) -> None:
         """Select the epoch (train: its permutation) and the first batch to yield (resume)."""
@@ -158,12 +159,30 @@ class BatchLoader:
             raise ValueError(f"start_batch {start_batch} outside 0..{self._len}")
         self._sampler.epoch, self._sampler.start_batch = epoch, start_batch
 
+    def read_ahead(self, epoch: int, start_batch: int = 0) -> None:
+        """Set the workers reading that epoch's first windows now (one a worker; the first call
+        also starts them), while the caller does other work: builds the model, validates. Its
+        iteration, after set_epoch(epoch, start_batch), then starts with them in hand; another
+        position discards them. Without workers nothing can be read ahead, and this does nothing."""
+        if not self._dataloader.num_workers:
+            return
+        current = self._sampler.epoch, self._sampler.start_batch
+        self.set_epoch(epoch, start_batch)
+        try:
+            self._ahead = (epoch, start_batch), iter(self._dataloader)
+        finally:
+            self._sampler.epoch, self._sampler.start_batch = current
+
     def __len__(self) -> int:
         return self._len
 
     def __iter__(self):
         B = self.batch_size
-        for item in self._dataloader:
+        ahead, self._ahead = self._ahead, None
+        position = self._sampler.epoch, self._sampler.start_batch
+        # (persistent workers: iter() restarts the one DataLoader iterator, ahead's included)
+        items = ahead[1] if ahead is not None and ahead[0] == position else iter(self._dataloader)
+        for item in items:
             if isinstance(item, ReadFailure):
                 raise StoreError(item.message)
             codes, y, rows = item
@@ -173,7 +192,7 @@ class BatchLoader:
     def close(self) -> None:
         """Stop the persistent workers now rather than at garbage collection."""
         iterator = getattr(self._dataloader, "_iterator", None)
-        self._dataloader._iterator = None
+        self._dataloader._iterator, self._ahead = None, None
         if iterator is not None and hasattr(iterator, "_shutdown_workers"):
             iterator._shutdown_workers()
 

@@ -31,11 +31,39 @@ from maize_ddp.inference import Predictor, task_of, trained_align
 from maize_ddp.sequences import fit_length
 
 
-SEQUENCE = re.compile(r"[ACGTNacgtn]*")  # a str of bases is a sequence; any other str is a path
+SEQUENCE = re.compile(r"[ACGTNacgtn]*")
+NOT_A_BASE = re.compile(r"[^ACGTNacgtn]")
 
 
 class RunInputError(errors.Error, ValueError):
     pass
+
+
+def _not_bases(seq: str) -> str:
+    """Where `seq` stops being bases: "'U' at position 4"."""
+    at = NOT_A_BASE.search(seq).start()
+    return f"{seq[at]!r} at position {at + 1}"
+
+
+def _shown(seq) -> str:
+    text = seq if isinstance(seq, str) else str(seq)
+    return repr(text) if len(text) <= 40 else repr(text[:40] + "...")
+
+
+def is_path(x) -> bool:
+    """A Path, or a str that is not bases and names a file or looks like one (a '/' or a '.');
+    any other str is a mistyped sequence, refused as one instead of opened as a file."""
+    if isinstance(x, Path):
+        return True
+    if not isinstance(x, str) or SEQUENCE.fullmatch(x):
+        return False
+    try:
+        exists = Path(x).exists()
+    except (OSError, ValueError):  # too long or NUL: no file has that name
+        exists = False
+    if exists or (len(x) <= 4096 and ("/" in x or "." in x)):
+        return True
+    raise RunInputError(f"{_shown(x)} is neither a file nor a sequence: {_not_bases(x)} is not A, C, G, T or N")
 
 
 @dataclass
@@ -84,10 +112,11 @@ class Run:
         if isinstance(x, (list, tuple)):
             rows = []
             for i, seq in enumerate(x):
-                if not isinstance(seq, str) or not SEQUENCE.fullmatch(seq):
-                    shown = seq if isinstance(seq, str) and len(seq) <= 40 else f"{str(seq)[:40]}..."
-                    raise RunInputError(f"sequence {i} ({shown!r}) is not A, C, G, T and N: a file is read with "
-                                        "run.predict(path), or maize_ddp.inputs.open_rows")
+                if not isinstance(seq, str):
+                    raise RunInputError(f"sequence {i} ({_shown(seq)}) is a {type(seq).__name__}, not a str of bases")
+                if not SEQUENCE.fullmatch(seq):
+                    raise RunInputError(f"sequence {i} ({_shown(seq)}) is not A, C, G, T and N: {_not_bases(seq)} "
+                                        "(a file is read with run.predict(path), or maize_ddp.inputs.open_rows)")
                 codes = ascii_to_codes(seq)
                 if len(codes) != self.seq_len:
                     if align is None:
@@ -115,7 +144,7 @@ class Run:
         """Predictions (logits for a classification run): numpy [T] for one sequence, [N, T] for
         several; for a path (store, npz folder, table, FASTA), (ids, [N, T]) in the input's order."""
         predictor = self.predictor.with_settings(amp, rc_average)
-        if isinstance(x, Path) or (isinstance(x, str) and not SEQUENCE.fullmatch(x)):
+        if is_path(x):
             from maize_ddp.inputs import open_rows
 
             source = open_rows(x, split, self.seq_len, seq_col=seq_col, id_col=id_col, align=align or self.align)
@@ -156,7 +185,7 @@ class Run:
         from maize_ddp import motifs as motifs_
 
         db, _ = motifs_.load_db(Path(motif_db) if motif_db else None, jaspar_taxon)  # a bad file fails first
-        if isinstance(x, Path) or (isinstance(x, str) and not SEQUENCE.fullmatch(x)):
+        if is_path(x):
             _, codes, scores, _, _ = motifs_.attributions_from_run(self, x, split, ids=ids, top=top, method=method,
                                                                    target=target)
         else:

@@ -253,6 +253,10 @@ def open_data(cfg) -> None:
     problem = outputs.overlap(cfg.out, [cfg.data])
     if problem:
         raise TrainingError(problem.replace("choose an output", "choose an --out"))
+    kind = outputs.output_kind(cfg.out)  # a store, dataset or report folder: its files are not the run's
+    if kind:
+        raise TrainingError(f"{cfg.out}: is another command's output (it holds {kind}), not a run folder; "
+                            "choose another --out")
     store = open_store(cfg.data)
     for split in ("train", "val", "test"):
         store.check(split=split)

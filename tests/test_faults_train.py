@@ -329,6 +329,22 @@ def test_fault(world, tmp_path, scenario):
         assert not out.exists() or any(out.iterdir()), f"{out}: a failed evaluation left an empty folder"
 
 
+def test_train_out_into_another_store_is_refused_and_the_store_left_alone(world, tmp_path):
+    """A store that is not the input is still no run folder: run files would go in beside its
+    arrays, and its next --overwrite would take the run with it."""
+    other = tmp_path / "other.wds"
+    shutil.copytree(world["wds"], other)
+
+    def contents():
+        return {str(p.relative_to(other)): p.read_bytes() if p.is_file() else None for p in other.rglob("*")}
+    before = contents()
+    res = in_process("train", "--data", world["zarr"], "--out", other, *FAST)
+    assert res.returncode == 1, res.stderr[-3000:]
+    one_error_line(res, other, "is another command's output (it holds manifest.json), not a run folder",
+                   "choose another --out")
+    assert contents() == before
+
+
 # ---- faults that need a run going on, or leave something to clean up ---------------------------------------
 
 def test_a_second_trainer_and_a_torchrun_resume_are_refused_then_ctrl_c_stops_the_first(world, tmp_path):

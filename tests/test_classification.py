@@ -158,6 +158,14 @@ def test_two_rank_classification_run_reports_exact_auroc(stores, tmp_path):
     assert header == "id\trow\ttrue\tprobability" and pids == ids
     np.testing.assert_allclose(pprob, prob, rtol=1e-6)
 
+    # the Python API gives the model's logits; their sigmoid is the same table
+    from maize_ddp import Run
+    from maize_ddp.inference import probabilities
+
+    api_ids, logits = Run.load(out).predict(stores["cls"])
+    assert api_ids == pids and ((logits < 0) | (logits > 1)).any()  # logits, not probabilities
+    np.testing.assert_allclose(probabilities(logits)[:, 0], pprob, rtol=1e-5)
+
 
 def test_classification_refuses_labels_that_are_not_binary(stores, tmp_path):
     res = in_process("maize_ddp.train", "--data", stores["reg"], "--out", tmp_path / "run", "--task", "classification",

@@ -262,7 +262,7 @@ def run(a, d) -> dict | None:
 def main(argv=None) -> int:
     a = build_parser().parse_args(argv)
     return distributed.run_command(a.device, lambda d: run(a, d), lambda info: (
-        f"explained {info['n']} sequences ({', '.join(info['methods'])}) in {info['seconds']:.1f} s on "
+        f"explained {info['n']} sequence(s) ({', '.join(info['methods'])}) in {info['seconds']:.1f} s on "
         f"{info['world_size']} process(es) -> {a.out}"))
 
 

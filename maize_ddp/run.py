@@ -162,9 +162,15 @@ class Run:
         minus the reference's) or saliency (gradient x one-hot input), for target `target`."""
         if method not in attribution.METHODS:
             raise RunInputError(f"method must be one of {', '.join(attribution.METHODS)}, not {method!r}")
+        self.check_target(target)
         codes = torch.from_numpy(self.codes(x, align))
         scores = attribution.compute(method, self.predictor, codes, target, batch_size)
         return scores.detach().float().cpu().numpy()
+
+    def check_target(self, target) -> None:
+        if not (isinstance(target, (int, np.integer)) and 0 <= target < self.num_targets):
+            raise RunInputError(f"target {target!r}: the model has {self.num_targets} target(s) "
+                                f"(0..{self.num_targets - 1})")
 
     def score_variants(self, vcf, fasta, gff, out, *, batch_size: int = 128, **options):
         """Reference vs alternate predictions of every VCF allele in the gene windows the run's data
@@ -184,6 +190,7 @@ class Run:
         `jaspar_taxon`: (Discovery, matches per pattern), what `motifs` writes (docs/motifs.md)."""
         from maize_ddp import motifs as motifs_
 
+        self.check_target(target)
         db, _ = motifs_.load_db(Path(motif_db) if motif_db else None, jaspar_taxon)  # a bad file fails first
         if is_path(x):
             _, codes, scores, _, _ = motifs_.attributions_from_run(self, x, split, ids=ids, top=top, method=method,

@@ -188,9 +188,13 @@ def claim_run_dir(cfg, out: Path) -> tuple[runlock.RunLock, bool]:
     except BaseException:
         lock.release()
         if created:  # a refused start leaves no empty run folder behind
-            remove_if_empty(out / "checkpoints")
-            remove_if_empty(out)
+            remove_empty_run_dir(out)
         raise
+
+
+def remove_empty_run_dir(out: Path) -> None:
+    remove_if_empty(out / "checkpoints")
+    remove_if_empty(out)
 
 
 def remove_if_empty(folder: Path) -> None:
@@ -242,8 +246,8 @@ def refuse_changed_settings(cfg, state: dict, last: Path) -> None:
             return ", ".join(f"{name(k)} {now['model'].get(k)} (the run: {saved['model'].get(k)})" for k in sorted(diff))
         return f"--{key.replace('_', '-')} {now[key]} (the run: {saved[key]})"
     raise TrainingError(f"{last}: a resume continues the run as it was trained, but "
-                        f"{'; '.join(show(k) for k in changed)}; pass the run's values (its config.json), "
-                        "or start a new run with another --out")
+                        f"{'; '.join(show(k) for k in changed)}; pass the run's values (its config.json: a "
+                        "setting left out takes its default, not the run's), or start a new run with another --out")
 
 
 def open_data(cfg) -> None:
@@ -368,10 +372,11 @@ def train(cfg: config.TrainConfig, d: distributed.Dist) -> None:
         loaders.append(loader(cfg.data, "train", batch_size=cfg.batch_size, train=True,
                               **{**loader_args, "seed": cfg.seed + 1, "num_workers": 0}))
         # ---- the run folder: one live run at a time, its lock taken before anything is written
-        lock = None
+        lock, created = None, False
 
         def claim():
-            nonlocal lock
+            nonlocal lock, created
+            created = not Path(cfg.out).exists()
             lock, resume = claim_run_dir(cfg, Path(cfg.out))
             return resume
 
@@ -381,6 +386,8 @@ def train(cfg: config.TrainConfig, d: distributed.Dist) -> None:
         finally:
             if lock is not None:
                 lock.release()
+                if created:  # a start that failed before writing anything (a model that does not fit) leaves no folder
+                    remove_empty_run_dir(Path(cfg.out))
     finally:
         for each in loaders:  # stop persistent workers now, not at interpreter exit
             each.close()

@@ -206,3 +206,13 @@ def test_a_model_table_the_class_cannot_take_is_refused_before_training(user_fil
         config.resolve(["--config", str(toml)])
     with pytest.raises(ConfigError, match="cannot build it from .*IndexError"):
         models.build("deepcre", {"num_targets": 1, "seq_len": 100, "dense": [128]})
+
+
+@pytest.mark.e2e
+def test_a_class_of_the_wrong_output_shape_fails_in_one_line_and_leaves_no_run_folder(user_run, tmp_path):
+    out = tmp_path / "runs" / "wrong"
+    res = in_process("maize_ddp.train", "--data", user_run / "data.zarr", "--out", out, "--epochs", "1",
+                     "--device", "cpu", "--model", f"{user_run / 'nets.py'}:WrongShape")
+    assert res.returncode == 1 and "Traceback" not in res.stderr, res.stderr[-2000:]
+    assert "WrongShape: returns [2, 3] for 2 sequences; it must return [B, T] = [2, 1]" in res.stderr
+    assert not out.exists() and (tmp_path / "runs").is_dir()  # its own folder goes, the parent stays

@@ -90,7 +90,8 @@ def refuse_existing(dst, overwrite: bool, inputs: Iterable = (), kind: str | Non
         raise OutputError(f"{dst}: already exists (pass --overwrite to replace it)")
     found = output_kind(dst)
     if found is None and not _empty_dir(dst):
-        raise OutputError(f"{dst}: exists and is not a maize_ddp output; refusing to replace it")
+        what = "is a training run's folder" if (dst / "checkpoints").is_dir() else "is not a maize_ddp output"
+        raise OutputError(f"{dst}: exists and {what}; refusing to replace it")
     what = {name: text for name, _, text in OUTPUT_SIGNS}
     if found is not None and kind is not None and found != kind:
         raise OutputError(f"{dst}: is {what[found]}, and this command writes {what[kind]}; refusing to replace "

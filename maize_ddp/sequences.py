@@ -49,12 +49,12 @@ class Record:
 
 
 def is_fasta(path) -> bool:
-    """Whether the file's first non-blank character is '>'."""
+    """Whether the file's first non-blank character is '>'; a file of nothing but blanks is an error."""
     with gzip_errors_as(SequenceError, path), open_maybe_gzip(path) as handle:
         for line in handle:
             if line.strip():
                 return line.lstrip().startswith(">")
-    return False
+    raise SequenceError(f"{path}: is empty: no FASTA record and no table header")
 
 
 def read_records(path, *, seq_col: str | None = None, id_col: str | None = None,

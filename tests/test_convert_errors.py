@@ -288,6 +288,10 @@ def test_overwrite_replaces_only_our_outputs(tmp_path, capsys, kind):
     assert CONVERTERS[kind].main([str(src), str(dst), "--quiet", "--overwrite"]) == 1
     assert capsys.readouterr().err == f"error: {dst}: exists and is not a maize_ddp output; refusing to replace it\n"
     assert (dst / "thesis.tex").read_text() == "mine"
+    (dst / "checkpoints").mkdir()  # a run folder is ours, but no converter's to replace: said as such
+    assert CONVERTERS[kind].main([str(src), str(dst), "--quiet", "--overwrite"]) == 1
+    assert capsys.readouterr().err == f"error: {dst}: exists and is a training run's folder; refusing to replace it\n"
+    (dst / "checkpoints").rmdir()
     (dst / "thesis.tex").unlink()  # an empty folder holds nothing to lose
     assert CONVERTERS[kind].main([str(src), str(dst), "--quiet", "--overwrite"]) == 0
     assert CONVERTERS[kind].main([str(src), str(dst), "--quiet", "--overwrite"]) == 0  # its own output

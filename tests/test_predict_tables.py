@@ -164,6 +164,7 @@ def test_interpret_reads_a_table_like_predict(world, tmp_path):
 
 @pytest.mark.parametrize("make,words", [
     (lambda d: (d / "h.tsv").write_text("name\tsequence\n") and d / "h.tsv", "no sequences"),
+    (lambda d: (d / "e.fa").write_text("\n \n") and d / "e.fa", "e.fa: is empty: no FASTA record and no table header"),
     (lambda d: np.savez(d / "x.npz", arr_0=np.zeros((2, 60), np.uint8)) or d / "x.npz",
      "an npz shard; pass the folder that holds the shards"),
 ])

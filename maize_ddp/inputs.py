@@ -7,6 +7,7 @@ and the row.
 """
 from __future__ import annotations
 
+import sys
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Iterator
@@ -119,6 +120,31 @@ def rows_with_ids(source: RowSource, wanted: list[str]) -> tuple[list[str], np.n
         elsewhere = " (in another split? see --split)" if source.split else ""
         raise InputError(f"{source.where}: no row with id {', '.join(repr(m) for m in missing[:3])}{more}{elsewhere}")
     return list(wanted), np.stack([found[i] for i in wanted])
+
+
+def split_holding(data, wanted: list[str], say=lambda line: print(line, file=sys.stderr, flush=True)) -> str:
+    """The split of a store that holds every id asked for (`say` says which when not test), for
+    the commands' --ids without --split; not a store: test, which the reader ignores."""
+    from maize_ddp.data import open_store, read_ids
+
+    path = Path(data)
+    if not path.exists() or kind_of(path) != "store":
+        return "test"
+    info = open_store(path)
+    where: dict[str, str] = {}
+    for name in sorted(info.splits, key=lambda s: (s != "test", s != "val", s)):
+        for i in set(wanted) & set(read_ids(info, name).tolist()):
+            where.setdefault(i, name)
+    missing = [i for i in wanted if i not in where]
+    if missing:
+        raise InputError(f"--ids: {missing[0]!r} is in no split of {path}")
+    splits = sorted(set(where.values()))
+    if len(splits) > 1:
+        raise InputError(f"--ids: the ids are in several splits ({', '.join(f'{i}: {where[i]}' for i in wanted)}); "
+                         "choose one with --split")
+    if splits[0] != "test":
+        say(f"[maize_ddp] --ids: found in split {splits[0]!r} of {path}")
+    return splits[0]
 
 
 def npz_batches(folder: Path, seq_len: int, batch_size: int):

@@ -34,7 +34,7 @@ from maize_ddp.checkpoint import checkpoint_file, load
 from maize_ddp.codes import ALPHABET, codes_to_ascii
 from maize_ddp.arguments import add_run_settings, count, positive_int
 from maize_ddp.inference import Predictor, trained_align
-from maize_ddp.inputs import InputError, RowSource, kind_of, open_rows, rows_with_ids
+from maize_ddp.inputs import InputError, RowSource, open_rows, rows_with_ids, split_holding
 from maize_ddp.origin import landmarks
 from maize_ddp.sequences import ALIGNMENTS
 
@@ -189,31 +189,6 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--device", default="auto", help="auto (cuda when available) | cpu | cuda (default auto)")
     add_run_settings(p)
     return p
-
-
-def split_holding(data, wanted: list[str], say=print) -> str:
-    """The split of a store that holds every id asked for (said on stderr when not test); not a
-    store: test, which the reader ignores."""
-    from maize_ddp.data import open_store, read_ids
-
-    path = Path(data)
-    if not path.exists() or kind_of(path) != "store":
-        return "test"
-    info = open_store(path)
-    where: dict[str, str] = {}
-    for name in sorted(info.splits, key=lambda s: (s != "test", s != "val", s)):
-        for i in set(wanted) & set(read_ids(info, name).tolist()):
-            where.setdefault(i, name)
-    missing = [i for i in wanted if i not in where]
-    if missing:
-        raise InputError(f"--ids: {missing[0]!r} is in no split of {path}")
-    splits = sorted(set(where.values()))
-    if len(splits) > 1:
-        raise InputError(f"--ids: the ids are in several splits ({', '.join(f'{i}: {where[i]}' for i in wanted)}); "
-                         "explain one split at a time with --split")
-    if splits[0] != "test":
-        say(f"[interpret] --ids: found in split {splits[0]!r} of {path}")
-    return splits[0]
 
 
 def run(a, d) -> dict | None:

@@ -470,7 +470,8 @@ def build_parser() -> argparse.ArgumentParser:
                      help="maize_ddp.interpret's attributions.npz (instead of RUN and --data)")
     src.add_argument("--data", type=Path,
                      help="with RUN: a .zarr/.wds store, a folder of .npz shards, a sequence table (TSV/CSV) or a FASTA file")
-    src.add_argument("--split", default="test", help="split of a store (default test; ignored for other inputs)")
+    src.add_argument("--split", help="split of a store (default: test; for --ids, the split that holds them; "
+                                     "ignored for other inputs)")
     src.add_argument("--seq-col", help="a table's sequence column")
     src.add_argument("--id-col", help="a table's id column (default <file name>:<row>)")
     src.add_argument("--align", choices=ALIGNMENTS,
@@ -543,6 +544,7 @@ def run(a, say=print) -> dict:
         ids, codes, scores = ids[pick], codes[pick], scores[pick]
         marks, origin = landmarks_beside(a.attributions), None
     else:
+        from maize_ddp.inputs import split_holding
         from maize_ddp.origin import landmarks
         from maize_ddp.run import Run
 
@@ -550,6 +552,7 @@ def run(a, say=print) -> dict:
         if a.target >= model.num_targets:
             raise errors.ConfigError(f"--target {a.target}: the model has {model.num_targets} target(s)")
         method = a.method or "ism"
+        a.split = a.split or (split_holding(a.data, a.ids) if a.ids else "test")
         ids, codes, scores, pred, origin = attributions_from_run(
             model, a.data, a.split, ids=a.ids, top=a.top, method=method, target=a.target,
             batch_size=a.batch_size, seq_col=a.seq_col, id_col=a.id_col, align=a.align)

@@ -26,7 +26,7 @@ import torch
 from maize_ddp import distributed, errors, models, progress
 from maize_ddp.checkpoint import atomic_write, load
 from maize_ddp.arguments import add_run_settings, positive_int
-from maize_ddp.inputs import kind_of, npz_batches, open_rows, rows_with_ids, sequence_batches
+from maize_ddp.inputs import kind_of, npz_batches, open_rows, rows_with_ids, sequence_batches, split_holding
 from maize_ddp.sequences import ALIGNMENTS
 from maize_ddp.report import predict_batches, predictions_table
 from maize_ddp.inference import Predictor, output_name, probabilities, task_of, trained_align
@@ -111,7 +111,8 @@ def main(argv=None) -> int:
     p.add_argument("checkpoint", type=Path, help="a run folder (uses checkpoints/best.pt) or a .pt file")
     p.add_argument("--data", required=True, type=Path,
                    help="a .zarr/.wds store, a folder of .npz shards, a sequence table (TSV/CSV) or a FASTA file")
-    p.add_argument("--split", default="test", help="split of a store (default: test; ignored otherwise)")
+    p.add_argument("--split", help="split of a store (default: test; for --ids, the split that holds them; "
+                                   "ignored otherwise)")
     p.add_argument("--out", required=True, type=Path, help="predictions TSV (a new file; see --overwrite)")
     p.add_argument("--overwrite", action="store_true",
                    help="replace --out if it exists and is a predictions table (never a checkpoint)")
@@ -121,7 +122,7 @@ def main(argv=None) -> int:
                    help="pad with N or trim sequences to the model's length, keeping this part in place "
                         "(default: as the run's table_to_npz did, else lengths must match)")
     p.add_argument("--ids", nargs="+", metavar="ID",
-                   help="only the rows of these ids, in this order (from --split of a store); default: every row")
+                   help="only the rows of these ids, in this order; default: every row")
     p.add_argument("--batch-size", type=positive_int, default=128, help="rows per forward pass (default 128)")
     p.add_argument("--device", default="auto", help="auto (cuda when available) | cpu | cuda (default auto)")
     add_run_settings(p)
@@ -132,6 +133,7 @@ def main(argv=None) -> int:
 def predict(a) -> str:
     """The command's work: predictions for --data written to --out (temp file, then rename)."""
     check_out(a.out, a.overwrite, a.data)
+    a.split = a.split or (split_holding(a.data, a.ids) if a.ids else "test")
     device = distributed.pick_device(a.device, 0)
     state = load(a.checkpoint)
     predictor = Predictor.of_checkpoint(state, device, a.checkpoint, a.trust_model_code, a.amp, a.rc_average)

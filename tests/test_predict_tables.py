@@ -204,9 +204,22 @@ def test_predict_ids_gives_those_rows_in_the_order_asked_from_any_input(world, t
         got = read_table(out)
         assert [r[0] for r in got] == wanted
         np.testing.assert_allclose([float(r[1]) for r in got], [float(every[i]) for i in wanted], rtol=1e-5)
+    # without --split, a store's ids are looked for in every split, and the one used is said
+    from maize_ddp.data import open_store, read_ids
+
+    train_ids = read_ids(open_store(root / "lib.zarr"), "train")[[3, 0]].tolist()
+    res = run("maize_ddp.predict", root / "run", "--data", root / "lib.zarr", "--ids", *train_ids,
+              "--out", tmp_path / "train.tsv")
+    assert res.returncode == 0 and "--ids: found in split 'train'" in res.stderr, res.stderr
+    got = read_table(tmp_path / "train.tsv")
+    assert [r[0] for r in got] == train_ids
+    np.testing.assert_allclose([float(r[1]) for r in got], [float(every[i]) for i in train_ids], rtol=1e-5)
     res = run("maize_ddp.predict", root / "run", "--data", root / "lib.zarr", "--ids", wanted[0], "nope",
               "--out", tmp_path / "missing.tsv")
-    assert res.returncode == 1 and "no row with id 'nope'" in res.stderr and "Traceback" not in res.stderr
+    assert res.returncode == 1 and "--ids: 'nope' is in no split" in res.stderr and "Traceback" not in res.stderr
+    res = run("maize_ddp.predict", root / "run", "--data", root / "lib.zarr", "--split", "test", "--ids", train_ids[0],
+              "--out", tmp_path / "missing.tsv")
+    assert res.returncode == 1 and f"no row with id {train_ids[0]!r} (in another split? see --split)" in res.stderr
     assert not (tmp_path / "missing.tsv").exists()
 
 

@@ -369,11 +369,10 @@ class Search:
 
 
 def target_names(run) -> list[str]:
-    """The run's names for its targets when it records them, else target0, target1, ..."""
-    names = getattr(run, "target_names", None) or (getattr(run, "config", None) or {}).get("target_names")
-    if names and len(names) == run.num_targets:
-        return [str(n) for n in names]
-    return [f"target{i}" for i in range(run.num_targets)]
+    """The names of the run's targets (maize_ddp.origin.target_names), target0, ... where unrecorded."""
+    from maize_ddp.origin import target_names as names_of
+
+    return names_of(getattr(run, "origin", None), run.num_targets)
 
 
 def designs_table(designs: Sequence[Design], names: Sequence[str]) -> str:

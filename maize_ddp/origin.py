@@ -1,8 +1,8 @@
 """Where a dataset's rows came from: the command that cut them and its settings (`origin`).
 
 A converter records the npz folder's own description in the store (StoreMeta.origin):
-`{"generator": "convert.genome_to_npz", "settings": {... "geometry": {...}}}` from its
-summary.json, or `{"generator": "convert.synth", "settings": {... "tss_position": P}}` from
+`{"generator": "convert.genome_to_npz", "settings": {... "geometry": {...}}, "targets": [names]}`
+from its summary.json, or `{"generator": "convert.synth", "settings": {... "tss_position": P}}` from
 synth's truth.json. Attribution figures read the window's landmarks from it and the variant
 scorer the exact window geometry, so neither can drift from how the data were built.
 
@@ -32,8 +32,19 @@ def read_origin(folder) -> dict | None:
         if doc["generator"] == "convert.synth":
             return {"generator": "convert.synth", "settings": {k: doc[k] for k in SYNTH_KEPT if k in doc}}
         if isinstance(doc.get("settings"), dict):
-            return {"generator": doc["generator"], "settings": doc["settings"]}
+            names = doc.get("targets")  # genome_to_npz's and table_to_npz's names of the label columns
+            named = {"targets": [str(n) for n in names]} if isinstance(names, list) and names else {}
+            return {"generator": doc["generator"], "settings": doc["settings"], **named}
     return None
+
+
+def target_names(origin: dict | None, num_targets: int) -> list[str]:
+    """The targets' names as the dataset's converter recorded them (its label columns), else
+    target0, target1, ..."""
+    names = (origin or {}).get("targets") if isinstance(origin, dict) else None
+    if isinstance(names, list) and len(names) == num_targets:
+        return [str(n) for n in names]
+    return [f"target{i}" for i in range(num_targets)]
 
 
 def geometry(origin: dict | None) -> dict | None:

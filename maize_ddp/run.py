@@ -99,6 +99,14 @@ class Run:
                    origin=(state.get("store") or {}).get("origin"), config=state["config"], device=device)
 
     @property
+    def target_names(self) -> list[str]:
+        """Column names of the targets, as the dataset's converter recorded them (a table's label
+        columns, genome_to_npz's targets); target0, target1, ... where none were recorded."""
+        from maize_ddp.origin import target_names
+
+        return target_names(self.origin, self.num_targets)
+
+    @property
     def predictor(self) -> Predictor:
         """The model with the run's device, precision and RC averaging (maize_ddp.inference)."""
         return Predictor(self.model, self.device, self.amp, self.rc_average)

@@ -11,6 +11,7 @@ import pytest
 from _commands import in_process
 from convert import npz_to_zarr
 from convert.table_to_npz import convert_table
+from maize_ddp import Run
 from maize_ddp.data import make_loader
 
 ENV = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONUNBUFFERED": "1"}
@@ -72,6 +73,7 @@ def test_predict_on_a_table_and_on_fasta_keeps_input_order_and_matches_the_store
     assert len(store_rows) > 20
     np.testing.assert_allclose([float(r[3]) for r in store_rows], [by_id[r[0]] for r in store_rows],
                                rtol=1e-5, atol=1e-6)
+    assert Run.load(root / "run").target_names == ["activity"]  # the table's label column names the target
 
 
 def test_lengths_other_than_the_models_need_align(world, tmp_path):

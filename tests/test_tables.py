@@ -13,6 +13,7 @@ import pytest
 from convert import npz_to_wds, npz_to_zarr, table_to_npz
 from convert.table_to_npz import Splitter, TableError, convert_table
 from maize_ddp.data import open_store, read_ids
+from maize_ddp.origin import target_names
 from maize_ddp.sequences import fit_length
 
 CODE = {"A": 0, "C": 1, "G": 2, "T": 3, "N": 4}
@@ -78,6 +79,8 @@ def test_rows_arrive_as_codes_labels_and_ids(tmp_path, name, sep):
         info = open_store(tmp_path / store)
         assert read_ids(info, "train").tolist() == data["train"][2]
         assert info.meta.origin["generator"] == "convert.table_to_npz"
+        assert target_names(info.meta.origin, 2) == ["act0", "act1"]  # what a run trained on it calls its targets
+    assert target_names(info.meta.origin, 3) == ["target0", "target1", "target2"]  # names that do not fit: numbered
 
 
 def test_splits_by_hash_are_seeded_and_independent_of_row_order(tmp_path):

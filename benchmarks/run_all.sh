@@ -9,6 +9,7 @@ python benchmarks/bench_loader.py | tee benchmarks/results/loader.md
 python benchmarks/bench_integrity.py | tee benchmarks/results/integrity.md
 python benchmarks/bench_train.py | tee benchmarks/results/train.md
 python benchmarks/bench_epoch_start.py | tee benchmarks/results/epoch_start.md
+python benchmarks/bench_exit.py | tee benchmarks/results/exit.md
 bash benchmarks/bench_demo.sh
 # needs: pip install tangermeme; the results file is replaced only by a finished run
 python benchmarks/bench_ism.py > benchmarks/results/ism.md.tmp && mv benchmarks/results/ism.md.tmp benchmarks/results/ism.md

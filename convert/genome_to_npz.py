@@ -39,6 +39,7 @@ import numpy as np
 
 from maize_ddp.fasta import iter_chromosomes
 from maize_ddp.genome_windows import WindowGeometry, bases_off_chromosome, extract_window
+from maize_ddp.process_exit import exit_process
 from maize_ddp.textio import gzip_errors_as, open_maybe_gzip
 from maize_ddp.gff import Gene, read_genes
 from maize_ddp.outputs import atomic_output_dir, refuse_existing
@@ -748,4 +749,4 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    exit_process(main())

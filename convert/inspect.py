@@ -15,7 +15,6 @@ their sha256 and compares every decoded row with the store. Exit status 1 if any
 from __future__ import annotations
 
 import argparse
-import sys
 from pathlib import Path
 from typing import Iterator
 
@@ -24,6 +23,7 @@ import numpy as np
 from maize_ddp.data import StoreInfo, open_source, open_store, read_ids
 from maize_ddp.errors import run_main
 from maize_ddp.origin import describe as describe_origin
+from maize_ddp.process_exit import exit_process
 from maize_ddp.store_format import check_checksum
 
 from .output import dir_bytes
@@ -250,4 +250,4 @@ def main(argv=None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    exit_process(main())

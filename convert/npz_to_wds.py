@@ -20,12 +20,12 @@ import argparse
 import io
 import json
 import re
-import sys
 import tarfile
 from pathlib import Path
 
 import numpy as np
 
+from maize_ddp.process_exit import exit_process
 from maize_ddp.store_format import FORMAT, RecordedFile, row_crc32s
 
 from . import driver
@@ -231,4 +231,4 @@ def main(argv=None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    exit_process(main())

@@ -13,7 +13,6 @@ is therefore the same bytes whatever the number of workers.
 """
 from __future__ import annotations
 
-import sys
 from pathlib import Path
 
 import numpy as np
@@ -21,6 +20,7 @@ import zarr
 from zarr.codecs import BloscCodec, Crc32cCodec, ZstdCodec
 from zarr.storage import LocalStore
 
+from maize_ddp.process_exit import exit_process
 from maize_ddp.store_format import FORMAT, MISSING_CODE, place_crc32s, record_file
 
 from . import driver
@@ -187,4 +187,4 @@ def main(argv=None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    exit_process(main())

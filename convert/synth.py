@@ -26,7 +26,6 @@ from __future__ import annotations
 import argparse
 import json
 import math
-import sys
 from pathlib import Path
 
 import numpy as np
@@ -35,6 +34,7 @@ from maize_ddp.codes import ascii_to_codes
 from maize_ddp.npz_shards import shard_path, write_shard
 
 from maize_ddp.outputs import atomic_output_dir
+from maize_ddp.process_exit import exit_process
 
 from .output import run_command
 from .shards import ConvertError
@@ -226,4 +226,4 @@ def main(argv=None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    exit_process(main())

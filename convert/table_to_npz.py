@@ -34,6 +34,7 @@ import numpy as np
 from maize_ddp.errors import Error
 from maize_ddp.id_hashes import IdHashes
 from maize_ddp.npz_shards import ShardWriter
+from maize_ddp.process_exit import exit_process
 from maize_ddp.store_format import FLOAT32_MAX
 from maize_ddp.sequences import (ALIGNMENTS, Record, fit_length, is_fasta, length_problem, read_records,
                                  sequence_problem, table_records, to_codes)
@@ -419,4 +420,4 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    exit_process(main())

@@ -7,6 +7,9 @@ from __future__ import annotations
 
 import importlib
 import sys
+from typing import NoReturn
+
+from maize_ddp.process_exit import exit_process
 
 COMMANDS = {
     "synth": ("convert.synth", "synthetic promoters with a known noise ceiling (npz shards)"),
@@ -47,5 +50,10 @@ def main(argv=None) -> int:
     return importlib.import_module(module).main(rest)
 
 
+def run() -> NoReturn:
+    """The installed `maize-ddp` script: main, then the process ends (maize_ddp.process_exit)."""
+    exit_process(main())
+
+
 if __name__ == "__main__":
-    sys.exit(main())
+    run()

@@ -27,6 +27,7 @@ from scipy import stats
 from maize_ddp import errors, outputs, plots
 from maize_ddp.checkpoint import atomic_write_text
 from maize_ddp.metrics import RegressionMoments, binary_summary
+from maize_ddp.process_exit import exit_process
 
 COLUMNS = {"regression": ("n", "pearson", "spearman", "r2", "mse"),
            "classification": ("n", "positives", "accuracy", "auroc")}
@@ -194,4 +195,4 @@ def main(argv=None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    exit_process(main())

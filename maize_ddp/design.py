@@ -32,7 +32,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -43,6 +42,7 @@ import torch
 
 from maize_ddp import attribution, errors, progress
 from maize_ddp.codes import ALPHABET, ascii_to_codes, codes_to_ascii, reverse_complement
+from maize_ddp.process_exit import exit_process
 
 GENERATOR = "maize_ddp.design"
 MANIFEST = "design.json"
@@ -548,4 +548,4 @@ def main(argv=None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    exit_process(main())

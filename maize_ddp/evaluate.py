@@ -12,7 +12,6 @@ import argparse
 import contextlib
 import json
 import os
-import sys
 from pathlib import Path
 
 import torch
@@ -21,6 +20,7 @@ from maize_ddp import distributed, errors
 from maize_ddp.arguments import add_run_settings, count, positive_int
 from maize_ddp.checkpoint import load
 from maize_ddp.inference import Predictor, task_of
+from maize_ddp.process_exit import exit_process
 from maize_ddp.report import ReportError, test_report, describe_report
 
 
@@ -130,4 +130,4 @@ def evaluate(a) -> str | None:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    exit_process(main())

@@ -36,6 +36,7 @@ from maize_ddp.arguments import add_run_settings, count, positive_int
 from maize_ddp.inference import Predictor, trained_align
 from maize_ddp.inputs import InputError, RowSource, open_rows, rows_with_ids, split_holding
 from maize_ddp.origin import landmarks
+from maize_ddp.process_exit import exit_process
 from maize_ddp.sequences import ALIGNMENTS
 
 GENERATOR = "maize_ddp.interpret"
@@ -242,4 +243,4 @@ def main(argv=None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    exit_process(main())

@@ -40,6 +40,7 @@ import numpy as np
 from maize_ddp import errors
 from maize_ddp.codes import ALPHABET, COMPLEMENT
 from maize_ddp.motif_db import KnownMotif, MotifDBError, jaspar, meme_text, read_meme, require
+from maize_ddp.process_exit import exit_process
 
 GENERATOR = "maize_ddp.motifs"
 MANIFEST = "motifs.json"
@@ -591,4 +592,4 @@ def main(argv=None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    exit_process(main())

@@ -17,7 +17,6 @@ of those ids, in the order given (columns: id and the predictions), from any kin
 from __future__ import annotations
 
 import argparse
-import sys
 from pathlib import Path
 
 import numpy as np
@@ -27,6 +26,7 @@ from maize_ddp import distributed, errors, models, progress
 from maize_ddp.checkpoint import atomic_write, load
 from maize_ddp.arguments import add_run_settings, positive_int
 from maize_ddp.inputs import kind_of, npz_batches, open_rows, rows_with_ids, sequence_batches, split_holding
+from maize_ddp.process_exit import exit_process
 from maize_ddp.sequences import ALIGNMENTS
 from maize_ddp.report import predict_batches, predictions_table
 from maize_ddp.inference import Predictor, output_name, probabilities, task_of, trained_align
@@ -166,4 +166,4 @@ def predict(a) -> str:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    exit_process(main())

@@ -41,6 +41,7 @@ from tqdm import tqdm
 
 from maize_ddp import checkpoint, config, distributed, errors, models, outputs, plots, runlock
 from maize_ddp.data import StoreError, make_loader, open_store, read_ids
+from maize_ddp.process_exit import exit_process
 from maize_ddp.report import describe_report, evaluate_split, test_report
 from maize_ddp.inference import Predictor, autocast, resolve_amp
 from maize_ddp.model import GeometryWarning, ModelConfig, build_model, flat_length, recalibrate_batchnorm
@@ -680,4 +681,4 @@ def report(cfg, d, state: TrainingState, best: Path, amp: str) -> dict:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    exit_process(main())

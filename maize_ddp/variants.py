@@ -35,6 +35,7 @@ from maize_ddp.chrom_names import ChromNames, read_map
 from maize_ddp.arguments import add_run_settings, count, positive_int
 from maize_ddp.inference import Predictor
 from maize_ddp.origin import geometry as origin_geometry
+from maize_ddp.process_exit import exit_process
 from maize_ddp.vcf import Site, VcfError, read_sites, symbolic
 
 HEADER_START = "id\tchrom\tpos\tvariant\t"
@@ -411,4 +412,4 @@ def main(argv=None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    exit_process(main())

@@ -67,7 +67,7 @@ def test_the_wheel_carries_the_presets_the_launchers_and_the_entry_point(wheel):
     assert {"share/maize_ddp/launch/local.sh", "share/maize_ddp/launch/gpus.sh", "share/maize_ddp/launch/cv.sh",
             "share/maize_ddp/launch/slurm/train.sbatch"} <= launchers
     entry = next(n for n in names if n.endswith("entry_points.txt"))
-    assert "maize-ddp = maize_ddp.cli:main" in zipfile.ZipFile(wheel).read(entry).decode()
+    assert "maize-ddp = maize_ddp.cli:run" in zipfile.ZipFile(wheel).read(entry).decode()
 
 
 def test_the_installed_wheel_runs_the_pipeline_outside_the_repository(wheel, tmp_path):

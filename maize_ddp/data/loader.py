@@ -12,6 +12,7 @@ import torch
 from torch.utils.data import DataLoader, Dataset, get_worker_info
 
 from . import plan
+from ..process_exit import freeze_garbage_collection
 from .augment import augment, batch_rng
 from .sources import open_source
 from .store import StoreError, StoreInfo, open_store
@@ -147,6 +148,7 @@ class BatchLoader:
             multiprocessing_context="spawn" if num_workers else None,
             # Windows are big (~80 batches of 64): one in flight per worker keeps them busy.
             persistent_workers=num_workers > 0, prefetch_factor=1 if num_workers else None,
+            worker_init_fn=freeze_garbage_collection,  # a worker's start-up heap: never collected, exit in ms
             pin_memory=pin_memory and torch.cuda.is_available(),
             # DataLoader draws a seed from this generator at every iter(); with the default
             # (global) one that draw would shift the training RNG and break exact resume.

@@ -106,3 +106,12 @@ def test_the_installed_wheel_runs_the_pipeline_outside_the_repository(wheel, tmp
     report = json.loads((work / "run" / "test_metrics.json").read_text())
     assert report["n"] == 32 and (work / "run" / "config.json").exists()
     assert json.loads((work / "run" / "config.json").read_text())["model"]["pool1ks"] == 4  # the preset's pools
+
+
+def test_a_command_exits_with_its_code_its_output_flushed_and_its_heap_frozen():
+    """maize_ddp.process_exit: the interpreter's last collection skips what was alive at the end."""
+    code = ("import atexit, gc, sys; from maize_ddp.process_exit import exit_process; "
+            "atexit.register(lambda: print(' frozen' if gc.get_freeze_count() > 1000 else ' not frozen')); "
+            "sys.stdout.write('said'); exit_process(3)")
+    res = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert (res.returncode, res.stdout) == (3, "said frozen\n"), res.stderr

@@ -39,6 +39,11 @@ def atomic_write(path: Path, write) -> None:
         os.replace(tmp, path)
     except BaseException as e:  # a full disk, a kill by Ctrl-C: never leave the temp file
         tmp.unlink(missing_ok=True)
+        stop = e.__context__
+        while stop is not None and not isinstance(stop, KeyboardInterrupt):
+            stop = stop.__context__
+        if stop is not None:  # Ctrl-C or SIGTERM inside torch.save's writer, retold by it as a RuntimeError
+            raise stop from None
         if isinstance(e, (OSError, RuntimeError)) and not isinstance(e, Error):
             # torch.save reports a short write as RuntimeError ("unexpected pos"), the OSError
             # behind it as its context

@@ -4,6 +4,7 @@ import torch
 
 from maize_ddp import checkpoint
 from maize_ddp.checkpoint import CheckpointError
+from maize_ddp.errors import Terminated
 
 
 def test_every_checkpoint_carries_the_schema_and_older_ones_still_load(tmp_path):
@@ -20,3 +21,22 @@ def test_a_newer_schema_is_refused_in_one_line(tmp_path, schema):
     with pytest.raises(CheckpointError, match=r"future.pt: checkpoint schema .* written by a newer maize_ddp") as e:
         checkpoint.load(tmp_path / "future.pt")
     assert "\n" not in str(e.value)
+
+
+@pytest.mark.parametrize("signal_error", [KeyboardInterrupt, Terminated])
+def test_a_signal_inside_the_writer_stops_as_that_signal_and_leaves_no_file(tmp_path, signal_error):
+    """Ctrl-C or SIGTERM arriving inside torch.save's C++ writer can come back as a RuntimeError
+    whose context is the signal's exception: it is the signal (exit 130 or 143), not a failed write."""
+    def write(fh):
+        fh.write(b"half")
+        try:
+            raise signal_error()
+        except KeyboardInterrupt:
+            raise RuntimeError("[enforce fail at inline_container.cc] unexpected pos 4 vs 64")
+
+    target = tmp_path / "last.pt"
+    with pytest.raises(signal_error):
+        checkpoint.atomic_write(target, write)
+    assert list(tmp_path.iterdir()) == []
+    with pytest.raises(OSError, match="cannot write"):  # a RuntimeError of its own is still a failed write
+        checkpoint.atomic_write(target, lambda fh: (_ for _ in ()).throw(RuntimeError("unexpected pos 4 vs 64")))

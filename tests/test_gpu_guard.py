@@ -50,16 +50,21 @@ def test_init_stops_before_the_process_group(monkeypatch):
 
 def test_each_rank_says_it_on_its_own_line(tmp_path):
     """torchrun with 2 processes asking for CUDA on this CPU machine (the honest case this machine can
-    show): each rank prints one whole `error: rank R/2:` line, exit non-zero, no traceback of ours."""
+    show): a rank prints one whole `error: rank R/2:` line, exit non-zero, no traceback of ours. The
+    first rank to fail ends the launch: torchrun stops the other, which may say so or not have got
+    that far, as scheduling decides."""
     if torch.cuda.is_available():
         pytest.skip("this machine has a GPU: --device cuda would start")
     res = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node=2",
                           "-m", "maize_ddp.train", "--data", str(tmp_path / "x.zarr"), "--out", str(tmp_path / "run"),
                           "--device", "cuda"], env=ENV, capture_output=True, text=True, timeout=120)
     assert res.returncode != 0
-    ours = sorted(line for line in res.stderr.splitlines() if line.startswith("error:"))
-    assert ours == [f"error: rank {r}/2: --device cuda was asked for but no CUDA device is visible; use --device cpu"
-                    for r in (0, 1)], res.stderr[-3000:]
+    ours = [line for line in res.stderr.splitlines() if line.startswith("error:")]
+    said = [f"error: rank {r}/2: --device cuda was asked for but no CUDA device is visible; use --device cpu"
+            for r in (0, 1)]
+    assert any(line in said for line in ours), res.stderr[-3000:]
+    assert all(line in said or line.startswith("error: terminated (SIGTERM") for line in ours), res.stderr[-3000:]
+    assert len(ours) == len(set(ours)) <= 2, res.stderr[-3000:]
     assert "maize_ddp/" not in res.stderr  # torchrun prints its own traceback; none runs through our code
     assert not (tmp_path / "run").exists()
 

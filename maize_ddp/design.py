@@ -433,7 +433,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--goal", default="max",
                    help="max or min the score, or a number to bring it to (default max)")
     which = p.add_mutually_exclusive_group()
-    which.add_argument("--target", type=count, default=0, help="the target whose prediction is the score (default 0)")
+    which.add_argument("--target", default="0",
+                       help="the target whose prediction is the score: its index or name (default 0)")
     which.add_argument("--weights", type=weights_arg,
                        help="score = this weighted sum of the targets' predictions, one weight per target, "
                             "e.g. 1,-1: high in the first, low in the second (default: --target alone)")
@@ -514,11 +515,13 @@ def command(a, d) -> dict | None:
     from maize_ddp import distributed
     from maize_ddp.checkpoint import checkpoint_file
     from maize_ddp.outputs import atomic_output_dir
+    from maize_ddp.origin import target_index
     from maize_ddp.run import Run
 
     inputs = [a.seqs, checkpoint_file(a.checkpoint)]
     distributed.on_main(d, lambda: refuse_output(a.out, a.overwrite, inputs))
     run = Run.load(a.checkpoint, device=d.device, trust_code=a.trust_model_code)
+    a.target = target_index(run.origin, run.num_targets, a.target, "--target")
     ids, codes = read_starts(a, run)
     started = time.perf_counter()
     mine = evolve(run, codes, ids=ids, rounds=a.rounds, goal=a.goal, target=a.target, weights=a.weights,

@@ -29,13 +29,13 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from maize_ddp import attribution, distributed, errors, models, progress
+from maize_ddp import attribution, distributed, models, progress
 from maize_ddp.checkpoint import checkpoint_file, load
 from maize_ddp.codes import ALPHABET, codes_to_ascii
 from maize_ddp.arguments import add_run_settings, count, positive_int
 from maize_ddp.inference import Predictor, trained_align
 from maize_ddp.inputs import InputError, RowSource, open_rows, rows_with_ids, split_holding
-from maize_ddp.origin import landmarks
+from maize_ddp.origin import landmarks, target_index
 from maize_ddp.process_exit import exit_process
 from maize_ddp.sequences import ALIGNMENTS
 
@@ -175,7 +175,7 @@ def build_parser() -> argparse.ArgumentParser:
     which.add_argument("--top", type=positive_int, help="explain the N rows with the highest prediction (default 10)")
     p.add_argument("--method", choices=["ism", "saliency", "both"], default="both",
                    help="in-silico saturation mutagenesis, gradient x input, or both (default both)")
-    p.add_argument("--target", type=count, default=0, help="which target to explain (default 0)")
+    p.add_argument("--target", default="0", help="which target to explain: its index or name (default 0)")
     p.add_argument("--out", required=True, type=Path, help="output folder (new, or see --overwrite)")
     p.add_argument("--overwrite", action="store_true", help="replace --out if it is an earlier interpret output")
     p.add_argument("--window", type=positive_int, default=20, help="width of the windows in windows.tsv (default 20)")
@@ -202,8 +202,7 @@ def run(a, d) -> dict | None:
     state = load(a.checkpoint)
     predictor = Predictor.of_checkpoint(state, d.device, a.checkpoint, a.trust_model_code, a.amp, a.rc_average)
     seq_len, num_targets = models.io_shape(state)
-    if a.target >= num_targets:
-        raise errors.ConfigError(f"--target {a.target}: the model has {num_targets} target(s)")
+    a.target = target_index((state.get("store") or {}).get("origin"), num_targets, a.target, "--target")
     a.batch_size = a.batch_size or attribution.ism_batch(d.device)
     methods = list(attribution.METHODS) if a.method == "both" else [a.method]
     def say(line):

@@ -482,7 +482,7 @@ def build_parser() -> argparse.ArgumentParser:
     which.add_argument("--top", type=positive_int, help="use the N rows with the highest prediction (default: every row)")
     src.add_argument("--method", choices=["ism", "saliency"],
                      help="which scores (default ism; from --attributions: ism when the file has it)")
-    src.add_argument("--target", type=count, default=0, help="with RUN: which target to explain (default 0)")
+    src.add_argument("--target", default="0", help="with RUN: which target to explain, its index or name (default 0)")
     src.add_argument("--tss", type=count,
                      help="position of the TSS in the rows, for seqlets.tsv's from_tss (default: what the data record)")
     mod = p.add_argument_group("TF-MoDISco")
@@ -546,12 +546,11 @@ def run(a, say=print) -> dict:
         marks, origin = landmarks_beside(a.attributions), None
     else:
         from maize_ddp.inputs import split_holding
-        from maize_ddp.origin import landmarks
+        from maize_ddp.origin import landmarks, target_index
         from maize_ddp.run import Run
 
         model = Run.load(a.checkpoint, device=a.device, trust_code=a.trust_model_code)
-        if a.target >= model.num_targets:
-            raise errors.ConfigError(f"--target {a.target}: the model has {model.num_targets} target(s)")
+        a.target = target_index(model.origin, model.num_targets, a.target, "--target")
         method = a.method or "ism"
         a.split = a.split or (split_holding(a.data, a.ids) if a.ids else "test")
         ids, codes, scores, pred, origin = attributions_from_run(

@@ -13,6 +13,8 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+from maize_ddp.errors import ConfigError
+
 # The file a generator writes at the top of its npz folder, and the keys kept from it.
 DESCRIPTIONS = ("summary.json", "truth.json")
 SYNTH_KEPT = ("seed", "seq_len", "num_targets", "noise_sd", "tss_position", "features", "weights")
@@ -36,6 +38,21 @@ def read_origin(folder) -> dict | None:
             named = {"targets": [str(n) for n in names]} if isinstance(names, list) and names else {}
             return {"generator": doc["generator"], "settings": doc["settings"], **named}
     return None
+
+
+def target_index(origin: dict | None, num_targets: int, target, flag: str = "target") -> int:
+    """`target` as a column index: 0..T-1, or one of target_names (a command line's text may be
+    either). Anything else is a ConfigError that lists the targets."""
+    names = target_names(origin, num_targets)
+    if isinstance(target, str):
+        if target in names:
+            return names.index(target)
+        if target.strip().isdigit():
+            target = int(target)
+    if hasattr(target, "__index__") and not isinstance(target, bool) and 0 <= int(target) < num_targets:
+        return int(target)
+    shown = ", ".join(f"{i} ({name})" for i, name in enumerate(names))
+    raise ConfigError(f"{flag} {target!r}: the model has {num_targets} target(s): {shown}")
 
 
 def target_names(origin: dict | None, num_targets: int) -> list[str]:

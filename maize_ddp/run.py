@@ -167,18 +167,20 @@ class Run:
     def attribute(self, x, method: str = "ism", target: int = 0, batch_size: int | None = None,
                   align: str | None = None) -> np.ndarray:
         """Per-base scores [N, 4, L] as `interpret` computes them: ISM (prediction with each base
-        minus the reference's) or saliency (gradient x one-hot input), for target `target`."""
+        minus the reference's) or saliency (gradient x one-hot input), for target `target` (its
+        index or its name in target_names)."""
         if method not in attribution.METHODS:
             raise RunInputError(f"method must be one of {', '.join(attribution.METHODS)}, not {method!r}")
-        self.check_target(target)
+        target = self.target_index(target)
         codes = torch.from_numpy(self.codes(x, align))
         scores = attribution.compute(method, self.predictor, codes, target, batch_size)
         return scores.detach().float().cpu().numpy()
 
-    def check_target(self, target) -> None:
-        if not (isinstance(target, (int, np.integer)) and 0 <= target < self.num_targets):
-            raise RunInputError(f"target {target!r}: the model has {self.num_targets} target(s) "
-                                f"(0..{self.num_targets - 1})")
+    def target_index(self, target) -> int:
+        """A target's column: its index, or its name in target_names."""
+        from maize_ddp.origin import target_index
+
+        return target_index(self.origin, self.num_targets, target)
 
     def score_variants(self, vcf, fasta, gff, out, *, batch_size: int = 128, **options):
         """Reference vs alternate predictions of every VCF allele in the gene windows the run's data
@@ -198,7 +200,7 @@ class Run:
         `jaspar_taxon`: (Discovery, matches per pattern), what `motifs` writes (docs/motifs.md)."""
         from maize_ddp import motifs as motifs_
 
-        self.check_target(target)
+        target = self.target_index(target)
         db, _ = motifs_.load_db(Path(motif_db) if motif_db else None, jaspar_taxon)  # a bad file fails first
         if is_path(x):
             _, codes, scores, _, _ = motifs_.attributions_from_run(self, x, split, ids=ids, top=top, method=method,
@@ -215,6 +217,6 @@ class Run:
         a list of Design records, round 0 the start sequences, as `design` writes them."""
         from maize_ddp import design as design_
 
-        return design_.evolve(self, seqs, rounds=rounds, goal=goal, target=target, weights=weights, beam=beam,
+        return design_.evolve(self, seqs, rounds=rounds, goal=goal, target=self.target_index(target), weights=weights, beam=beam,
                               fixed=fixed, forbid=forbid, max_mutations=max_mutations, seed=seed, ids=ids,
                               align=align, batch_size=batch_size, seqs_per_step=seqs_per_step, show=show)

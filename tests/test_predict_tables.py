@@ -1,6 +1,7 @@
 """From a sequence table to predictions with ids: table_to_npz -> store -> train -> predict on
 the table itself and on FASTA, checked against predictions on the store's rows."""
 import csv
+import json
 import os
 import subprocess
 import sys
@@ -155,9 +156,13 @@ def test_predict_fits_lengths_as_the_training_table_was_fitted(world, tmp_path):
 def test_interpret_reads_a_table_like_predict(world, tmp_path):
     rows = world["rows"]
     wanted = [rows[4]["name"], rows[1]["name"]]
-    res = run("maize_ddp.interpret", world["root"] / "run", "--data", world["table"], "--seq-col", "sequence",
-              "--id-col", "name", "--ids", *wanted, "--method", "saliency", "--figures", "0", "--out", tmp_path / "i")
+    args = [world["root"] / "run", "--data", world["table"], "--seq-col", "sequence", "--id-col", "name", "--ids",
+            *wanted, "--method", "saliency", "--figures", "0"]
+    res = run("maize_ddp.interpret", *args, "--target", "activity", "--out", tmp_path / "i")  # the label's name
     assert res.returncode == 0, res.stderr[-2000:]
+    assert json.loads((tmp_path / "i" / "interpret.json").read_text())["target"] == 0
+    bad = run("maize_ddp.interpret", *args, "--target", "enrichment", "--out", tmp_path / "bad")
+    assert bad.returncode != 0 and "--target 'enrichment': the model has 1 target(s): 0 (activity)" in bad.stderr
     with np.load(tmp_path / "i" / "attributions.npz") as z:
         assert z["ids"].tolist() == wanted
         assert ["".join("ACGTN"[c] for c in codes) for codes in z["codes"]] == [rows[4]["sequence"], rows[1]["sequence"]]

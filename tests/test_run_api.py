@@ -105,9 +105,10 @@ def test_ism_scores_are_prediction_differences_by_hand(trained):
         np.testing.assert_allclose(scores[0, "ACGT".index(letter), pos], run.predict(mutant)[0] - base,
                                    rtol=1e-4, atol=1e-5)
     assert run.attribute([seq], method="saliency").shape == (1, 4, 120)
-    for target in (run.num_targets, -1, 0.5):
-        with pytest.raises(RunInputError, match=f"target {target!r}: the model has {run.num_targets} target"):
+    for target in (run.num_targets, -1, 0.5, "leaf"):
+        with pytest.raises(ValueError, match=f"target {target!r}: the model has {run.num_targets} target.*0 \\(target0\\)"):
             run.attribute(seq, target=target)
+    np.testing.assert_array_equal(run.attribute(seq, target="target0"), scores)  # a target by its name
 
 
 def test_motifs_from_the_api_ask_for_enough_rows(trained):

@@ -375,8 +375,14 @@ def target_names(run) -> list[str]:
     return names_of(getattr(run, "origin", None), run.num_targets)
 
 
+FIXED_COLUMNS = ("id", "round", "rank", "sequence", "score", "objective", "n_mutations", "mutations")
+
+
 def designs_table(designs: Sequence[Design], names: Sequence[str]) -> str:
-    """designs.tsv: one row per design, id of the start sequence first (see the module doc)."""
+    """designs.tsv: one row per design, id of the start sequence first (see the module doc); the
+    targets' columns are numbered instead where a name is one of the table's own columns."""
+    if set(names) & set(FIXED_COLUMNS):
+        names = [f"target{i}" for i in range(len(names))]
     header = ["id", "round", "rank", "sequence", *names, "score", "objective", "n_mutations", "mutations"]
     lines = ["\t".join(header)]
     for d in designs:

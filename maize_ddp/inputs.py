@@ -140,8 +140,10 @@ def split_holding(data, wanted: list[str], say=lambda line: print(line, file=sys
         raise InputError(f"--ids: {missing[0]!r} is in no split of {path}")
     splits = sorted(set(where.values()))
     if len(splits) > 1:
-        raise InputError(f"--ids: the ids are in several splits ({', '.join(f'{i}: {where[i]}' for i in wanted)}); "
-                         "choose one with --split")
+        by_split = {s: [i for i in wanted if where[i] == s] for s in splits}
+        shown = "; ".join(f"{len(ids)} in {s} ({', '.join(map(repr, ids[:2]))}{', ...' if len(ids) > 2 else ''})"
+                          for s, ids in by_split.items())
+        raise InputError(f"--ids: the ids are in several splits ({shown}); choose one with --split")
     if splits[0] != "test":
         say(f"[maize_ddp] --ids: found in split {splits[0]!r} of {path}")
     return splits[0]

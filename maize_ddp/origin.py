@@ -60,7 +60,10 @@ def target_names(origin: dict | None, num_targets: int) -> list[str]:
     target0, target1, ..."""
     names = (origin or {}).get("targets") if isinstance(origin, dict) else None
     if isinstance(names, list) and len(names) == num_targets:
-        return [str(n) for n in names]
+        names = [str(n) for n in names]
+        # a table's header names them: each once, and none that would break a TSV of predictions
+        if len(set(names)) == len(names) and all(n and not any(c in n for c in "\t\n\r") for n in names):
+            return names
     return [f"target{i}" for i in range(num_targets)]
 
 

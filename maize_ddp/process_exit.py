@@ -23,7 +23,8 @@ def exit_process(code: int | None) -> NoReturn:
     """sys.exit(code), the outputs flushed first and the heap frozen (the module doc)."""
     for stream in (sys.stdout, sys.stderr):
         try:
-            stream.flush()
+            if stream is not None:  # None: the process was started with that descriptor closed
+                stream.flush()
         except (OSError, ValueError):  # a closed or broken pipe: nothing more can reach it
             pass
     freeze_garbage_collection()

@@ -33,6 +33,7 @@ from maize_ddp.sequences import fit_length
 
 SEQUENCE = re.compile(r"[ACGTNacgtn]*")
 NOT_A_BASE = re.compile(r"[^ACGTNacgtn]")
+NAME_MAX = 255  # the longest file or folder name of Linux and macOS file systems
 
 
 class RunInputError(errors.Error, ValueError):
@@ -61,7 +62,8 @@ def is_path(x) -> bool:
         exists = Path(x).exists()
     except (OSError, ValueError):  # too long or NUL: no file has that name
         exists = False
-    if exists or (len(x) <= 4096 and ("/" in x or "." in x)):
+    names_fit = all(len(part) <= NAME_MAX for part in x.split("/"))  # else no file system holds that name
+    if exists or (names_fit and ("/" in x or "." in x)):
         return True
     raise RunInputError(f"{_shown(x)} is neither a file nor a sequence: {_not_bases(x)} is not A, C, G, T or N")
 
@@ -193,16 +195,20 @@ class Run:
         return score_variants(self.predictor, record, self.path, vcf, fasta, gff, out, batch_size=batch_size,
                               **options)
 
-    def motifs(self, x, *, split: str = "test", ids=None, top=None, method: str = "ism", target: int = 0,
+    def motifs(self, x, *, split: str | None = None, ids=None, top=None, method: str = "ism", target: int = 0,
                motif_db=None, jaspar_taxon: str = "plants", matches: int = 3, seed: int = 0, **discover):
         """TF-MoDISco patterns of the attributions of `x` (sequences, codes, or a path: every row,
-        `top` or `ids`), each with its best `matches` in `motif_db` (a MEME file) or JASPAR CORE for
-        `jaspar_taxon`: (Discovery, matches per pattern), what `motifs` writes (docs/motifs.md)."""
+        `top` or `ids`; a store's `split`, by default test, or with `ids` the split that holds them),
+        each with its best `matches` in `motif_db` (a MEME file) or JASPAR CORE for `jaspar_taxon`:
+        (Discovery, matches per pattern), what `motifs` writes (docs/motifs.md)."""
         from maize_ddp import motifs as motifs_
 
         target = self.target_index(target)
         db, _ = motifs_.load_db(Path(motif_db) if motif_db else None, jaspar_taxon)  # a bad file fails first
         if is_path(x):
+            from maize_ddp.inputs import split_holding
+
+            split = split or (split_holding(x, list(ids)) if ids else "test")
             _, codes, scores, _, _ = motifs_.attributions_from_run(self, x, split, ids=ids, top=top, method=method,
                                                                    target=target)
         else:

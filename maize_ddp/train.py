@@ -260,8 +260,8 @@ def open_data(cfg) -> None:
         raise TrainingError(problem.replace("choose an output", "choose an --out"))
     kind = outputs.output_kind(cfg.out)  # a store, dataset or report folder: its files are not the run's
     if kind:
-        raise TrainingError(f"{cfg.out}: is another command's output (it holds {kind}), not a run folder; "
-                            "choose another --out")
+        what = {name: text for name, _, text in outputs.OUTPUT_SIGNS}[kind]
+        raise TrainingError(f"{cfg.out}: is {what} (it holds {kind}), not a run folder; choose another --out")
     store = open_store(cfg.data)
     for split in ("train", "val", "test"):
         store.check(split=split)
@@ -322,8 +322,10 @@ def main(argv=None) -> int:
     except errors.Terminated:
         close_progress_bars()
         if d is None or d.is_main:
-            print(f"error: terminated (SIGTERM: a time limit, preemption or a kill); {cfg.out} keeps its last "
-                  "checkpoint: continue with --resume", file=sys.stderr, flush=True)
+            kept = (f"; {cfg.out} keeps its last checkpoint: continue with --resume"
+                    if (Path(cfg.out) / "checkpoints" / "last.pt").exists() else "")
+            print(f"error: terminated (SIGTERM: a time limit, preemption or a kill){kept}", file=sys.stderr,
+                  flush=True)
         return 143
     except KeyboardInterrupt:
         close_progress_bars()

@@ -115,3 +115,7 @@ def test_a_command_exits_with_its_code_its_output_flushed_and_its_heap_frozen():
             "sys.stdout.write('said'); exit_process(3)")
     res = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert (res.returncode, res.stdout) == (3, "said frozen\n"), res.stderr
+    # started with stdout closed (sys.stdout is None): the code still comes through, with no traceback
+    closed = subprocess.run(["bash", "-c", '"$0" -c "from maize_ddp.process_exit import exit_process; '
+                             'exit_process(0)" >&-', sys.executable], capture_output=True, text=True, timeout=120)
+    assert (closed.returncode, closed.stderr) == (0, "")

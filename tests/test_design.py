@@ -211,6 +211,9 @@ def test_table_columns_and_best_designs():
     assert lines[0].split("\t") == ["id", "round", "rank", "sequence", "target0", "target1", "score", "objective",
                                     "n_mutations", "mutations"]
     assert [line.split("\t")[0] for line in lines[1:]] == ["p1"] * 3 + ["p2"] * 3
+    named = design.designs_table(designs, ["leaf", "root"]).splitlines()[0].split("\t")
+    clash = design.designs_table(designs, ["score", "root"]).splitlines()[0].split("\t")  # a column of the table's own
+    assert named[4:6] == ["leaf", "root"] and clash[4:6] == ["target0", "target1"]
     assert [(d.id, d.round) for d in design.best_designs(designs)] == [("p1", 2), ("p2", 2)]
 
 

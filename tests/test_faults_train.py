@@ -340,7 +340,7 @@ def test_train_out_into_another_store_is_refused_and_the_store_left_alone(world,
     before = contents()
     res = in_process("train", "--data", world["zarr"], "--out", other, *FAST)
     assert res.returncode == 1, res.stderr[-3000:]
-    one_error_line(res, other, "is another command's output (it holds manifest.json), not a run folder",
+    one_error_line(res, other, "is a WebDataset store (it holds manifest.json), not a run folder",
                    "choose another --out")
     assert contents() == before
 
@@ -438,10 +438,12 @@ def test_a_killed_torchrun_takes_its_ranks_with_it(world, tmp_path):
 
 
 def test_sigterm_stops_the_trainer_with_a_line_and_a_resumable_folder(world, tmp_path):
-    """SLURM's time limit sends SIGTERM: the trainer says so, releases its lock, exit 143."""
+    """SLURM's time limit sends SIGTERM: the trainer says so, and that its last checkpoint is there
+    to resume, releases its lock, exit 143."""
     out = tmp_path / "run"
     proc = endless_trainer(world, out)
     try:
+        wait_for(lambda: (out / "checkpoints" / "last.pt").exists(), proc)
         proc.send_signal(signal.SIGTERM)
         _, err = proc.communicate(timeout=120)
     finally:

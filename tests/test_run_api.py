@@ -130,7 +130,8 @@ def test_a_path_or_a_typo_is_never_read_as_a_sequence_of_ns(trained):
     with pytest.raises(RunInputError, match="sequence 1 .* is not A, C, G, T and N: 'U' at position 4"):
         run.codes(["ACGT" * 30, "ACGU" * 30])
     # a long typo is a sequence, not a file name the OS refuses; nor is a short one a missing file
-    for typo, where in (("ACGT" * 100 + "X" + "ACGT" * 100, "'X' at position 401"), ("ACGTR", "'R' at position 5")):
+    for typo, where in (("ACGT" * 100 + "X" + "ACGT" * 100, "'X' at position 401"), ("ACGTR", "'R' at position 5"),
+                        ("ACGT" * 100 + "." + "ACGT", "'.' at position 401")):  # no file name is 405 long
         with pytest.raises(RunInputError, match=f"is neither a file nor a sequence: {where} is not A, C, G, T or N"):
             run.predict(typo)
     with pytest.raises(Exception, match="missing.fa: no such store"):  # a name with a '.' is a file

@@ -81,6 +81,8 @@ def test_rows_arrive_as_codes_labels_and_ids(tmp_path, name, sep):
         assert info.meta.origin["generator"] == "convert.table_to_npz"
         assert target_names(info.meta.origin, 2) == ["act0", "act1"]  # what a run trained on it calls its targets
     assert target_names(info.meta.origin, 3) == ["target0", "target1", "target2"]  # names that do not fit: numbered
+    for names in (["a", "a"], ["a", "b\tc"], ["a", ""]):  # repeated, or no header could hold them
+        assert target_names({"targets": names}, 2) == ["target0", "target1"]
 
 
 def test_splits_by_hash_are_seeded_and_independent_of_row_order(tmp_path):

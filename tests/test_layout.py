@@ -29,6 +29,16 @@ def test_no_command_imports_another_and_the_library_never_imports_convert():
             assert not others, f"{path.name} imports the command(s) {sorted(others)}"
 
 
+def test_every_command_ends_through_exit_process():
+    """A command's `__main__` ends through maize_ddp.process_exit (its heap frozen, not collected)."""
+    commands = [p for root in (PACKAGE, PACKAGE.parent / "convert") for p in root.rglob("*.py")
+                if '__name__ == "__main__"' in p.read_text()]
+    assert len(commands) >= 15  # the commands of maize_ddp/cli.py
+    for path in commands:
+        main_block = path.read_text().split('if __name__ == "__main__":')[1]
+        assert "exit_process(" in main_block or "run()" in main_block, path
+
+
 def test_the_checker_sees_imports_inside_functions(tmp_path):
     f = tmp_path / "x.py"
     f.write_text("def f():\n    from maize_ddp.evaluate import main\n    from maize_ddp import predict\n")

@@ -37,8 +37,9 @@ class ReportError(errors.Error, ValueError):
     pass
 
 
-def read_run(run: Path) -> tuple[str, list[str], np.ndarray, np.ndarray]:
-    """(task, ids, true [N, T], predicted [N, T]) of a finished run's test report."""
+def read_run(run: Path) -> tuple[str, list[str], np.ndarray, np.ndarray, list[str]]:
+    """(task, ids, true [N, T], predicted [N, T], the table's names of those columns) of a finished
+    run's test report."""
     metrics, table = run / "test_metrics.json", run / "test_predictions.tsv"
     for path in (metrics, table):
         if not path.is_file():
@@ -64,7 +65,7 @@ def read_run(run: Path) -> tuple[str, list[str], np.ndarray, np.ndarray]:
         ids.append(fields[0])
     values = np.array(values, dtype=np.float64).reshape(len(ids), len(header) - 2)
     t = len(true)
-    return task, ids, values[:, :t], values[:, t:]
+    return task, ids, values[:, :t], values[:, t:], header[2:]
 
 
 def fold_metrics(task: str, y: np.ndarray, pred: np.ndarray) -> dict:
@@ -79,11 +80,12 @@ def fold_metrics(task: str, y: np.ndarray, pred: np.ndarray) -> dict:
 
 def gather(runs: list[Path]) -> tuple[str, list[dict], dict, dict]:
     """(task, per-fold rows, pooled row, pooled arrays)."""
-    folds, tasks, seen = [], set(), {}
+    folds, tasks, seen, headers = [], set(), {}, set()
     all_ids, all_y, all_p, fold_of = [], [], [], []
     for run in runs:
-        task, ids, y, pred = read_run(run)
+        task, ids, y, pred, columns = read_run(run)
         tasks.add(task)
+        headers.add(tuple(columns))
         for i in ids:
             if i in seen:
                 raise ReportError(f"{run}: test row {i!r} is also a test row of {seen[i]}; folds must not overlap")
@@ -97,9 +99,11 @@ def gather(runs: list[Path]) -> tuple[str, list[dict], dict, dict]:
         raise ReportError(f"the runs mix tasks ({', '.join(sorted(tasks))}); report one task at a time")
     if len({y.shape[1] for y in all_y}) > 1:
         raise ReportError("the runs have different numbers of targets")
+    if len(headers) > 1:
+        raise ReportError(f"the runs name their targets differently ({'; '.join(' '.join(h) for h in sorted(headers))})")
     y, pred = np.concatenate(all_y), np.concatenate(all_p)
     pooled = {"fold": "pooled", **fold_metrics(task, y, pred)}
-    return task, folds, pooled, {"ids": all_ids, "fold": fold_of, "y": y, "pred": pred}
+    return task, folds, pooled, {"ids": all_ids, "fold": fold_of, "y": y, "pred": pred, "columns": columns}
 
 
 def spread(task: str, folds: list[dict]) -> list[dict]:
@@ -130,12 +134,10 @@ def tables(task: str, rows: list[dict]) -> tuple[str, str]:
     return tsv, "\n".join(md) + "\n"
 
 
-def predictions(task: str, pooled: dict) -> str:
+def predictions(pooled: dict) -> str:
+    """cv_predictions.tsv: id, fold, then the runs' own true and predicted columns."""
     y, pred = pooled["y"], pooled["pred"]
-    name = "probability" if task == "classification" else "predicted"
-    t = y.shape[1]
-    cols = ["true", name] if t == 1 else [f"true_{i}" for i in range(t)] + [f"{name}_{i}" for i in range(t)]
-    lines = ["id\tfold\t" + "\t".join(cols)]
+    lines = ["id\tfold\t" + "\t".join(pooled["columns"])]
     lines += ["\t".join([i, f] + [f"{v:.9g}" for v in yt] + [f"{v:.9g}" for v in pt])
               for i, f, yt, pt in zip(pooled["ids"], pooled["fold"], y, pred)]
     return "\n".join(lines) + "\n"
@@ -182,7 +184,7 @@ def main(argv=None) -> int:
         rows = [*folds, pooled_row, *spread(task, folds)]
         out.mkdir(parents=True, exist_ok=True)
         tsv, md = tables(task, rows)
-        atomic_write_text(out / "cv_predictions.tsv", predictions(task, pooled))
+        atomic_write_text(out / "cv_predictions.tsv", predictions(pooled))
         figure(out / "cv.png", task, pooled_row, pooled)
         atomic_write_text(out / "cv_metrics.md", md)
         atomic_write_text(out / "cv_metrics.tsv", tsv)  # last: the report is complete

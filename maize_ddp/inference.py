@@ -24,6 +24,16 @@ def task_of(state: dict) -> str:
 
 
 
+def target_columns(kind: str, origin: dict | None, num_targets: int) -> list[str]:
+    """A predictions table's columns of one kind (true, predicted, probability): `kind` for one
+    target, else kind_NAME for each, NAME as the dataset recorded it (true_leaf), else its index."""
+    from maize_ddp.origin import target_names
+
+    if num_targets == 1:
+        return [kind]
+    return [f"{kind}_{name}" for name in target_names(origin, num_targets, unnamed="{}")]
+
+
 def output_name(task: str) -> str:
     """The predictions column: a regression's value, a classification's probability of class 1."""
     return "probability" if task == "classification" else "predicted"

@@ -55,16 +55,16 @@ def target_index(origin: dict | None, num_targets: int, target, flag: str = "tar
     raise ConfigError(f"{flag} {target!r}: the model has {num_targets} target(s): {shown}")
 
 
-def target_names(origin: dict | None, num_targets: int) -> list[str]:
+def target_names(origin: dict | None, num_targets: int, unnamed: str = "target{}") -> list[str]:
     """The targets' names as the dataset's converter recorded them (its label columns), else
-    target0, target1, ..."""
+    `unnamed` with each index: target0, target1, ..."""
     names = (origin or {}).get("targets") if isinstance(origin, dict) else None
     if isinstance(names, list) and len(names) == num_targets:
         names = [str(n) for n in names]
         # a table's header names them: each once, and none that would break a TSV of predictions
         if len(set(names)) == len(names) and all(n and not any(c in n for c in "\t\n\r") for n in names):
             return names
-    return [f"target{i}" for i in range(num_targets)]
+    return [unnamed.format(i) for i in range(num_targets)]
 
 
 def geometry(origin: dict | None) -> dict | None:

@@ -29,7 +29,7 @@ from maize_ddp.inputs import kind_of, npz_batches, open_rows, rows_with_ids, seq
 from maize_ddp.process_exit import exit_process
 from maize_ddp.sequences import ALIGNMENTS
 from maize_ddp.report import predict_batches, predictions_table
-from maize_ddp.inference import Predictor, output_name, probabilities, task_of, trained_align
+from maize_ddp.inference import Predictor, output_name, probabilities, target_columns, task_of, trained_align
 
 HEADERS = ("id\t", "row\t", "file\trow\t")  # how a predictions table starts (now, and before row ids)
 
@@ -65,12 +65,10 @@ def check_out(out: Path, overwrite: bool, data: Path | None = None) -> None:
 
 
 def write_predictions(fh, predictor: Predictor, batches, leading: tuple[str, ...], task: str,
-                      num_targets: int) -> int:
+                      num_targets: int, origin: dict | None = None) -> int:
     """Predict batch by batch, writing `leading` columns (the first is the id) and the
     predictions as each batch comes: the input is never held whole. Returns the row count."""
-    t = num_targets
-    name = output_name(task)
-    header = "\t".join(leading) + "\t" + (name if t == 1 else "\t".join(f"{name}_{i}" for i in range(t)))
+    header = "\t".join([*leading, *target_columns(output_name(task), origin, num_targets)])
     fh.write((header + "\n").encode())
     n = 0
     for rows, pred in predictor.batches(progress.bar(batches, desc="predicting", unit="batches")):
@@ -83,7 +81,7 @@ def write_predictions(fh, predictor: Predictor, batches, leading: tuple[str, ...
 
 
 def predict_store(predictor: Predictor, data: str, split: str, batch_size: int, task: str,
-                  shape: tuple[int, int]) -> str:
+                  shape: tuple[int, int], origin: dict | None = None) -> str:
     from maize_ddp.data import make_loader, open_store, read_ids
 
     info = open_store(data)
@@ -95,7 +93,7 @@ def predict_store(predictor: Predictor, data: str, split: str, batch_size: int, 
     rows, y, pred = rows[order], y[order], pred[order]
     if task == "classification":
         pred = probabilities(pred)
-    return predictions_table(read_ids(info, split)[rows], rows, y, pred, output_name(task))
+    return predictions_table(read_ids(info, split)[rows], rows, y, pred, output_name(task), origin)
 
 
 def chosen_rows(a, seq_len: int, align: str | None) -> list:
@@ -138,13 +136,14 @@ def predict(a) -> str:
     state = load(a.checkpoint)
     predictor = Predictor.of_checkpoint(state, device, a.checkpoint, a.trust_model_code, a.amp, a.rc_average)
     task, (seq_len, num_targets) = task_of(state), models.io_shape(state)
+    origin = (state.get("store") or {}).get("origin")  # the run's data: its targets' names
     if a.ids:
         batches, leading = chosen_rows(a, seq_len, trained_align(state)), ("id",)
 
         def write(fh) -> int:
-            return write_predictions(fh, predictor, batches, leading, task, num_targets)
+            return write_predictions(fh, predictor, batches, leading, task, num_targets, origin)
     elif kind_of(a.data) == "store":
-        text = predict_store(predictor, str(a.data), a.split, a.batch_size, task, (seq_len, num_targets))
+        text = predict_store(predictor, str(a.data), a.split, a.batch_size, task, (seq_len, num_targets), origin)
 
         def write(fh) -> int:
             fh.write(text.encode())
@@ -158,7 +157,7 @@ def predict(a) -> str:
             leading = ("id",)
 
         def write(fh) -> int:
-            return write_predictions(fh, predictor, batches, leading, task, num_targets)
+            return write_predictions(fh, predictor, batches, leading, task, num_targets, origin)
     a.out.parent.mkdir(parents=True, exist_ok=True)
     written = []
     atomic_write(a.out, lambda fh: written.append(write(fh)))

@@ -18,7 +18,7 @@ import numpy as np
 
 from maize_ddp import distributed, errors, plots, progress
 from maize_ddp.checkpoint import atomic_write_text
-from maize_ddp.inference import Predictor, probabilities
+from maize_ddp.inference import Predictor, probabilities, target_columns
 from maize_ddp.data import read_ids
 from maize_ddp.metrics import RegressionMoments, bce_with_logits, binary_summary, merge_all, not_binary
 
@@ -104,7 +104,7 @@ def test_report(d, predictor: Predictor, loader, out_dir: Path, split="test", ex
                           .format(int(rows[int(np.argmax(bad))])))
     ids = read_ids(loader.info, split)  # first: a damaged id file must fail before any file is written
     if task == "classification":
-        return classification_report(out_dir, split, ids[rows], rows, y, pred, rc_average, loader.info.path, extra)
+        return classification_report(out_dir, split, ids[rows], rows, y, pred, rc_average, loader.info, extra)
     summary = moments.summary()
     from scipy import stats  # here: its import costs every rank ~0.5 s, and only the report needs it
 
@@ -116,17 +116,18 @@ def test_report(d, predictor: Predictor, loader, out_dir: Path, split="test", ex
     prefix = "test" if split == "test" else split
     # rows run 0..n-1, so ids[rows] is ids: the table joins to genes by id. The metrics file, which
     # says the report is complete, is written last.
-    atomic_write_text(out_dir / f"{prefix}_predictions.tsv", predictions_table(ids[rows], rows, y, pred))
+    atomic_write_text(out_dir / f"{prefix}_predictions.tsv",
+                      predictions_table(ids[rows], rows, y, pred, origin=_origin_of(loader.info)))
     plots.scatter(out_dir / ("scatter.png" if split == "test" else f"scatter_{split}.png"),
                   y[:, 0], pred[:, 0], summary["per_target"]["pearson"][0], summary["per_target"]["r2"][0], split)
     atomic_write_text(out_dir / f"{prefix}_metrics.json", json.dumps(report, indent=2) + "\n")
     return report
 
 
-def classification_report(out_dir, split, ids, rows, y, logits, rc_average, where, extra) -> dict:
+def classification_report(out_dir, split, ids, rows, y, logits, rc_average, info, extra) -> dict:
     """Accuracy and auROC on the probabilities exactly as the predictions table holds them, the
     table, and the ROC curve; the metrics file, which says the report is complete, comes last."""
-    check_binary(y, where, split)
+    check_binary(y, info.path, split)
     prob = probabilities(logits)
     summary = binary_summary(y, prob)
     report = {"split": split, "task": "classification", "n": summary["n"], "accuracy": summary["accuracy"],
@@ -134,11 +135,18 @@ def classification_report(out_dir, split, ids, rows, y, logits, rc_average, wher
               "rc_average": rc_average, "per_target": summary["per_target"], **(extra or {})}
     out_dir = Path(out_dir)
     prefix = "test" if split == "test" else split
-    atomic_write_text(out_dir / f"{prefix}_predictions.tsv", predictions_table(ids, rows, y, prob, "probability"))
+    atomic_write_text(out_dir / f"{prefix}_predictions.tsv",
+                      predictions_table(ids, rows, y, prob, "probability", _origin_of(info)))
     plots.roc(out_dir / ("roc.png" if split == "test" else f"roc_{split}.png"), y[:, 0], prob[:, 0],
               summary["per_target"]["auroc"][0], split)
     atomic_write_text(out_dir / f"{prefix}_metrics.json", json.dumps(report, indent=2) + "\n")
     return report
+
+
+def _origin_of(info) -> dict | None:
+    """The store's origin (maize_ddp.origin), None where it recorded none."""
+    origin = getattr(getattr(info, "meta", None), "origin", None)
+    return origin if isinstance(origin, dict) else None
 
 
 def describe_report(split: str, report: dict) -> str:
@@ -150,11 +158,11 @@ def describe_report(split: str, report: dict) -> str:
             f"r2 {report['r2']:.4f}  mse {report['mse']:.4f}")
 
 
-def predictions_table(ids, rows, y, pred, output: str = "predicted") -> str:
+def predictions_table(ids, rows, y, pred, output: str = "predicted", origin: dict | None = None) -> str:
     """TSV: id, row in the split, then true and predicted value(s) per target (`output` names the
-    predicted column: "probability" for a classification run)."""
+    predicted column: "probability" for a classification run; `origin`, the store's, the targets)."""
     t = y.shape[1]
-    cols = ["true", output] if t == 1 else [f"true_{i}" for i in range(t)] + [f"{output}_{i}" for i in range(t)]
+    cols = target_columns("true", origin, t) + target_columns(output, origin, t)
     lines = ["id\trow\t" + "\t".join(cols)]
     lines += ["\t".join([i, str(r)] + [f"{v:.9g}" for v in yt] + [f"{v:.9g}" for v in pt])
               for i, r, yt, pt in zip(ids.tolist(), rows.tolist(), y, pred)]

@@ -234,3 +234,37 @@ def read_table_of_store(root, tmp_path):
     out = tmp_path / "store.tsv"
     assert run("maize_ddp.predict", root / "run", "--data", root / "lib.zarr", "--out", out).returncode == 0
     return read_table(out)
+
+
+def test_several_targets_are_named_after_the_tables_label_columns_in_every_output(world, tmp_path):
+    """A table's label columns name the targets through the store and the run: the test report,
+    predict on a store and on a table, and a cross-validation report all say true_leaf, not true_0."""
+    rows = [{**r, "leaf": r["activity"], "root": f"{-float(r['activity']):.5f}"} for r in world["rows"]]
+    table = tmp_path / "two.tsv"
+    with open(table, "w", newline="") as fh:
+        w = csv.DictWriter(fh, fieldnames=["name", "sequence", "leaf", "root"], delimiter="\t", extrasaction="ignore")
+        w.writeheader()
+        w.writerows(rows)
+    convert_table(table, tmp_path / "npz", seq_col="sequence", label_cols=["leaf", "root"], id_col="name")
+    npz_to_zarr.convert(tmp_path / "npz", tmp_path / "two.zarr")
+    res = run("maize_ddp.train", "--data", tmp_path / "two.zarr", "--out", tmp_path / "run", "--epochs", "1",
+              "--warmup-steps", "2", "--bn-recalibration-batches", "2", *SMALL_MODEL)
+    assert res.returncode == 0, res.stderr[-3000:]
+    named = ["true_leaf", "true_root", "predicted_leaf", "predicted_root"]
+    header = (tmp_path / "run" / "test_predictions.tsv").read_text().splitlines()[0].split("\t")
+    assert header == ["id", "row", *named]
+    assert run("maize_ddp.predict", tmp_path / "run", "--data", tmp_path / "two.zarr", "--out",
+               tmp_path / "s.tsv").returncode == 0
+    assert (tmp_path / "s.tsv").read_text().splitlines()[0].split("\t") == ["id", "row", *named]
+    assert run("maize_ddp.predict", tmp_path / "run", "--data", table, "--seq-col", "sequence", "--id-col", "name",
+               "--out", tmp_path / "t.tsv").returncode == 0
+    assert (tmp_path / "t.tsv").read_text().splitlines()[0].split("\t") == ["id", *named[2:]]
+    assert run("maize_ddp.cv_report", tmp_path / "run", "--out", tmp_path / "cv").returncode == 0
+    assert (tmp_path / "cv" / "cv_predictions.tsv").read_text().splitlines()[0].split("\t") == ["id", "fold", *named]
+
+
+def test_targets_without_recorded_names_are_numbered():
+    from maize_ddp.report import predictions_table
+
+    text = predictions_table(np.array(["a"]), np.array([0]), np.zeros((1, 2)), np.ones((1, 2)))
+    assert text.splitlines()[0].split("\t") == ["id", "row", "true_0", "true_1", "predicted_0", "predicted_1"]

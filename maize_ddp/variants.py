@@ -33,7 +33,7 @@ from maize_ddp.checkpoint import atomic_write_text, load, temp_path
 from maize_ddp.codes import ascii_to_codes, codes_to_ascii
 from maize_ddp.chrom_names import ChromNames, read_map
 from maize_ddp.arguments import add_run_settings, count, positive_int
-from maize_ddp.inference import Predictor
+from maize_ddp.inference import Predictor, target_columns
 from maize_ddp.origin import geometry as origin_geometry
 from maize_ddp.process_exit import exit_process
 from maize_ddp.vcf import Site, VcfError, read_sites, symbolic
@@ -158,12 +158,11 @@ class Scorer:
         self.ref_pred.clear()  # memory bounded by one chromosome's genes
 
 
-def header(num_targets: int) -> str:
+def header(num_targets: int, origin: dict | None = None) -> str:
+    """The table's header: with several targets a column of each value per target, named as the
+    run's data named them (delta_leaf), else numbered (delta_0)."""
     cols = ["id", "chrom", "pos", "variant", "ref", "alt", "strand", "region", "window_pos"]
-    if num_targets == 1:
-        cols += ["ref_pred", "alt_pred", "delta"]
-    else:
-        cols += [f"{w}_{t}" for w in ("ref_pred", "alt_pred", "delta") for t in range(num_targets)]
+    cols += [c for w in ("ref_pred", "alt_pred", "delta") for c in target_columns(w, origin, num_targets)]
     return "\t".join(cols) + "\n"
 
 
@@ -185,7 +184,7 @@ class Genome:
         return self.codes
 
 
-def score_vcf(a, predictor: Predictor, geometry, edge, out_file, num_targets: int) -> Summary:
+def score_vcf(a, predictor: Predictor, geometry, edge, out_file, num_targets: int, origin=None) -> Summary:
     from maize_ddp.gff import read_genes
     from maize_ddp.variant_windows import alt_window, ref_window, window_position
 
@@ -198,7 +197,7 @@ def score_vcf(a, predictor: Predictor, geometry, edge, out_file, num_targets: in
     names = ChromNames(set(by_chrom), a.fasta, read_map(a.chrom_map) if a.chrom_map else None, where=str(a.gff))
     genome = Genome(a.fasta)
     scorer = Scorer(predictor, a.batch_size, out_file.write)
-    out_file.write(header(num_targets))
+    out_file.write(header(num_targets, origin))
     current = None
     for site in progress.bar(read_sites(a.vcf), desc=f"scoring {a.vcf.name}", unit="lines"):
         if isinstance(site, VcfError):
@@ -394,7 +393,8 @@ def score_variants(predictor: Predictor, state: dict, where, vcf, fasta, gff, ou
     tmp = temp_path(a.out)
     try:
         with open(tmp, "w") as fh:  # streamed: memory does not grow with the VCF
-            summary = score_vcf(a, predictor, geometry, edge, fh, models.io_shape(state)[1])
+            summary = score_vcf(a, predictor, geometry, edge, fh, models.io_shape(state)[1],
+                                (state.get("store") or {}).get("origin"))
         doc = {"generator": "maize_ddp.variants", "checkpoint": str(a.checkpoint), "vcf": str(a.vcf),
                "fasta": str(a.fasta), "gff": str(a.gff), "geometry": geometry.__dict__, "edge": edge,
                "rc_average": predictor.rc_average, **summary.__dict__}

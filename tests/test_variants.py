@@ -393,3 +393,13 @@ def test_the_api_scores_variants_as_the_command_does(built, tmp_path):
     summary = run.score_variants(path, built["root"] / "genome.fa", built["root"] / "genes.gff3", tmp_path / "api.tsv")
     assert summary.scored_rows == len(table(by_cli)) >= 2
     assert table(tmp_path / "api.tsv") == table(by_cli)
+
+
+def test_several_targets_get_a_column_of_each_value_named_after_them():
+    from maize_ddp.variants import header
+
+    fixed = "id\tchrom\tpos\tvariant\tref\talt\tstrand\tregion\twindow_pos\t"
+    assert header(1) == fixed + "ref_pred\talt_pred\tdelta\n"
+    assert header(2, {"generator": "convert.genome_to_npz", "settings": {}, "targets": ["leaf", "root"]}) == fixed + (
+        "ref_pred_leaf\tref_pred_root\talt_pred_leaf\talt_pred_root\tdelta_leaf\tdelta_root\n")
+    assert header(2).endswith("\tdelta_0\tdelta_1\n")  # no names recorded: numbered

@@ -153,9 +153,14 @@ def model_from_checkpoint(state: dict, device, where="checkpoint", trust_code: b
 
 
 
+def recorded_origin(state: dict) -> dict | None:
+    """The origin (maize_ddp.origin) of the store a checkpoint was trained on, as it recorded it."""
+    return (state.get("store") or {}).get("origin")
+
+
 def trained_align(state: dict) -> str | None:
     """How the run's training sequences were fitted to length (convert.table_to_npz --align),
     when its store recorded it: predictions then see sequences fitted the same way."""
-    origin = (state.get("store") or {}).get("origin") or {}
+    origin = recorded_origin(state) or {}
     return (origin.get("settings") or {}).get("align")
 

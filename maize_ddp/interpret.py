@@ -33,7 +33,7 @@ from maize_ddp import attribution, distributed, models, progress
 from maize_ddp.checkpoint import checkpoint_file, load
 from maize_ddp.codes import ALPHABET, codes_to_ascii
 from maize_ddp.arguments import add_run_settings, count, positive_int
-from maize_ddp.inference import Predictor, trained_align
+from maize_ddp.inference import Predictor, recorded_origin, trained_align
 from maize_ddp.inputs import InputError, RowSource, open_rows, rows_with_ids, split_holding
 from maize_ddp.origin import landmarks, target_index
 from maize_ddp.process_exit import exit_process
@@ -202,7 +202,7 @@ def run(a, d) -> dict | None:
     state = load(a.checkpoint)
     predictor = Predictor.of_checkpoint(state, d.device, a.checkpoint, a.trust_model_code, a.amp, a.rc_average)
     seq_len, num_targets = models.io_shape(state)
-    a.target = target_index((state.get("store") or {}).get("origin"), num_targets, a.target, "--target")
+    a.target = target_index(recorded_origin(state), num_targets, a.target, "--target")
     a.batch_size = a.batch_size or attribution.ism_batch(d.device)
     methods = list(attribution.METHODS) if a.method == "both" else [a.method]
     def say(line):

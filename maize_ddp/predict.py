@@ -29,7 +29,8 @@ from maize_ddp.inputs import kind_of, npz_batches, open_rows, rows_with_ids, seq
 from maize_ddp.process_exit import exit_process
 from maize_ddp.sequences import ALIGNMENTS
 from maize_ddp.report import predict_batches, predictions_table
-from maize_ddp.inference import Predictor, output_name, probabilities, target_columns, task_of, trained_align
+from maize_ddp.inference import (Predictor, output_name, probabilities, recorded_origin, target_columns, task_of,
+                                 trained_align)
 
 HEADERS = ("id\t", "row\t", "file\trow\t")  # how a predictions table starts (now, and before row ids)
 
@@ -136,7 +137,7 @@ def predict(a) -> str:
     state = load(a.checkpoint)
     predictor = Predictor.of_checkpoint(state, device, a.checkpoint, a.trust_model_code, a.amp, a.rc_average)
     task, (seq_len, num_targets) = task_of(state), models.io_shape(state)
-    origin = (state.get("store") or {}).get("origin")  # the run's data: its targets' names
+    origin = recorded_origin(state)  # the run's data: its targets' names
     if a.ids:
         batches, leading = chosen_rows(a, seq_len, trained_align(state)), ("id",)
 

@@ -27,7 +27,7 @@ import torch
 
 from maize_ddp import attribution, checkpoint, errors, models
 from maize_ddp.codes import ascii_to_codes, onehot_to_codes
-from maize_ddp.inference import Predictor, task_of, trained_align
+from maize_ddp.inference import Predictor, recorded_origin, task_of, trained_align
 from maize_ddp.sequences import fit_length
 
 
@@ -98,7 +98,7 @@ class Run:
         seq_len, num_targets = models.io_shape(state)
         return cls(model=predictor.model, path=file, task=task_of(state), seq_len=seq_len, num_targets=num_targets,
                    amp=predictor.amp, rc_average=predictor.rc_average, align=trained_align(state),
-                   origin=(state.get("store") or {}).get("origin"), config=state["config"], device=device)
+                   origin=recorded_origin(state), config=state["config"], device=device)
 
     @property
     def target_names(self) -> list[str]:

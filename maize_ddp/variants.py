@@ -33,7 +33,7 @@ from maize_ddp.checkpoint import atomic_write_text, load, temp_path
 from maize_ddp.codes import ascii_to_codes, codes_to_ascii
 from maize_ddp.chrom_names import ChromNames, read_map
 from maize_ddp.arguments import add_run_settings, count, positive_int
-from maize_ddp.inference import Predictor, target_columns
+from maize_ddp.inference import Predictor, recorded_origin, target_columns
 from maize_ddp.origin import geometry as origin_geometry
 from maize_ddp.process_exit import exit_process
 from maize_ddp.vcf import Site, VcfError, read_sites, symbolic
@@ -54,7 +54,7 @@ def run_geometry(state: dict, where) -> tuple:
     its store's origin, else the store at the run's `data` path; an error when neither has one."""
     from maize_ddp.genome_windows import WindowGeometry
 
-    origin = (state.get("store") or {}).get("origin")
+    origin = recorded_origin(state)
     if origin_geometry(origin) is None:
         data = state.get("config", {}).get("data")
         origin = None
@@ -394,7 +394,7 @@ def score_variants(predictor: Predictor, state: dict, where, vcf, fasta, gff, ou
     try:
         with open(tmp, "w") as fh:  # streamed: memory does not grow with the VCF
             summary = score_vcf(a, predictor, geometry, edge, fh, models.io_shape(state)[1],
-                                (state.get("store") or {}).get("origin"))
+                                recorded_origin(state))
         doc = {"generator": "maize_ddp.variants", "checkpoint": str(a.checkpoint), "vcf": str(a.vcf),
                "fasta": str(a.fasta), "gff": str(a.gff), "geometry": geometry.__dict__, "edge": edge,
                "rc_average": predictor.rc_average, **summary.__dict__}
